@@ -1,0 +1,130 @@
+"""Where bytes live: a local folder or any fsspec URL, with atomic writes.
+
+Both the data index and the store write through a Location so that the same code serves a local
+folder, `s3://bucket/prefix` and `hf://...`. Writes are atomic: on a local disk we write a temporary
+file, fsync it and rename it into place; on an object store a single PUT is already atomic (readers
+see the old object or the new one, never half).
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+
+from data_index.errors import ZooError
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder on some filesystem: `fs` is the fsspec filesystem, `root` the folder in it."""
+
+    fs: fsspec.AbstractFileSystem
+    root: str
+    url: str
+
+    @property
+    def is_local(self) -> bool:
+        return "file" in _protocols(self.fs)
+
+    def path(self, *parts: str) -> str:
+        for part in parts:
+            if part.startswith("/") or ".." in part.split("/"):
+                raise ZooError(f"refusing path {part!r}: it leaves the store folder {self.url}")
+        return "/".join([self.root.rstrip("/"), *[p.strip("/") for p in parts if p]])
+
+    def child(self, *parts: str) -> "Location":
+        joined = "/".join(p.strip("/") for p in parts)
+        return Location(self.fs, self.path(*parts), self.url.rstrip("/") + "/" + joined)
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.exists(self.path(*parts))
+
+    def read_bytes(self, *parts: str) -> bytes:
+        target = self.path(*parts)
+        try:
+            return self.fs.cat_file(target)
+        except FileNotFoundError:
+            raise ZooError(f"missing file {target} in {self.url}") from None
+
+    def write_atomic(self, relpath: str, data: bytes) -> None:
+        """Write `data` so that readers see either nothing/old bytes or all of the new bytes."""
+        target = self.path(relpath)
+        if self.is_local:
+            folder = os.path.dirname(target)
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}")
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        else:
+            self.fs.pipe_file(target, data)
+
+    def create_exclusive(self, relpath: str, data: bytes) -> bool:
+        """Create `relpath` only if absent; False when it already exists (a lock taken by another)."""
+        target = self.path(relpath)
+        if self.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            try:
+                fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            return True
+        if self.fs.exists(target):
+            return False
+        self.fs.pipe_file(target, data)
+        return True
+
+    def list(self, *parts: str) -> list[str]:
+        """Names directly inside a folder, sorted; [] when the folder does not exist."""
+        folder = self.path(*parts)
+        try:
+            entries = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return []
+        names = sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries})
+        return [n for n in names if not n.startswith(".tmp-")]
+
+    def remove(self, relpath: str) -> None:
+        target = self.path(relpath)
+        if self.fs.exists(target):
+            self.fs.rm(target, recursive=True)
+
+    def local_path(self, *parts: str) -> Path:
+        """The path on this machine; only for local locations (memory-mapping needs one)."""
+        if not self.is_local:
+            raise ZooError(f"{self.url} is not a local folder")
+        return Path(self.path(*parts))
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+def open_location(url: str | os.PathLike, **storage_options) -> Location:
+    """Open a local path or fsspec URL (`s3://b/p`, `hf://datasets/x/y`, `memory://p`)."""
+    text = os.fspath(url)
+    if "://" not in text:
+        path = os.path.abspath(os.path.expanduser(text))
+        return Location(fsspec.filesystem("file"), path, path)
+    protocol = text.split("://", 1)[0]
+    try:
+        fs, root = fsspec.core.url_to_fs(text, **storage_options)
+    except ImportError as exc:
+        hint = " (pip install 'model-zoo[s3]')" if protocol in ("s3", "s3a") else ""
+        raise ZooError(f"cannot open {text}: support for {protocol}:// is not installed{hint}: {exc}") from None
+    except ValueError as exc:
+        raise ZooError(f"cannot open {text}: {exc}") from None
+    return Location(fs, root.rstrip("/"), text.rstrip("/"))

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: builds .venv (pinned CPU torch first, so no multi-GB CUDA
+# build is pulled in), installs the package with its dev extras, then runs the asked-for job.
+#   bash scripts/dev.sh test   -> the test suite
+#   bash scripts/dev.sh demo   -> train the tiny family, load a model, replay a step, print a summary
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job="${1:-test}"; shift || true
+venv=".venv"
+stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q "torch==2.13.0"
+    "$venv/bin/python" -m pip install -q -e ".[dev]"
+    touch "$stamp"
+fi
+export PATH="$PWD/$venv/bin:$PATH"
+case "$job" in
+    test) exec python -m pytest "$@" ;;
+    demo) exec python -m training.demo "$@" ;;
+    *) echo "usage: bash scripts/dev.sh test|demo [args]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,38 @@
+"""`zoo`: the command line. Each command group lives in its own module and registers here."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from data_index.errors import ZooError
+
+DESCRIPTION = """\
+Model Zoo: reproducible families of small transformers.
+
+The store is taken from --store, else the ZOO_STORE environment variable, else ./zoo-store.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ZooError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
