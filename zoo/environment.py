@@ -1,0 +1,64 @@
+"""The environment fingerprint: what, besides the manifest, decides the bits of a run.
+
+Same manifest + same fingerprint => bit-identical weights (the determinism contract). On CPU the
+thread count changes reductions (1 vs 2 threads differ within a few steps), so it is recorded and
+restored on resume and replay; on GPU deterministic algorithms are switched on and recorded.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+# Keys whose difference can change bits; the rest are recorded for the researcher's information.
+BIT_RELEVANT = ("torch", "device", "cpu_capability", "threads", "deterministic", "world_size", "machine")
+
+
+def fingerprint(device: torch.device | str = "cpu", *, world_size: int = 1) -> dict:
+    """Describe this process's numerics as a JSON-safe dict."""
+    device = torch.device(device)
+    import transformers  # deferred: only needed for the record
+
+    record = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "device": _device_name(device),
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "world_size": world_size,
+    }
+    if device.type == "cuda":
+        record["cuda"] = torch.version.cuda
+        record["cudnn"] = torch.backends.cudnn.version()
+    return record
+
+
+def differences(recorded: dict, current: dict) -> dict[str, tuple]:
+    """Bit-relevant keys whose values differ: {key: (recorded, current)}."""
+    return {
+        key: (recorded.get(key), current.get(key))
+        for key in BIT_RELEVANT
+        if recorded.get(key) != current.get(key)
+    }
+
+
+def apply(device: torch.device | str, *, threads: int | None) -> None:
+    """Put this process into the deterministic regime the fingerprint describes."""
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    if torch.device(device).type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type

@@ -1,0 +1,28 @@
+"""Capture and restore every RNG stream a training step can touch, as tensors (no pickle).
+
+Training draws only from torch's generators (the data order is a pure function and needs no state),
+so a keyframe holds the CPU generator state and, on GPU, each device's generator state.
+"""
+from __future__ import annotations
+
+import torch
+
+from zoo.seeds import derive_seed
+
+
+def seed_training_stream(seed: int) -> None:
+    """Seed the 'train' stream (dropout and any stochastic op) from the run's seed."""
+    torch.manual_seed(derive_seed("train", seed))
+
+
+def capture() -> dict:
+    state = {"torch_cpu": torch.get_rng_state().clone()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["torch_cuda"] = [s.clone() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore(state: dict) -> None:
+    torch.set_rng_state(state["torch_cpu"].to(torch.uint8))
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.to(torch.uint8) for s in state["torch_cuda"]])
