@@ -1,0 +1,237 @@
+"""The interpretability architecture: TransformerLens-style toy transformers as a transformers model.
+
+Pre-LayerNorm blocks, learned positional embeddings, separate q/k/v/o projections, and an MLP whose
+activation is GELU or SoLU (x * softmax(x), then a LayerNorm over the MLP width: Elhage et al. 2022,
+TransformerLens' `solu_ln`), or no MLP at all (`attn_only`). Registered with transformers' Auto
+classes under `model_type = "zoo-toy"` so a saved folder opens with `AutoModelForCausalLM` once
+`zoo` is imported. Deliberately small and readable: the eager attention below IS the computation an
+interpretability researcher reads, so there is no cache, no kernel dispatch, no dropout.
+
+Outputs follow transformers' conventions: `labels` -> shifted causal-LM loss (`loss_function`),
+`output_attentions` -> per-layer softmax patterns [batch, heads, query, key], `output_hidden_states`
+-> (embeddings, after block 1, ..., final LayerNorm of the last block's output).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PreTrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
+
+TOY_MODEL_TYPE = "zoo-toy"
+TOY_ACTIVATIONS = ("gelu", "solu")
+
+
+class ZooToyConfig(PreTrainedConfig):
+    """Shape and variant of a toy transformer (field names follow transformers' usual ones)."""
+
+    model_type = TOY_MODEL_TYPE
+
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 512
+    hidden_act: str = "gelu"
+    attn_only: bool = False
+    max_position_embeddings: int = 64
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = False
+    use_cache: bool = False
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    pad_token_id: int | None = None
+
+    def validate_architecture(self) -> None:
+        """Part of transformers' strict-config validation."""
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
+                             f"num_attention_heads {self.num_attention_heads}")
+        if self.hidden_act not in TOY_ACTIVATIONS:
+            raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {TOY_ACTIVATIONS}")
+
+
+class ZooToyAttention(nn.Module):
+    def __init__(self, config: ZooToyConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, seq, width = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        pattern = torch.softmax(scores, dim=-1)
+        out = torch.matmul(pattern, v).transpose(1, 2).reshape(batch, seq, width)
+        return self.o_proj(out), pattern
+
+
+class ZooToyMLP(nn.Module):
+    def __init__(self, config: ZooToyConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.solu = config.hidden_act == "solu"
+        # SoLU's LayerNorm keeps activations in range after the softmax sharpening (TransformerLens `ln`).
+        self.solu_norm = nn.LayerNorm(config.intermediate_size, eps=config.layer_norm_eps) if self.solu else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.up_proj(x)
+        if self.solu:
+            post = self.solu_norm(pre * torch.softmax(pre, dim=-1))
+        else:
+            post = nn.functional.gelu(pre)
+        return self.down_proj(post)
+
+
+class ZooToyBlock(nn.Module):
+    def __init__(self, config: ZooToyConfig):
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = ZooToyAttention(config)
+        self.ln_mlp = None if config.attn_only else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = None if config.attn_only else ZooToyMLP(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        attn_out, pattern = self.attn(self.ln_attn(x), mask)
+        x = x + attn_out
+        if self.mlp is not None:
+            x = x + self.mlp(self.ln_mlp(x))
+        return x, pattern
+
+
+class ZooToyPreTrainedModel(PreTrainedModel):
+    config_class = ZooToyConfig
+    config: ZooToyConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    _no_split_modules = ["ZooToyBlock"]
+    # transformers' default _init_weights does what we want: normal(0, initializer_range) for
+    # Linear/Embedding weights, zero biases, LayerNorm weight 1 / bias 0.
+
+
+class ZooToyModel(ZooToyPreTrainedModel):
+    """Embeddings + blocks + final LayerNorm; returns the residual stream."""
+
+    def __init__(self, config: ZooToyConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.layers = nn.ModuleList([ZooToyBlock(config) for _ in range(config.num_hidden_layers)])
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if output_attentions is None:
+            output_attentions = bool(getattr(self.config, "output_attentions", False))
+        if output_hidden_states is None:
+            output_hidden_states = bool(self.config.output_hidden_states)
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        batch, seq, _ = inputs_embeds.shape
+        if seq > self.config.max_position_embeddings:
+            raise ValueError(f"sequence length {seq} exceeds max_position_embeddings "
+                             f"{self.config.max_position_embeddings}")
+        if position_ids is None:
+            position_ids = torch.arange(seq, device=inputs_embeds.device).unsqueeze(0)
+        mask = torch.ones(seq, seq, dtype=torch.bool, device=inputs_embeds.device).tril()[None, None]
+        if attention_mask is not None:  # padding mask [batch, seq]: 1 = attend, 0 = padding
+            mask = mask & attention_mask.bool()[:, None, None, :]
+
+        x = inputs_embeds + self.embed_positions(position_ids)
+        hidden_states: list[torch.Tensor] = [x]
+        patterns: list[torch.Tensor] = []
+        for block in self.layers:
+            x, pattern = block(x, mask)
+            hidden_states.append(x)
+            patterns.append(pattern)
+        x = self.final_norm(x)
+        hidden_states[-1] = x  # transformers' convention: the last hidden state is post-final-norm
+        return BaseModelOutput(
+            last_hidden_state=x,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(patterns) if output_attentions else None,
+        )
+
+
+class ZooToyForCausalLM(ZooToyPreTrainedModel, GenerationMixin):
+    """ZooToyModel + an unembedding; `labels` gives the standard shifted next-token loss."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}  # only if config ties them
+
+    def __init__(self, config: ZooToyConfig):
+        super().__init__(config)
+        self.model = ZooToyModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CausalLMOutput | tuple:
+        kwargs.pop("use_cache", None)
+        kwargs.pop("cache", None)
+        kwargs.pop("past_key_values", None)
+        kwargs.pop("cache_position", None)
+        kwargs.pop("logits_to_keep", None)
+        out = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                         output_hidden_states=output_hidden_states)
+        logits = self.lm_head(out.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        result = CausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                attentions=out.attentions)
+        if return_dict is False or (return_dict is None and self.config.return_dict is False):
+            return result.to_tuple()
+        return result
+
+
+def register_toy_model() -> None:
+    """Make `AutoConfig` / `AutoModelForCausalLM` know "zoo-toy"; safe to call any number of times."""
+    AutoConfig.register(TOY_MODEL_TYPE, ZooToyConfig, exist_ok=True)
+    AutoModelForCausalLM.register(ZooToyConfig, ZooToyForCausalLM, exist_ok=True)
