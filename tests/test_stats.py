@@ -1,0 +1,262 @@
+"""zoo.stats: intervals over seeds, the Multi-Bootstrap, event timing."""
+import itertools
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy import stats as scipy_stats
+
+from data_index.errors import ZooError
+from zoo.stats import (event_step, event_timing, multi_bootstrap, seed_interval,
+                       seed_intervals)
+from zoo.stats.multi_bootstrap import _resample_means
+
+
+# ---------------------------------------------------------------- interval over seeds
+
+
+@pytest.mark.parametrize("method", ["percentile", "bca"])
+def test_seed_interval_agrees_with_scipy_within_monte_carlo_error(method):
+    values = np.random.default_rng(7).gamma(2.0, size=15)  # skewed, so BCa != percentile
+    ours = seed_interval(values, method=method, n_resamples=20_000, rng_seed=123)
+    theirs = scipy_stats.bootstrap((values,), np.mean, method=method.upper() if method == "bca"
+                                   else method, n_resamples=20_000, rng=np.random.default_rng(9))
+    # Different random streams: the end points differ only by Monte-Carlo error, which for a
+    # 2.5% quantile of 20k resamples is ~0.02 bootstrap standard errors; allow 0.15.
+    tolerance = 0.15 * theirs.standard_error
+    assert ours.mean == pytest.approx(values.mean())
+    assert abs(ours.low - theirs.confidence_interval.low) < tolerance
+    assert abs(ours.high - theirs.confidence_interval.high) < tolerance
+    assert ours.n_seeds == 15 and ours.method == method
+
+
+def test_bca_differs_from_percentile_on_skewed_data():
+    values = np.random.default_rng(7).gamma(0.5, size=10)
+    percentile = seed_interval(values, method="percentile")
+    bca = seed_interval(values, method="bca")
+    assert (bca.low, bca.high) != (percentile.low, percentile.high)
+
+
+def test_same_rng_seed_same_interval_and_other_seed_differs():
+    values = [1.0, 2.5, 2.0, 4.0, 3.3]
+    assert seed_interval(values, rng_seed=5) == seed_interval(values, rng_seed=5)
+    assert seed_interval(values, rng_seed=5) != seed_interval(values, rng_seed=6)
+
+
+def test_single_seed_explains_why_no_interval():
+    with pytest.raises(ZooError, match=r"at least 2 seeds, got 1 .*every resample is that same"):
+        seed_interval([3.2], seeds=[4])
+    table = {"step": [0, 0, 10], "seed": [1, 2, 1], "value": [1.0, 2.0, 3.0]}
+    with pytest.raises(ZooError, match=r"at least 2 seeds.*step\(s\) \[10\]"):
+        seed_intervals(table)
+
+
+def test_nan_is_reported_never_dropped_silently():
+    with pytest.raises(ZooError, match=r"1 value\(s\) are NaN.*seed 7.*nan_policy='omit'"):
+        seed_interval([1.0, np.nan, 2.0], seeds=[3, 7, 9])
+    kept = seed_interval([1.0, np.nan, 2.0, 4.0], seeds=[3, 7, 9, 11], nan_policy="omit")
+    assert kept.omitted_seeds == (7,) and kept.n_seeds == 3
+    assert kept.mean == pytest.approx(7 / 3)
+    table = {"step": [0, 0, 0, 5, 5, 5], "seed": [1, 2, 3, 1, 2, 3],
+             "value": [1.0, 2.0, 3.0, 4.0, np.nan, 5.0]}
+    with pytest.raises(ZooError, match=r"step 5 seed 2"):
+        seed_intervals(table)
+    result = seed_intervals(table, nan_policy="omit")
+    assert result.omitted == ((5, 2),)
+    assert result.n_seeds.tolist() == [3, 2]
+
+
+def test_seed_intervals_per_step_matches_single_step_calls_and_arrow_output():
+    rng = np.random.default_rng(0)
+    steps, seeds = np.meshgrid([0, 1, 2, 4, 8], [11, 12, 13, 14], indexing="ij")
+    values = rng.normal(size=steps.shape) + steps
+    shuffled = rng.permutation(steps.size)  # row order of the input must not matter
+    table = pa.table({"step": steps.ravel()[shuffled], "seed": seeds.ravel()[shuffled],
+                      "loss": values.ravel()[shuffled]})
+    result = seed_intervals(table, value="loss", method="bca", n_resamples=2000, rng_seed=3)
+    assert result.steps.tolist() == [0, 1, 2, 4, 8]
+    for i in range(5):
+        single = seed_interval(values[i], method="bca", n_resamples=2000, rng_seed=3)
+        assert (result.means[i], result.lows[i], result.highs[i]) == pytest.approx(
+            (single.mean, single.low, single.high), abs=1e-12)
+    arrow = result.to_arrow()
+    assert arrow.column_names == ["step", "mean", "low", "high", "n_seeds"]
+    assert arrow.num_rows == 5
+
+
+def test_seed_intervals_bad_input_messages():
+    with pytest.raises(ZooError, match=r"no column 'value'.*step, seed, loss"):
+        seed_intervals({"step": [0], "seed": [1], "loss": [1.0]})
+    with pytest.raises(ZooError, match=r"duplicate \(step, seed\).*step 0 seed 1"):
+        seed_intervals({"step": [0, 0, 0], "seed": [1, 1, 2], "value": [1.0, 2.0, 3.0]})
+    with pytest.raises(ZooError, match=r"unknown interval method 'student'.*percentile, bca"):
+        seed_interval([1.0, 2.0], method="student")
+
+
+# ---------------------------------------------------------------- Multi-Bootstrap
+
+
+A = np.array([[1.0, 2.0], [3.0, 4.0]])
+B = np.array([[1.0, 2.0], [3.0, 8.0]])  # differs from A only at (seed 1, example 1), by +4
+
+
+def test_multi_bootstrap_enumerated_hand_case():
+    """2 seeds x 2 examples: pass all 4 x 4 equally likely resamples through the hook.
+
+    Hand calculation: delta* = mean over the resampled grid of (B - A) = Cs1 * Cx1 (counts of
+    seed 1 and example 1 in the draw, each 0/1/2 with probability 1/4, 1/2, 1/4). So
+    P(delta* <= 0) = 1 - (3/4)^2 = 7/16; sorted delta*: seven 0, four 1, four 2, one 4; quartiles
+    (numpy linear) 0 and 2; the mean of delta* is E[Cs1] E[Cx1] = 1 = mean(B) - mean(A).
+    """
+    draws = list(itertools.product([0, 1], repeat=2))
+    seed_idx = np.array([s for s, _ in itertools.product(draws, draws)])
+    example_idx = np.array([x for _, x in itertools.product(draws, draws)])
+    result = multi_bootstrap(A, B, paired=True, confidence=0.5,
+                             _resamples=(seed_idx, None, example_idx))
+    assert result.p_value == 7 / 16
+    assert (result.difference_low, result.difference_high) == (0.0, 2.0)
+    assert result.difference == 1.0
+    assert (result.mean_a, result.mean_b) == (2.5, 3.5)
+    assert result.n_resamples == 16
+
+
+def test_multi_bootstrap_unpaired_single_fixed_resample_by_hand():
+    # a draws seed 0 twice, b draws seed 1 twice, examples (1, 0):
+    # mean_a* = (2 + 1) / 2 = 1.5, mean_b* = (8 + 3) / 2 = 5.5, delta* = 4
+    hook = (np.array([[0, 0]]), np.array([[1, 1]]), np.array([[1, 0]]))
+    result = multi_bootstrap(A, B, paired=False, _resamples=hook)
+    assert (result.a_low, result.a_high) == (1.5, 1.5)
+    assert (result.b_low, result.b_high) == (5.5, 5.5)
+    assert (result.difference_low, result.p_value) == (4.0, 0.0)
+
+
+def test_weighted_resample_means_equal_naive_gather():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 7)), rng.normal(size=(4, 7))
+    idx_a, idx_b = rng.integers(0, 5, (50, 5)), rng.integers(0, 4, (50, 4))
+    idx_x = rng.integers(0, 7, (50, 7))
+    boot_a, boot_b = _resample_means(a, b, False, 50, None, (idx_a, idx_b, idx_x))
+    naive_a = [a[np.ix_(s, x)].mean() for s, x in zip(idx_a, idx_x)]
+    naive_b = [b[np.ix_(s, x)].mean() for s, x in zip(idx_b, idx_x)]
+    np.testing.assert_allclose(boot_a, naive_a, rtol=1e-12)
+    np.testing.assert_allclose(boot_b, naive_b, rtol=1e-12)
+
+
+def test_identical_arms_cover_zero_and_p_is_not_small():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(10, 200))
+    same = multi_bootstrap(a, a.copy(), paired=True, n_resamples=2000)
+    assert same.difference_low <= 0 <= same.difference_high and same.p_value > 0.5
+    # the same runs as two unpaired arms (seeds drawn independently): delta* is centred on 0
+    unpaired = multi_bootstrap(a, a[::-1].copy(), paired=False, n_resamples=2000)
+    assert unpaired.difference == pytest.approx(0.0, abs=1e-12)
+    assert unpaired.difference_low < 0 < unpaired.difference_high
+    assert 0.3 < unpaired.p_value < 0.7
+
+
+def test_clearly_better_arm_gets_small_p():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(10, 200))
+    b = a + 0.3 + 0.1 * rng.normal(size=a.shape)
+    result = multi_bootstrap(a, b, paired=True, n_resamples=2000)
+    assert result.p_value < 0.01 and result.difference_low > 0
+    reversed_ = multi_bootstrap(b, a, paired=True, n_resamples=2000)
+    assert reversed_.p_value > 0.99  # H0 mean_b - mean_a <= 0 is true here
+
+
+def test_single_arm_has_mean_and_interval_only():
+    a = np.random.default_rng(4).normal(size=(6, 50))
+    result = multi_bootstrap(a, n_resamples=1000)
+    assert result.a_low < result.mean_a < result.a_high
+    assert result.mean_b is None and result.p_value is None and result.difference is None
+
+
+def test_paired_mismatched_seeds_are_named():
+    a, b = np.zeros((3, 4)), np.zeros((3, 4))
+    with pytest.raises(ZooError, match=r"only in a: \[3\], only in b: \[5\]"):
+        multi_bootstrap(a, b, paired=True, seeds_a=[1, 2, 3], seeds_b=[1, 2, 5])
+    with pytest.raises(ZooError, match=r"a has 3 seed rows, b has 2"):
+        multi_bootstrap(a, b[:2], paired=True)
+    with pytest.raises(ZooError, match=r"say paired=True"):
+        multi_bootstrap(a, b)
+
+
+def test_paired_rows_are_matched_by_seed_label():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(4, 30))
+    b = a + 1.0
+    shuffled = multi_bootstrap(a, b[::-1], paired=True, seeds_a=[1, 2, 3, 4],
+                               seeds_b=[4, 3, 2, 1], n_resamples=500)
+    assert shuffled.difference_low == pytest.approx(1.0) == shuffled.difference_high
+
+
+def test_multi_bootstrap_single_seed_and_nan():
+    with pytest.raises(ZooError, match=r"at least 2 seeds, got 1 in arm a"):
+        multi_bootstrap(np.zeros((1, 5)))
+    a = np.arange(12, dtype=float).reshape(3, 4)
+    a[1, 2] = np.nan
+    with pytest.raises(ZooError, match=r"1 score\(s\) are NaN.*arm a seed 1 example 2"):
+        multi_bootstrap(a)
+    result = multi_bootstrap(a, nan_policy="omit", n_resamples=100)
+    assert result.omitted_examples == (2,) and result.n_examples == 3
+
+
+def test_multi_bootstrap_is_fast_and_reproducible():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(25, 1000)), rng.normal(size=(25, 1000))
+    start = time.perf_counter()
+    first = multi_bootstrap(a, b, paired=True, n_resamples=10_000, rng_seed=1)
+    elapsed = time.perf_counter() - start
+    assert first == multi_bootstrap(a, b, paired=True, n_resamples=10_000, rng_seed=1)
+    assert elapsed < 3.0, f"10k resamples of 25 seeds x 1000 examples took {elapsed:.2f}s"
+
+
+# ---------------------------------------------------------------- events
+
+
+STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
+
+
+def _bump(at: int, low: float = 3.0, high: float = 1.0) -> np.ndarray:
+    """A loss-like curve that falls from low to high between the stored step before `at` and `at`."""
+    return np.where(STEPS >= at, high, low) + 0.01 * np.log1p(STEPS)
+
+
+def test_event_step_on_known_curves():
+    curve = _bump(128)
+    assert event_step(STEPS, curve, kind="largest_jump", direction="below") == 128
+    assert event_step(STEPS, curve, threshold=2.0, direction="below") == 128
+    assert event_step(STEPS, -curve, threshold=-2.0, direction="above") == 128
+    assert event_step(STEPS, curve, threshold=0.5, direction="below") is None
+    assert event_step(STEPS[::-1], curve[::-1], kind="largest_jump", direction="below") == 128
+
+
+def test_event_step_bad_input():
+    with pytest.raises(ZooError, match=r"needs threshold"):
+        event_step(STEPS, _bump(4))
+    with pytest.raises(ZooError, match=r"unknown event kind 'bump'.*threshold, largest_jump"):
+        event_step(STEPS, _bump(4), kind="bump")
+    curve = _bump(4)
+    curve[3] = np.nan
+    with pytest.raises(ZooError, match=r"NaN or infinite value at step\(s\) \[4\]"):
+        event_step(STEPS, curve, threshold=1.0)
+
+
+def test_event_timing_across_seeds():
+    curves = np.stack([_bump(at) for at in (64, 128, 128, 256, 512)])
+    timing = event_timing(STEPS, curves, seeds=[1, 2, 3, 4, 5], kind="largest_jump",
+                          direction="below", n_resamples=2000)
+    assert timing.event_steps == (64, 128, 128, 256, 512)
+    assert (timing.median, timing.q1, timing.q3, timing.min, timing.max) == (128, 128, 256, 64, 512)
+    assert timing.mean == pytest.approx(217.6)
+    assert 64 <= timing.mean_low < timing.mean < timing.mean_high <= 512
+
+
+def test_event_timing_seed_without_event_is_reported():
+    curves = np.stack([_bump(64), _bump(128), np.full(len(STEPS), 3.0), _bump(256)])
+    with pytest.raises(ZooError, match=r"seed\(s\) \[7\] never show the event"):
+        event_timing(STEPS, curves, seeds=[5, 6, 7, 8], threshold=2.0, direction="below")
+    timing = event_timing(STEPS, curves, seeds=[5, 6, 7, 8], threshold=2.0, direction="below",
+                          no_event="omit", n_resamples=500)
+    assert timing.no_event_seeds == (7,) and timing.seeds == (5, 6, 8)

@@ -1,0 +1,192 @@
+"""The Multi-Bootstrap of MultiBERTs (Sellam et al., 2022, section 3): seeds AND examples.
+
+A score matrix [n_seeds, n_examples] (e.g. per-example loss of each seed's model) has two sources
+of randomness that a claim about the *training procedure* must average over: which runs we
+happened to train, and which evaluation examples we happened to draw. Each bootstrap resample
+draws seeds with replacement and examples with replacement and takes the mean over the resampled
+grid. Two arms:
+
+- paired: the same seeds exist in both arms (e.g. the same runs at two steps, or one intervention
+  applied to each seed); one seed draw and one example draw serve both arms.
+- unpaired: seeds are drawn independently per arm (different runs), examples are still shared.
+
+p-value (one-sided, H0: mean_b - mean_a <= 0), exactly as the paper's released code (report_ci):
+the fraction of resamples whose difference delta* = mean_b* - mean_a* is <= 0. A p-value of 0
+means fewer than 1 in n_resamples. Intervals are percentile intervals of the resamples, also as
+the paper; mean_a / mean_b / difference are the plug-in estimates on the full matrices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from data_index.errors import ZooError
+from zoo.stats._resample import (CHUNK_RESAMPLES, check_options, counts_from_indices,
+                                 draw_indices, too_few_seeds_error)
+
+
+@dataclass(frozen=True)
+class MultiBootstrapResult:
+    """Means of both arms, the difference b - a with its interval, and the one-sided p-value.
+
+    With b=None only the a fields are set (b fields, difference and p_value are None).
+    omitted_examples: example columns left out for NaN under nan_policy="omit".
+    """
+
+    mean_a: float
+    a_low: float
+    a_high: float
+    mean_b: float | None
+    b_low: float | None
+    b_high: float | None
+    difference: float | None
+    difference_low: float | None
+    difference_high: float | None
+    p_value: float | None
+    paired: bool | None
+    n_seeds_a: int
+    n_seeds_b: int | None
+    n_examples: int
+    confidence: float
+    n_resamples: int
+    rng_seed: int
+    omitted_examples: tuple = ()
+
+
+def _as_matrix(scores, arm: str) -> np.ndarray:
+    matrix = np.asarray(scores, dtype=np.float64)
+    if matrix.ndim != 2:
+        raise ZooError(f"arm {arm} must be a [n_seeds, n_examples] score matrix, got shape "
+                       f"{matrix.shape}")
+    if matrix.shape[1] < 1:
+        raise ZooError(f"arm {arm} has no examples (shape {matrix.shape})")
+    if matrix.shape[0] < 2:
+        raise too_few_seeds_error(matrix.shape[0], f"in arm {arm}")
+    return matrix
+
+
+def _seed_labels(labels: Sequence | None, n: int, arm: str) -> list:
+    if labels is None:
+        return list(range(n))
+    labels = list(labels)
+    if len(labels) != n:
+        raise ZooError(f"arm {arm} has {n} seed rows but {len(labels)} seed labels")
+    if len(set(labels)) != len(labels):
+        raise ZooError(f"arm {arm} repeats seed labels: {sorted(labels)}; one row per seed")
+    return labels
+
+
+def _align_paired(a, b, seeds_a, seeds_b) -> np.ndarray:
+    """Reorder b's rows to a's seed order; any difference in the seed sets is an error."""
+    only_a = [s for s in seeds_a if s not in set(seeds_b)]
+    only_b = [s for s in seeds_b if s not in set(seeds_a)]
+    if only_a or only_b:
+        raise ZooError(
+            f"paired comparison needs the same seeds in both arms; only in a: {only_a}, only in "
+            f"b: {only_b}. Restrict both arms to the common seeds, or use paired=False (seeds "
+            "then count as independent runs)"
+        )
+    position = {s: i for i, s in enumerate(seeds_b)}
+    return b[[position[s] for s in seeds_a]]
+
+
+def _drop_non_finite(arms: dict[str, np.ndarray], seeds: dict[str, list], nan_policy: str):
+    bad_cells = [(arm, seeds[arm][r], c) for arm, m in arms.items()
+                 for r, c in zip(*np.nonzero(~np.isfinite(m)))]
+    if not bad_cells:
+        return arms, ()
+    if nan_policy == "raise":
+        shown = ", ".join(f"arm {arm} seed {s} example {c}" for arm, s, c in bad_cells[:10])
+        more = f" and {len(bad_cells) - 10} more" if len(bad_cells) > 10 else ""
+        raise ZooError(
+            f"{len(bad_cells)} score(s) are NaN or infinite ({shown}{more}); they are never "
+            "dropped silently. Fix them, or pass nan_policy='omit' to leave out every example "
+            "column that has one (listed in the result's omitted_examples)"
+        )
+    bad_columns = sorted({int(c) for _, _, c in bad_cells})
+    keep = np.setdiff1d(np.arange(next(iter(arms.values())).shape[1]), bad_columns)
+    if len(keep) == 0:
+        raise ZooError("every example has a NaN or infinite score in some seed: nothing left")
+    return {arm: m[:, keep] for arm, m in arms.items()}, tuple(bad_columns)
+
+
+def _resample_means(a, b, paired, n_resamples, rng, resamples):
+    """Bootstrap means of each arm: arrays [n_resamples] (b's is None when b is None)."""
+    n_a, n_x = a.shape
+    n_b = None if b is None else b.shape[0]
+    if resamples is not None:  # a fixed index set (tests): (seed_idx_a, seed_idx_b, example_idx)
+        chunks = [resamples]
+    else:
+        chunks = []
+        for start in range(0, n_resamples, CHUNK_RESAMPLES):
+            size = min(CHUNK_RESAMPLES, n_resamples - start)
+            idx_a = draw_indices(rng, size, n_a)
+            idx_b = None if b is None or paired else draw_indices(rng, size, n_b)
+            chunks.append((idx_a, idx_b, draw_indices(rng, size, n_x)))
+    boot_a, boot_b = [], []
+    for idx_a, idx_b, idx_x in chunks:
+        example_counts = counts_from_indices(idx_x, n_x)
+        seed_counts_a = counts_from_indices(idx_a, n_a)
+        boot_a.append((seed_counts_a * (example_counts @ a.T)).sum(axis=1) / (n_a * n_x))
+        if b is not None:
+            seed_counts_b = seed_counts_a if paired else counts_from_indices(idx_b, n_b)
+            boot_b.append((seed_counts_b * (example_counts @ b.T)).sum(axis=1) / (n_b * n_x))
+    return np.concatenate(boot_a), (np.concatenate(boot_b) if b is not None else None)
+
+
+def multi_bootstrap(a, b=None, *, paired: bool | None = None, seeds_a: Sequence | None = None,
+                    seeds_b: Sequence | None = None, confidence: float = 0.95,
+                    n_resamples: int = 10_000, rng_seed: int = 0, nan_policy: str = "raise",
+                    _resamples: tuple | None = None) -> MultiBootstrapResult:
+    """Multi-Bootstrap over seeds and examples of one arm (b=None) or of the difference b - a.
+
+    a, b: [n_seeds, n_examples] per-seed, per-example scores; columns are the same examples in
+    both arms. paired must be stated when b is given. seeds_a / seeds_b: seed labels of the rows
+    (paired mode matches rows by label and names any seed missing from one arm; without labels,
+    row i of a is paired with row i of b). _resamples: private hook for tests, a tuple
+    (seed_indices_a [R, n_a], seed_indices_b [R, n_b] or None, example_indices [R, n_x]).
+    """
+    check_options(confidence=confidence, n_resamples=n_resamples, nan_policy=nan_policy)
+    a = _as_matrix(a, "a")
+    labels = {"a": _seed_labels(seeds_a, a.shape[0], "a")}
+    arms = {"a": a}
+    if b is not None:
+        if paired is None:
+            raise ZooError("say paired=True (the same seeds trained both arms; one seed draw "
+                           "serves both) or paired=False (independent runs per arm)")
+        b = _as_matrix(b, "b")
+        if b.shape[1] != a.shape[1]:
+            raise ZooError(f"both arms must score the same examples: a has {a.shape[1]} "
+                           f"columns, b has {b.shape[1]}")
+        labels["b"] = _seed_labels(seeds_b, b.shape[0], "b")
+        if paired:
+            if seeds_a is None and seeds_b is None and a.shape[0] != b.shape[0]:
+                raise ZooError(f"paired comparison needs the same seeds in both arms: a has "
+                               f"{a.shape[0]} seed rows, b has {b.shape[0]}; pass seeds_a/"
+                               "seeds_b to name them, or use paired=False")
+            b = _align_paired(a, b, labels["a"], labels["b"])
+            labels["b"] = labels["a"]
+        arms["b"] = b
+    arms, omitted = _drop_non_finite(arms, labels, nan_policy)
+    a, b = arms["a"], arms.get("b")
+    rng = np.random.default_rng(rng_seed)
+    boot_a, boot_b = _resample_means(a, b, bool(paired), n_resamples, rng, _resamples)
+    tail = (1 - confidence) / 2
+    a_low, a_high = np.quantile(boot_a, [tail, 1 - tail])
+    fields = dict(mean_a=float(a.mean()), a_low=float(a_low), a_high=float(a_high),
+                  mean_b=None, b_low=None, b_high=None, difference=None, difference_low=None,
+                  difference_high=None, p_value=None, paired=paired if b is not None else None,
+                  n_seeds_a=a.shape[0], n_seeds_b=None, n_examples=a.shape[1],
+                  confidence=confidence, n_resamples=len(boot_a), rng_seed=rng_seed,
+                  omitted_examples=omitted)
+    if b is not None:
+        deltas = boot_b - boot_a
+        b_low, b_high = np.quantile(boot_b, [tail, 1 - tail])
+        d_low, d_high = np.quantile(deltas, [tail, 1 - tail])
+        fields.update(mean_b=float(b.mean()), b_low=float(b_low), b_high=float(b_high),
+                      difference=float(b.mean() - a.mean()), difference_low=float(d_low),
+                      difference_high=float(d_high), p_value=float(np.mean(deltas <= 0)),
+                      n_seeds_b=b.shape[0])
+    return MultiBootstrapResult(**fields)

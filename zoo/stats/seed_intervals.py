@@ -1,0 +1,175 @@
+"""Mean and confidence interval over seeds: for one step, or for every step of a curve at once.
+
+The unit of resampling is the seed (a whole training run), because the question is "how much
+would this number move if we had trained other runs?" (MultiBERTs, PolyPythias). Examples inside
+a run are not resampled here; for that, use multi_bootstrap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from data_index.errors import ZooError
+from zoo.stats._resample import bootstrap_row_means, check_options, too_few_seeds_error
+
+_SHOWN = 10  # how many offending (step, seed) pairs an error message lists
+
+
+@dataclass(frozen=True)
+class SeedInterval:
+    """Mean over seeds with its bootstrap interval; omitted_seeds lists seeds left out for NaN."""
+
+    mean: float
+    low: float
+    high: float
+    n_seeds: int
+    confidence: float
+    method: str
+    n_resamples: int
+    rng_seed: int
+    omitted_seeds: tuple = ()
+
+
+@dataclass(frozen=True, eq=False)
+class SeedIntervals:
+    """Per-step mean and interval over seeds (arrays aligned with steps, ascending)."""
+
+    steps: np.ndarray
+    means: np.ndarray
+    lows: np.ndarray
+    highs: np.ndarray
+    n_seeds: np.ndarray
+    confidence: float
+    method: str
+    n_resamples: int
+    rng_seed: int
+    omitted: tuple = ()  # (step, seed) pairs left out under nan_policy="omit"
+
+    def to_arrow(self):
+        """The same numbers as a pyarrow Table (columns step, mean, low, high, n_seeds)."""
+        import pyarrow as pa
+
+        return pa.table({"step": self.steps, "mean": self.means, "low": self.lows,
+                         "high": self.highs, "n_seeds": self.n_seeds})
+
+
+def _describe(pairs: Sequence[tuple]) -> str:
+    shown = ", ".join(" ".join(f"{k} {v}" for k, v in pair) for pair in pairs[:_SHOWN])
+    more = f" and {len(pairs) - _SHOWN} more" if len(pairs) > _SHOWN else ""
+    return shown + more
+
+
+def _non_finite_error(pairs: Sequence[tuple]) -> ZooError:
+    return ZooError(
+        f"{len(pairs)} value(s) are NaN or infinite ({_describe(pairs)}); a NaN usually means a "
+        "diverged run or a failed evaluation, and dropping it silently would bias the mean toward "
+        "the runs that worked. Fix or remove those values, or pass nan_policy='omit' to leave them "
+        "out (the result then lists what was omitted)."
+    )
+
+
+def seed_interval(values: Sequence[float] | Mapping[Any, float] | np.ndarray, *,
+                  seeds: Sequence | None = None, confidence: float = 0.95,
+                  n_resamples: int = 10_000, rng_seed: int = 0, method: str = "percentile",
+                  nan_policy: str = "raise") -> SeedInterval:
+    """Mean over seeds of one number (e.g. the loss at one step) with a bootstrap interval.
+
+    values: one number per seed, or a mapping seed -> number. seeds: labels for error messages
+    and for omitted_seeds (default: positions). method: "percentile" or "bca" (same definitions
+    as scipy.stats.bootstrap). Resampling is reproducible from rng_seed.
+    """
+    check_options(confidence=confidence, n_resamples=n_resamples, method=method,
+                  nan_policy=nan_policy)
+    if isinstance(values, Mapping):
+        seeds = list(values.keys()) if seeds is None else seeds
+        values = list(values.values())
+    data = np.asarray(values, dtype=np.float64)
+    if data.ndim != 1:
+        raise ZooError(f"seed_interval takes one number per seed (a 1-D array), got shape "
+                       f"{data.shape}; for many steps at once use seed_intervals")
+    labels = list(range(len(data))) if seeds is None else list(seeds)
+    if len(labels) != len(data):
+        raise ZooError(f"got {len(data)} values but {len(labels)} seed labels; give one per value")
+    bad = ~np.isfinite(data)
+    omitted: tuple = ()
+    if bad.any():
+        pairs = [(("seed", labels[i]),) for i in np.flatnonzero(bad)]
+        if nan_policy == "raise":
+            raise _non_finite_error(pairs)
+        omitted = tuple(labels[i] for i in np.flatnonzero(bad))
+        data = data[~bad]
+        labels = [label for label, b in zip(labels, bad) if not b]
+    if len(data) < 2:
+        after = f"after omitting NaN seeds {list(omitted)}" if omitted else ""
+        raise too_few_seeds_error(len(data), after, labels)
+    mean, low, high = bootstrap_row_means(data[None, :], confidence=confidence,
+                                          n_resamples=n_resamples, rng_seed=rng_seed,
+                                          method=method)
+    return SeedInterval(mean=float(mean[0]), low=float(low[0]), high=float(high[0]),
+                        n_seeds=len(data), confidence=confidence, method=method,
+                        n_resamples=n_resamples, rng_seed=rng_seed, omitted_seeds=omitted)
+
+
+def _column(table: Any, name: str) -> np.ndarray:
+    if hasattr(table, "column_names"):  # pyarrow
+        names = list(table.column_names)
+    elif isinstance(table, Mapping):
+        names = list(table.keys())
+    elif hasattr(table, "columns"):  # pandas
+        names = list(table.columns)
+    else:
+        raise ZooError(f"expected a pyarrow Table, a pandas DataFrame or a dict of arrays, got "
+                       f"{type(table).__name__}")
+    if name not in names:
+        raise ZooError(f"no column {name!r} in the table; columns are: {', '.join(map(str, names))}")
+    column = table.column(name) if hasattr(table, "column_names") else table[name]
+    return np.asarray(column.to_numpy() if hasattr(column, "to_numpy") else column)
+
+
+def seed_intervals(table: Any, *, value: str = "value", step: str = "step", seed: str = "seed",
+                   confidence: float = 0.95, n_resamples: int = 10_000, rng_seed: int = 0,
+                   method: str = "percentile", nan_policy: str = "raise") -> SeedIntervals:
+    """Per-step mean and interval over seeds for a long table of (step, seed, value) rows.
+
+    table: a pyarrow Table, a pandas DataFrame, or a mapping of column name -> array. Steps with
+    the same number of seeds share the same resampled seed sets (seeds sorted within each step),
+    so the band of a curve is made of coherent whole-run resamples and costs one matrix product.
+    """
+    check_options(confidence=confidence, n_resamples=n_resamples, method=method,
+                  nan_policy=nan_policy)
+    steps, seeds = _column(table, step), _column(table, seed)
+    values = _column(table, value).astype(np.float64)
+    if len(values) == 0:
+        raise ZooError("the table is empty: no (step, seed, value) rows to summarise")
+    order = np.lexsort((seeds, steps))
+    steps, seeds, values = steps[order], seeds[order], values[order]
+    same = (steps[1:] == steps[:-1]) & (seeds[1:] == seeds[:-1])
+    if same.any():
+        pairs = [(("step", steps[i]), ("seed", seeds[i])) for i in np.flatnonzero(same)]
+        raise ZooError(f"{len(pairs)} duplicate (step, seed) rows ({_describe(pairs)}); each run "
+                       "must contribute one value per step — aggregate or deduplicate first")
+    bad = ~np.isfinite(values)
+    omitted: tuple = ()
+    if bad.any():
+        pairs = [(("step", steps[i]), ("seed", seeds[i])) for i in np.flatnonzero(bad)]
+        if nan_policy == "raise":
+            raise _non_finite_error(pairs)
+        omitted = tuple((steps[i].item(), seeds[i].item()) for i in np.flatnonzero(bad))
+        steps, seeds, values = steps[~bad], seeds[~bad], values[~bad]
+    unique_steps, starts, counts = np.unique(steps, return_index=True, return_counts=True)
+    if (counts < 2).any():
+        lonely = [s.item() for s in unique_steps[counts < 2]]
+        raise too_few_seeds_error(int(counts.min()), f"at step(s) {lonely[:_SHOWN]}")
+    means, lows, highs = (np.empty(len(unique_steps)) for _ in range(3))
+    for n in np.unique(counts):
+        rows = np.flatnonzero(counts == n)
+        data = values[starts[rows][:, None] + np.arange(n)[None, :]]
+        mean, low, high = bootstrap_row_means(data, confidence=confidence,
+                                              n_resamples=n_resamples, rng_seed=rng_seed,
+                                              method=method)
+        means[rows], lows[rows], highs[rows] = mean, low, high
+    return SeedIntervals(steps=unique_steps, means=means, lows=lows, highs=highs,
+                         n_seeds=counts, confidence=confidence, method=method,
+                         n_resamples=n_resamples, rng_seed=rng_seed, omitted=omitted)
