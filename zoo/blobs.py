@@ -1,0 +1,164 @@
+"""Content-addressed tensor blobs: stored once by the sha256 of their raw bytes, verified on every read.
+
+Layout: `blobs/<first two hex digits>/<sha256>` in the store, each file an encoded blob (see
+codec.py). The address is the hash of the RAW tensor bytes (not of the compressed file), so the
+same weights dedup across steps and runs whatever codec wrote them, and a reader can check that the
+bytes it decoded are exactly the bytes that were written. A tensor reference in a manifest is
+`{"blob": sha, "dtype": "float32", "shape": [..], "encoding": "bytegroup-zstd", "nbytes": n}`.
+
+Writes are atomic (Location.write_atomic), so a blob file is either absent or complete; a blob that
+already exists is not rewritten (dedup), only its modification time is refreshed on local disks so
+that `zoo gc`'s grace period protects it while the manifest that will reference it is being written.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from data_index.errors import IntegrityError, ZooError
+from data_index.fsio import Location
+from zoo import codec
+
+BLOB_FOLDER = "blobs"
+_DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2",
+                "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32", "uint64", "bool",
+                "complex64", "complex128")
+DTYPES: dict[str, torch.dtype] = {n: getattr(torch, n) for n in _DTYPE_NAMES if hasattr(torch, n)}
+_WORKERS = max(1, min(8, (os.cpu_count() or 1) * 2))  # hashing and zstd release the GIL
+
+
+def sha256_hex(raw: bytes | memoryview) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise ZooError(f"cannot store tensors of dtype {dtype}; supported: {', '.join(DTYPES)}")
+    return name
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The raw bytes of a tensor in row-major order (bf16 and friends go through a uint8 view)."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy().data
+
+
+def tensor_from_bytes(raw: bytearray, dtype_text: str, shape: list[int]) -> torch.Tensor:
+    if dtype_text not in DTYPES:
+        raise ZooError(f"stored dtype {dtype_text!r} is unknown to this version; supported: {', '.join(DTYPES)}")
+    dtype = DTYPES[dtype_text]
+    if len(raw) == 0:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(raw, dtype=torch.uint8).view(dtype).reshape(shape)
+
+
+class BlobStore:
+    """The `blobs/` folder of a store."""
+
+    def __init__(self, store_location: Location, *, level: int = codec.DEFAULT_LEVEL) -> None:
+        self.location = store_location
+        self.level = level
+
+    @staticmethod
+    def relpath(sha: str) -> str:
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ZooError(f"invalid blob id {sha!r}: expected 64 lower-case hex digits")
+        return f"{BLOB_FOLDER}/{sha[:2]}/{sha}"
+
+    def url(self, sha: str) -> str:
+        return f"{self.location.url}/{self.relpath(sha)}"
+
+    def has(self, sha: str) -> bool:
+        return self.location.exists(self.relpath(sha))
+
+    def list_all(self) -> list[str]:
+        return [sha for prefix in self.location.list(BLOB_FOLDER)
+                for sha in self.location.list(BLOB_FOLDER, prefix) if len(sha) == 64]
+
+    # --- writing -------------------------------------------------------------------------------
+    def put_tensor(self, tensor: torch.Tensor) -> dict:
+        """Store one tensor (once) and return its manifest reference."""
+        name = dtype_name(tensor.dtype)
+        raw = tensor_bytes(tensor)
+        sha = sha256_hex(raw)
+        relpath = self.relpath(sha)
+        if self.location.exists(relpath):
+            self._touch(relpath)
+        else:
+            self.location.write_atomic(relpath, codec.encode(raw, itemsize=tensor.element_size(),
+                                                             level=self.level))
+        return {"blob": sha, "dtype": name, "shape": list(tensor.shape),
+                "encoding": codec.BYTEGROUP_ZSTD, "nbytes": len(raw)}
+
+    def put_tensors(self, tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
+        """Store many tensors in parallel threads; returns name -> reference in the input order."""
+        for name, value in tensors.items():
+            if not isinstance(value, torch.Tensor):
+                raise ZooError(f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor")
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            refs = list(pool.map(self.put_tensor, tensors.values()))
+        return dict(zip(tensors.keys(), refs))
+
+    def write_encoded(self, sha: str, blob: bytes) -> None:
+        """Store an already-encoded blob (push/pull), after checking it decodes to `sha`."""
+        self.verify_encoded(sha, blob, what=f"incoming blob {sha}")
+        self.location.write_atomic(self.relpath(sha), blob)
+
+    def _touch(self, relpath: str) -> None:
+        if self.location.is_local:
+            try:
+                os.utime(self.location.path(relpath))
+            except OSError:
+                pass
+
+    # --- reading -------------------------------------------------------------------------------
+    def read_encoded(self, sha: str, *, what: str = "") -> bytes:
+        relpath = self.relpath(sha)
+        try:
+            return self.location.fs.cat_file(self.location.path(relpath))
+        except FileNotFoundError:
+            raise IntegrityError(f"{what + ': ' if what else ''}blob file {self.url(sha)} is missing"
+                                 f" (run `zoo verify`; `zoo pull` can restore it from another store)") from None
+
+    def verify_encoded(self, sha: str, blob: bytes, *, what: str = "", nbytes: int | None = None) -> bytearray:
+        """Decode and check size and hash; IntegrityError naming `what` and the file otherwise."""
+        prefix = f"{what + ': ' if what else ''}blob file {self.url(sha)}"
+        try:
+            raw = codec.decode(blob)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{prefix} is corrupt: {exc}") from None
+        if nbytes is not None and len(raw) != nbytes:
+            raise IntegrityError(f"{prefix} holds {len(raw)} bytes, the manifest says {nbytes}")
+        actual = sha256_hex(raw)
+        if actual != sha:
+            raise IntegrityError(f"{prefix} is corrupt: its bytes hash to {actual[:16]}…, not to its name")
+        return raw
+
+    def get_raw(self, sha: str, *, nbytes: int | None = None, what: str = "") -> bytearray:
+        return self.verify_encoded(sha, self.read_encoded(sha, what=what), what=what, nbytes=nbytes)
+
+    def get_tensor(self, ref: dict, *, what: str = "") -> torch.Tensor:
+        """Load one verified tensor from its manifest reference."""
+        try:
+            sha, dtype_text, shape, nbytes = ref["blob"], ref["dtype"], ref["shape"], ref["nbytes"]
+        except (KeyError, TypeError):
+            raise ZooError(f"{what}: malformed tensor reference {ref!r}") from None
+        raw = self.get_raw(sha, nbytes=nbytes, what=what)
+        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype_text].itemsize if dtype_text in DTYPES else None
+        if expected is not None and expected != len(raw):
+            raise IntegrityError(f"{what}: blob {sha} holds {len(raw)} bytes, shape {shape} of "
+                                 f"{dtype_text} needs {expected}")
+        return tensor_from_bytes(raw, dtype_text, shape)
+
+    def get_tensors(self, refs: dict[str, dict], *, what: str = "") -> dict[str, torch.Tensor]:
+        """Load many tensors in parallel; `what` is prefixed to each tensor's name in errors."""
+        def one(item: tuple[str, dict]) -> torch.Tensor:
+            return self.get_tensor(item[1], what=f"{what} tensor {item[0]!r}")
+
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            return dict(zip(refs.keys(), pool.map(one, refs.items())))
