@@ -1,0 +1,182 @@
+"""An append-safe table log in Parquet (zstd), made of immutable part files.
+
+Why parts: object stores cannot append, and a process killed mid-write must never damage rows that
+were already on record. Each flush writes the buffered rows as one new part file with
+`Location.write_atomic` (tmp + fsync + rename locally, one PUT on object stores), so a crash loses at
+most the rows not yet flushed.
+
+Part names are `part-{seq:08d}-{first:012d}-{last:012d}.parquet`: a sequence number (write order)
+and the first/last key in the part. `truncate_after(k)` (resuming from a keyframe at k) removes
+parts that start after k, newest first, then rewrites the one straddling k as a new file with the
+SAME sequence number and a smaller last key, and only then deletes the old one. A crash at any point
+leaves a readable log: a prefix of the old rows, or, when both versions of the straddling part
+exist, the reader takes the one with the smaller last key (the trimmed one). Keys must not decrease
+across appends, so truncation by key is truncation in time.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from data_index.errors import IntegrityError, ZooError
+from data_index.fsio import Location
+
+_PART = re.compile(r"^part-(\d{8})-(\d{12})-(\d{12})\.parquet$")
+
+
+@dataclass(frozen=True)
+class PartFile:
+    name: str
+    seq: int
+    first: int
+    last: int
+
+
+def list_parts(location: Location) -> list[PartFile]:
+    """The live part files in write order (a trimmed duplicate replaces its untrimmed twin)."""
+    by_seq: dict[int, PartFile] = {}
+    for name in location.list():
+        match = _PART.match(name)
+        if not match:
+            continue
+        part = PartFile(name, *(int(g) for g in match.groups()))
+        kept = by_seq.get(part.seq)
+        if kept is None or part.last < kept.last:
+            by_seq[part.seq] = part
+    return [by_seq[s] for s in sorted(by_seq)]
+
+
+class PartLog:
+    """Append rows (dict of equal-length columns); flushed every `flush_every` appends as a part."""
+
+    def __init__(self, location: Location, *, schema: pa.Schema, key: str = "step", flush_every: int = 64):
+        if key not in schema.names:
+            raise ZooError(f"key column {key!r} is not in the schema; columns: {schema.names}")
+        if flush_every <= 0:
+            raise ZooError(f"flush_every must be > 0, got {flush_every}")
+        self.location = location
+        self.schema = schema
+        self.key = key
+        self.flush_every = flush_every
+        self._buffer: list[pa.RecordBatch] = []
+        self._closed = False
+        parts = list_parts(location)
+        self._next_seq = parts[-1].seq + 1 if parts else 0
+        self._last_key: int | None = parts[-1].last if parts else None
+
+    @property
+    def last_key(self) -> int | None:
+        """The largest key appended so far (flushed or buffered), None for an empty log."""
+        return self._last_key
+
+    def append(self, rows: dict) -> None:
+        if self._closed:
+            raise ZooError(f"the log at {self.location.url} is closed")
+        try:
+            batch = pa.RecordBatch.from_pydict(dict(rows), schema=self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, TypeError) as exc:
+            raise ZooError(f"rows do not match the log schema {self.schema.names}: {exc}") from None
+        if batch.num_rows == 0:
+            return
+        keys = batch.column(self.key)
+        first, last = pc.min(keys).as_py(), pc.max(keys).as_py()
+        if self._last_key is not None and first < self._last_key:
+            raise ZooError(
+                f"{self.key} {first} comes after {self.key} {self._last_key} in {self.location.url}: "
+                f"keys must not decrease (to rewrite from a step, truncate_after it first)"
+            )
+        if not _non_decreasing(keys):
+            raise ZooError(f"{self.key} values within one append must not decrease")
+        self._last_key = last
+        self._buffer.append(batch)
+        if len(self._buffer) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered rows as one new part file (atomic); a no-op when nothing is buffered."""
+        if not self._buffer:
+            return
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        self._write_part(self._next_seq, table)
+        self._next_seq += 1
+        self._buffer = []
+
+    def close(self) -> None:
+        if not self._closed:
+            self.flush()
+            self._closed = True
+
+    def __enter__(self) -> "PartLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def read(self) -> pa.Table:
+        """Every flushed row, in write order; a truncated or corrupt part -> IntegrityError."""
+        tables = [self._read_part(part) for part in list_parts(self.location)]
+        if not tables:
+            return self.schema.empty_table()
+        return pa.concat_tables(tables)
+
+    def truncate_after(self, key_value: int) -> None:
+        """Drop every row with key > key_value, flushed or buffered (crash-safe, see module doc)."""
+        self._buffer = [b.filter(pc.less_equal(b.column(self.key), key_value)) for b in self._buffer]
+        self._buffer = [b for b in self._buffer if b.num_rows]
+        parts = list_parts(self.location)
+        for part in reversed(parts):
+            if part.first > key_value:
+                self._remove_all_versions(part.seq)
+        for part in parts:
+            if part.first <= key_value < part.last:
+                table = self._read_part(part)
+                kept = table.filter(pc.less_equal(table.column(self.key), key_value))
+                self._write_part(part.seq, kept)
+                self.location.remove(part.name)
+        remaining = list_parts(self.location)
+        buffered = [pc.max(b.column(self.key)).as_py() for b in self._buffer]
+        candidates = [p.last for p in remaining[-1:]] + buffered
+        self._last_key = max(candidates) if candidates else None
+        self._next_seq = max([p.seq + 1 for p in remaining[-1:]] + [self._next_seq])
+
+    def _remove_all_versions(self, seq: int) -> None:
+        for name in self.location.list():
+            match = _PART.match(name)
+            if match and int(match.group(1)) == seq:
+                self.location.remove(name)
+
+    def _write_part(self, seq: int, table: pa.Table) -> None:
+        keys = table.column(self.key)
+        first, last = pc.min(keys).as_py(), pc.max(keys).as_py()
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        self.location.write_atomic(f"part-{seq:08d}-{first:012d}-{last:012d}.parquet", sink.getvalue())
+
+    def _read_part(self, part: PartFile) -> pa.Table:
+        where = self.location.path(part.name)
+        data = self.location.read_bytes(part.name)
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise IntegrityError(f"part file {where} is truncated or corrupt ({len(data)} bytes): {exc}") from None
+        if table.schema.names != self.schema.names:
+            raise IntegrityError(f"part file {where} has columns {table.schema.names}, expected {self.schema.names}")
+        keys = table.column(self.key)
+        if table.num_rows == 0 or (
+            pc.min(keys).as_py() != part.first or pc.max(keys).as_py() != part.last
+        ):
+            raise IntegrityError(
+                f"part file {where} does not hold {self.key}s {part.first}..{part.last} as its name says"
+            )
+        return table.cast(self.schema)
+
+
+def _non_decreasing(values: pa.ChunkedArray | pa.Array) -> bool:
+    array = values.to_numpy(zero_copy_only=False) if hasattr(values, "to_numpy") else np.asarray(values)
+    return bool(np.all(array[1:] >= array[:-1]))

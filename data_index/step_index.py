@@ -1,0 +1,209 @@
+"""The per-step data index of a run: which sample sat at which position of every step's batch.
+
+Written while training through a PartLog (rows step, position, sample; Parquet + zstd; a crash
+loses at most the unflushed tail) with an `index.json` header naming the corpus fingerprint, the
+data seed, the batch size and the corpus size. It records what was actually consumed, and
+`verify()` checks it against the pure order function, so an index can never silently disagree with
+the data order (or point past the end of the corpus).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+
+from data_index.errors import IntegrityError, ZooError
+from data_index.fsio import Location
+from data_index.order import positions_to_samples
+from data_index.part_log import PartLog
+
+HEADER = "index.json"
+FORMAT = "zoo-step-index"
+SCHEMA = pa.schema([("step", pa.int64()), ("position", pa.int32()), ("sample", pa.int64())])
+
+
+def _read_header(location: Location) -> dict | None:
+    if not location.exists(HEADER):
+        return None
+    try:
+        header = json.loads(location.read_bytes(HEADER))
+    except ValueError as exc:
+        raise IntegrityError(f"{location.path(HEADER)} is not valid JSON: {exc}") from None
+    if header.get("format") != FORMAT:
+        raise IntegrityError(f"{location.path(HEADER)} is not a step index header (format {header.get('format')!r})")
+    return header
+
+
+class StepIndexWriter:
+    """Append each step's global batch; `after_step=k` resumes a run from its keyframe at step k."""
+
+    def __init__(
+        self,
+        location: Location,
+        *,
+        corpus_fingerprint: str,
+        data_seed: int,
+        batch_size: int,
+        n_samples: int,
+        flush_every: int = 64,
+        after_step: int | None = None,
+    ):
+        if batch_size <= 0 or n_samples <= 0:
+            raise ZooError(f"batch_size and n_samples must be > 0, got {batch_size} and {n_samples}")
+        if batch_size > n_samples:
+            raise ZooError(f"the corpus has {n_samples} samples, fewer than one batch of {batch_size}")
+        self.header = {
+            "format": FORMAT,
+            "version": 1,
+            "corpus_fingerprint": corpus_fingerprint,
+            "data_seed": int(data_seed),
+            "batch_size": int(batch_size),
+            "n_samples": int(n_samples),
+        }
+        existing = _read_header(location)
+        if existing is not None:
+            differing = [k for k, v in self.header.items() if existing.get(k) != v]
+            if differing:
+                detail = ", ".join(f"{k}: recorded {existing.get(k)!r}, now {self.header[k]!r}" for k in differing)
+                raise ZooError(f"the step index at {location.url} belongs to another run ({detail})")
+        else:
+            location.write_atomic(HEADER, json.dumps(self.header, indent=2).encode())
+        self.location = location
+        self.batch_size = int(batch_size)
+        self.n_samples = int(n_samples)
+        self._log = PartLog(location, schema=SCHEMA, key="step", flush_every=flush_every)
+        recorded = self._log.last_key
+        if after_step is None:
+            if recorded is not None:
+                raise ZooError(
+                    f"the step index at {location.url} already records steps up to {recorded}; "
+                    f"pass after_step=K to resume from a keyframe at step K"
+                )
+            self._last_step = 0
+        else:
+            if after_step < 0:
+                raise ZooError(f"after_step must be >= 0, got {after_step}")
+            if after_step > (recorded or 0):
+                raise ZooError(
+                    f"cannot resume the step index at {location.url} after step {after_step}: it records "
+                    f"steps only up to {recorded or 0} (flush the index whenever a keyframe is saved)"
+                )
+            self._log.truncate_after(after_step)
+            self._last_step = after_step
+        self._positions = np.arange(self.batch_size, dtype=np.int32)
+
+    @property
+    def last_step(self) -> int:
+        return self._last_step
+
+    def append(self, step: int, sample_ids: np.ndarray) -> None:
+        if step != self._last_step + 1:
+            raise ZooError(f"step index expects step {self._last_step + 1} next, got step {step}")
+        ids = np.asarray(sample_ids, dtype=np.int64)
+        if ids.shape != (self.batch_size,):
+            raise ZooError(f"step {step}: expected {self.batch_size} sample ids, got shape {ids.shape}")
+        if ids.min() < 0 or ids.max() >= self.n_samples:
+            raise ZooError(f"step {step}: sample ids must lie in 0..{self.n_samples - 1}")
+        self._log.append({"step": np.full(self.batch_size, step, dtype=np.int64), "position": self._positions, "sample": ids})
+        self._last_step = step
+
+    def flush(self) -> None:
+        self._log.flush()
+
+    def close(self) -> None:
+        self._log.close()
+
+    def __enter__(self) -> "StepIndexWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class StepIndex:
+    """A recorded index, read whole into memory (8 bytes per sample id): batch_ids, steps_of, verify."""
+
+    def __init__(self, location: Location, header: dict, samples: np.ndarray, first_step: int):
+        self.location = location
+        self.corpus_fingerprint: str = header["corpus_fingerprint"]
+        self.data_seed: int = header["data_seed"]
+        self.batch_size: int = header["batch_size"]
+        self.n_samples: int = header["n_samples"]
+        self.first_step = first_step
+        self.last_step = first_step + len(samples) // self.batch_size - 1
+        self._samples = samples
+        self._sorted_rows: np.ndarray | None = None
+        self._sorted_samples: np.ndarray | None = None
+
+    @classmethod
+    def open(cls, location: Location) -> "StepIndex":
+        header = _read_header(location)
+        if header is None:
+            raise ZooError(f"no step index at {location.url} (missing {HEADER})")
+        table = PartLog(location, schema=SCHEMA, key="step").read()
+        batch = header["batch_size"]
+        steps = table.column("step").to_numpy()
+        positions = table.column("position").to_numpy()
+        samples = np.ascontiguousarray(table.column("sample").to_numpy(), dtype=np.int64)
+        if len(steps) == 0:
+            return cls(location, header, samples, first_step=1)
+        first = int(steps[0])
+        n_steps = len(steps) // batch
+        expected_steps = np.repeat(np.arange(first, first + n_steps, dtype=np.int64), batch)
+        if len(steps) % batch or not np.array_equal(steps, expected_steps):
+            bad = _first_mismatch(steps, expected_steps)
+            raise IntegrityError(f"step index at {location.url} is not contiguous: row {bad} breaks steps of {batch} rows")
+        if not np.array_equal(positions, np.tile(np.arange(batch, dtype=positions.dtype), n_steps)):
+            raise IntegrityError(f"step index at {location.url} has positions out of order")
+        if samples.min() < 0 or samples.max() >= header["n_samples"]:
+            raise IntegrityError(f"step index at {location.url} points outside the corpus of {header['n_samples']} samples")
+        return cls(location, header, samples, first_step=first)
+
+    @property
+    def n_steps(self) -> int:
+        return self.last_step - self.first_step + 1
+
+    def _range_text(self) -> str:
+        return "no steps" if self.n_steps <= 0 else f"steps {self.first_step}..{self.last_step}"
+
+    def batch_ids(self, step: int) -> np.ndarray:
+        if not self.first_step <= step <= self.last_step:
+            raise ZooError(f"step {step} is not in the data index at {self.location.url}: it records {self._range_text()}")
+        row = (step - self.first_step) * self.batch_size
+        return self._samples[row : row + self.batch_size].copy()
+
+    def steps_of(self, sample_id: int) -> list[tuple[int, int]]:
+        """(step, position) of every time `sample_id` was in a batch, sorted; [] if never."""
+        if not 0 <= sample_id < self.n_samples:
+            raise ZooError(f"sample {sample_id} is outside the corpus: valid ids 0..{self.n_samples - 1}")
+        if self._sorted_rows is None:
+            self._sorted_rows = np.argsort(self._samples, kind="stable")
+            self._sorted_samples = self._samples[self._sorted_rows]
+        lo, hi = np.searchsorted(self._sorted_samples, [sample_id, sample_id + 1])
+        rows = self._sorted_rows[lo:hi]
+        return [(int(self.first_step + r // self.batch_size), int(r % self.batch_size)) for r in rows]
+
+    def verify(self) -> None:
+        """Every recorded step against global_batch(); IntegrityError naming the first bad step."""
+        if self.n_steps <= 0:
+            return
+        start = (self.first_step - 1) * self.batch_size
+        positions = np.arange(start, start + len(self._samples), dtype=np.int64)
+        expected = positions_to_samples(positions, data_seed=self.data_seed, n_samples=self.n_samples)
+        bad = _first_mismatch(self._samples, expected)
+        if bad is not None:
+            step = self.first_step + bad // self.batch_size
+            raise IntegrityError(
+                f"step {step} of the data index at {self.location.url} differs from the data order "
+                f"(data_seed {self.data_seed}, batch {self.batch_size}, {self.n_samples} samples): "
+                f"position {bad % self.batch_size} holds sample {self._samples[bad]}, the order gives {expected[bad]}"
+            )
+
+
+def _first_mismatch(a: np.ndarray, b: np.ndarray) -> int | None:
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(a[:n] != b[:n])
+    if len(diff):
+        return int(diff[0])
+    return None if len(a) == len(b) else n
