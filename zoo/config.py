@@ -331,7 +331,11 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             return None
         non_null = [o for o in options if o is not type(None)]
         if len(non_null) == 1:
-            return _convert(non_null[0], value, path)
+            try:
+                return _convert(non_null[0], value, path)
+            except ZooError as err:
+                if not str(err).startswith(f"{where}: must be {_type_name(non_null[0])}, got"):
+                    raise
         raise _fail(where, f"must be {_type_name(tp)}, got {_describe(value)}")
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(tp, value, path)
