@@ -1,4 +1,5 @@
 """Manifests: the built-ins validate, and every bad input gets a message naming the file and key."""
+
 from __future__ import annotations
 
 import pytest
@@ -57,22 +58,48 @@ def test_base_manifest_resolves_defaults_and_seed_grid(tmp_path):
     assert family.optimizer.lr == 1e-3  # YAML reads "1e-3" as a string; numbers are accepted
     assert family.precision == "fp32" and family.checkpoints.log_spaced_until == 512
     first = family.sizes[0]
-    assert (first.mlp_width, first.context, first.activation, first.attn_only) == (128, 16, "gelu", False)
-    assert [(s.seed, s.init_seed, s.data_seed) for s in family.seeds] == [(1, 1, 1), (2, 2, 2), (3, 1, 3), (4, 4, 2)]
+    assert (first.mlp_width, first.context, first.activation, first.attn_only) == (
+        128,
+        16,
+        "gelu",
+        False,
+    )
+    assert [(s.seed, s.init_seed, s.data_seed) for s in family.seeds] == [
+        (1, 1, 1),
+        (2, 2, 2),
+        (3, 1, 3),
+        (4, 4, 2),
+    ]
 
 
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
         ("steps: 10", "steps: 10\nsteps_total: 5", ["steps_total", "unknown key"]),
-        ("optimizer: {lr: 1e-3, ", "optimizer: {lrr: 1e-3, ", ["optimizer.lrr", "did you mean 'lr'", "valid keys"]),
-        ("optimizer: {lr: 1e-3,", "optimizer: {lr: fast,", ["optimizer.lr: must be a number, got 'fast'"]),
+        (
+            "optimizer: {lr: 1e-3, ",
+            "optimizer: {lrr: 1e-3, ",
+            ["optimizer.lrr", "did you mean 'lr'", "valid keys"],
+        ),
+        (
+            "optimizer: {lr: 1e-3,",
+            "optimizer: {lr: fast,",
+            ["optimizer.lr: must be a number, got 'fast'"],
+        ),
         ("batch_size: 4", "batch_size: four", ["batch_size: must be an integer, got 'four'"]),
         ("batch_size: 4", "batch_size: true", ["batch_size: must be an integer, got True"]),
         ("layers: 1,", "layers: 1.5,", ["sizes[0].layers: must be an integer"]),
         ("betas: [0.9, 0.95]", "betas: [0.9]", ["optimizer.betas: must be a list of 2 items"]),
-        ("architecture: toy", "architecture: gpt5", ["unknown architecture 'gpt5'", *ARCHITECTURES]),
-        ("width: 32, heads: 4, activation", "width: 30, heads: 4, activation", ["2l32", "width 30 is not divisible by heads 4"]),
+        (
+            "architecture: toy",
+            "architecture: gpt5",
+            ["unknown architecture 'gpt5'", *ARCHITECTURES],
+        ),
+        (
+            "width: 32, heads: 4, activation",
+            "width: 30, heads: 4, activation",
+            ["2l32", "width 30 is not divisible by heads 4"],
+        ),
         ("batch_size: 4", "batch_size: 0", ["batch_size: must be > 0, got 0"]),
         ("steps: 10", "steps: -5", ["steps: must be > 0, got -5"]),
         ("steps: 10", "steps: 10\nprecision: fp8", ["unknown precision 'fp8'", "fp32", "bf16"]),
@@ -80,10 +107,22 @@ def test_base_manifest_resolves_defaults_and_seed_grid(tmp_path):
         ("family: fam", "family: fam\nfamily: other", ["duplicate key 'family'", "line 2"]),
         ("family: fam\n", "", ["family: is required"]),
         ("activation: solu", "activation: relu", ["2l32", "activation 'relu'", "gelu, solu"]),
-        ("architecture: toy", "architecture: llama", ["activation 'solu' is not available for architecture llama"]),
+        (
+            "architecture: toy",
+            "architecture: llama",
+            ["activation 'solu' is not available for architecture llama"],
+        ),
         ("name: 1l32,", "name: 1L-32,", ["size name must match"]),
-        ("seq_len: 16}", "seq_len: 16, tokenizer: 5}", ["data.tokenizer: must be a string or null, got 5"]),
-        ("steps: 10", "steps: 10\nschedule: {kind: linear}", ["unknown schedule 'linear'", "cosine, constant"]),
+        (
+            "seq_len: 16}",
+            "seq_len: 16, tokenizer: 5}",
+            ["data.tokenizer: must be a string or null, got 5"],
+        ),
+        (
+            "steps: 10",
+            "steps: 10\nschedule: {kind: linear}",
+            ["unknown schedule 'linear'", "cosine, constant"],
+        ),
     ],
 )
 def test_bad_manifest_names_the_key(tmp_path, old, new, expected):

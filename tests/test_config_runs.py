@@ -1,4 +1,5 @@
-"""Run configs: stable expansion, JSON round trip, hashing, field-level differences; checkpoint policy."""
+"""Run configs: stable expansion, JSON round trip, hashing, field differences; checkpoint policy."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,8 @@ def test_runs_are_every_size_by_seed_in_manifest_order():
     family = load_manifest("tiny")
     runs = family.runs()
     assert [(r.size.name, r.seed.seed) for r in runs] == [
-        (s.name, seed.seed) for s in family.sizes for seed in family.seeds]
+        (s.name, seed.seed) for s in family.sizes for seed in family.seeds
+    ]
     assert runs[0].model_name == "tiny-1l64" and runs[-1].model_name == "tiny-2l128"
     assert family.run("2l128", 2) == runs[-2]
 
@@ -25,7 +27,11 @@ def test_json_round_trip_and_hash():
     run = load_manifest("pythia-scale").run("70m", 6)
     data = run.to_json()
     assert json.loads(json.dumps(data)) == data  # JSON-safe
-    assert data["size"]["context"] == 2048 and data["seed"] == {"seed": 6, "init_seed": 1, "data_seed": 6}
+    assert data["size"]["context"] == 2048 and data["seed"] == {
+        "seed": 6,
+        "init_seed": 1,
+        "data_seed": 6,
+    }
     again = RunConfig.from_json(data)
     assert again == run and again.config_hash() == run.config_hash()
     assert len(run.config_hash()) == 64
@@ -33,7 +39,9 @@ def test_json_round_trip_and_hash():
 
 def test_differences_name_the_changed_fields():
     run = load_manifest("tiny").run("2l64", 1)
-    changed = dataclasses.replace(run, optimizer=dataclasses.replace(run.optimizer, lr=0.5), steps=run.steps + 1)
+    changed = dataclasses.replace(
+        run, optimizer=dataclasses.replace(run.optimizer, lr=0.5), steps=run.steps + 1
+    )
     assert run.differences(run) == []
     assert changed.differences(run) == ["optimizer.lr", "steps"]
     assert changed.config_hash() != run.config_hash()
@@ -49,13 +57,46 @@ def test_from_json_rejects_unknown_and_mistyped_fields():
 
 def test_checkpoint_policy_known_case():
     cfg = CheckpointConfig(log_spaced_until=512, every=1000, keyframe_every=2000)
-    assert checkpoint_steps(cfg, 3500) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 3000, 3500]
+    assert checkpoint_steps(cfg, 3500) == [
+        0,
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        64,
+        128,
+        256,
+        512,
+        1000,
+        2000,
+        3000,
+        3500,
+    ]
     assert keyframe_steps(cfg, 3500) == [0, 2000, 3500]
 
 
 def test_checkpoint_policy_tiny_and_short_runs():
     cfg = CheckpointConfig(log_spaced_until=512, every=50, keyframe_every=50)
-    assert checkpoint_steps(cfg, 300) == [0, 1, 2, 4, 8, 16, 32, 50, 64, 100, 128, 150, 200, 250, 256, 300]
+    assert checkpoint_steps(cfg, 300) == [
+        0,
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        50,
+        64,
+        100,
+        128,
+        150,
+        200,
+        250,
+        256,
+        300,
+    ]
     assert keyframe_steps(cfg, 300) == [0, 50, 100, 150, 200, 250, 300]
     short = CheckpointConfig(log_spaced_until=4, every=100, keyframe_every=3)
     assert checkpoint_steps(short, 7) == [0, 1, 2, 3, 4, 6, 7]  # keyframes are checkpoints too

@@ -1,4 +1,5 @@
 """Model building: deterministic init from init_seed, RNG hygiene, HF round trips, HF outputs."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,13 +20,20 @@ VOCAB, EOS = 97, 0
 
 def family(architecture: str, **size) -> FamilyConfig:
     shape = {"name": "2l32", "layers": 2, "width": 32, "heads": 4, **size}
-    return FamilyConfig(family="t", architecture=architecture, sizes=(SizeConfig(**shape),),
-                        seeds=(SeedConfig(1), SeedConfig(2), SeedConfig(3, init_seed=1)),
-                        batch_size=2, steps=4)
+    return FamilyConfig(
+        family="t",
+        architecture=architecture,
+        sizes=(SizeConfig(**shape),),
+        seeds=(SeedConfig(1), SeedConfig(2), SeedConfig(3, init_seed=1)),
+        batch_size=2,
+        steps=4,
+    )
 
 
 def build(architecture: str, seed: int = 1, **size):
-    return build_model(family(architecture, **size).run("2l32", seed), vocab_size=VOCAB, eos_token_id=EOS)
+    return build_model(
+        family(architecture, **size).run("2l32", seed), vocab_size=VOCAB, eos_token_id=EOS
+    )
 
 
 def same_weights(a, b) -> bool:
@@ -67,7 +75,9 @@ def test_save_and_auto_load_round_trip(tmp_path, architecture):
     model.save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
     assert type(loaded) is type(model) and same_weights(model, loaded)
-    plain = AutoModelForCausalLM.from_pretrained(tmp_path)  # a stranger's load: default attention kernel
+    plain = AutoModelForCausalLM.from_pretrained(
+        tmp_path
+    )  # a stranger's load: default attention kernel
     x = tokens()
     with torch.no_grad():
         assert torch.equal(model(x).logits, loaded.eval()(x).logits)
@@ -84,8 +94,16 @@ def test_toy_config_is_registered_and_registration_is_idempotent(tmp_path):
     assert isinstance(AutoModelForCausalLM.from_config(config), ZooToyForCausalLM)
 
 
-@pytest.mark.parametrize(("architecture", "size"), [
-    ("gpt-neox", {}), ("llama", {}), ("toy", {}), ("toy", {"activation": "solu"}), ("toy", {"attn_only": True})])
+@pytest.mark.parametrize(
+    ("architecture", "size"),
+    [
+        ("gpt-neox", {}),
+        ("llama", {}),
+        ("toy", {}),
+        ("toy", {"activation": "solu"}),
+        ("toy", {"attn_only": True}),
+    ],
+)
 def test_attentions_hidden_states_and_loss(architecture, size):
     model = build(architecture, **size)
     x = tokens()
@@ -138,4 +156,6 @@ def test_context_comes_from_seq_len_unless_given():
     run = family("toy").run("2l32", 1)
     assert run.size.context == run.data.seq_len
     longer = dataclasses.replace(run, size=dataclasses.replace(run.size, context=128))
-    assert build_hf_config(longer, vocab_size=VOCAB, eos_token_id=EOS).max_position_embeddings == 128
+    assert (
+        build_hf_config(longer, vocab_size=VOCAB, eos_token_id=EOS).max_position_embeddings == 128
+    )

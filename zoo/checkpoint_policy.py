@@ -6,6 +6,7 @@ cursor) every `keyframe_every` steps, plus 0 and the final step; every keyframe 
 checkpoint, so any stored keyframe's weights can be fetched like any other checkpoint. Steps that
 are neither are reached by replaying from the nearest keyframe before them.
 """
+
 from __future__ import annotations
 
 from data_index.errors import ZooError

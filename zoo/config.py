@@ -1,11 +1,13 @@
 """Family and run configuration: frozen dataclasses with one root, built from plain data.
 
 A manifest (YAML) becomes a `FamilyConfig`; `FamilyConfig.runs()` expands it into one `RunConfig`
-per size x seed. A `RunConfig` is what a run records (`to_json`), hashes (`config_hash`) and compares
-on resume (`differences`). Plain data -> dataclasses goes through ONE walker, `from_data`, driven by
-the dataclass field types, so every section gets the same checks and the same error messages (the
-dotted path of the key, what was expected, what was found) without hand-written per-field code.
+per size x seed. A `RunConfig` is what a run records (`to_json`), hashes (`config_hash`) and
+compares on resume (`differences`). Plain data -> dataclasses goes through ONE walker, `from_data`,
+driven by the dataclass field types, so every section gets the same checks and the same error
+messages (the dotted path of the key, what was expected, what was found) without hand-written
+per-field code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,7 +23,11 @@ from typing import Any, ClassVar, TypeVar, Union
 from data_index.errors import ZooError
 
 ARCHITECTURES = ("gpt-neox", "llama", "toy")
-ACTIVATIONS = {"gpt-neox": ("gelu", "relu", "silu"), "llama": ("silu", "gelu"), "toy": ("gelu", "solu")}
+ACTIVATIONS = {
+    "gpt-neox": ("gelu", "relu", "silu"),
+    "llama": ("silu", "gelu"),
+    "toy": ("gelu", "solu"),
+}
 DEFAULT_ACTIVATION = {"gpt-neox": "gelu", "llama": "silu", "toy": "gelu"}
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("cosine", "constant")
@@ -33,7 +39,11 @@ def _fail(where: str, message: str) -> ZooError:
     return ZooError(f"{where}: {message}" if where else message)
 
 
-def _positive(where: str, value: int | float, *, zero_ok: bool = False) -> None:
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0][:12]
+
+
+def _positive(where: str, value: float, *, zero_ok: bool = False) -> None:
     if value < 0 or (value == 0 and not zero_ok):
         raise _fail(where, f"must be {'>= 0' if zero_ok else '> 0'}, got {value}")
 
@@ -54,12 +64,18 @@ class SizeConfig:
     def __post_init__(self) -> None:
         where = f"size {self.name!r}"
         if not _SIZE_NAME.match(self.name):
-            raise _fail(where, "a size name must match [a-z0-9_.]+ (e.g. '2l128'); it is part of model names")
+            raise _fail(
+                where,
+                "a size name must match [a-z0-9_.]+ (e.g. '2l128'); it is part of model names",
+            )
         for key in ("layers", "width", "heads"):
             _positive(f"{where}: {key}", getattr(self, key))
         if self.width % self.heads:
-            raise _fail(where, f"width {self.width} is not divisible by heads {self.heads} "
-                               f"(valid head counts: {[h for h in range(1, self.width + 1) if self.width % h == 0][:12]})")
+            raise _fail(
+                where,
+                f"width {self.width} is not divisible by heads {self.heads} "
+                f"(head counts that divide it: {_divisors(self.width)})",
+            )
         if self.mlp_width is None:
             object.__setattr__(self, "mlp_width", 4 * self.width)
         _positive(f"{where}: mlp_width", self.mlp_width)
@@ -93,7 +109,9 @@ class DataConfig:
     """The corpus a family trains on, as the data index prepares it."""
 
     source: str = "builtin:pydoc"
-    tokenizer: str | None = None  # a tokenizer folder; None: train a BPE of vocab_size on the source
+    tokenizer: str | None = (
+        None  # a tokenizer folder; None: train a BPE of vocab_size on the source
+    )
     vocab_size: int = 2048
     seq_len: int = 64
 
@@ -122,7 +140,7 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """Learning-rate schedule: linear warmup, then cosine decay to min_lr_ratio x lr, or constant."""
+    """LR schedule: linear warmup, then cosine decay to min_lr_ratio x lr, or constant."""
 
     kind: str = "cosine"
     warmup_steps: int = 0
@@ -130,7 +148,9 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
-            raise _fail("schedule.kind", f"unknown schedule {self.kind!r}; valid: {', '.join(SCHEDULES)}")
+            raise _fail(
+                "schedule.kind", f"unknown schedule {self.kind!r}; valid: {', '.join(SCHEDULES)}"
+            )
         _positive("schedule.warmup_steps", self.warmup_steps, zero_ok=True)
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise _fail("schedule.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
@@ -138,7 +158,7 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    """Which steps keep weights (log-spaced, then every N) and which keep full keyframes (every K)."""
+    """Which steps keep weights (log-spaced, then every N) and full keyframes (every K)."""
 
     log_spaced_until: int = 512
     every: int = 1000
@@ -153,28 +173,43 @@ class CheckpointConfig:
 def _check_common(cfg: FamilyConfig | RunConfig, sizes: tuple[SizeConfig, ...]) -> None:
     """Checks shared by a family and a run: values that only make sense together."""
     if cfg.architecture not in ARCHITECTURES:
-        raise _fail("architecture", f"unknown architecture {cfg.architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+        raise _fail(
+            "architecture",
+            f"unknown architecture {cfg.architecture!r}; valid: {', '.join(ARCHITECTURES)}",
+        )
     if cfg.precision not in PRECISIONS:
-        raise _fail("precision", f"unknown precision {cfg.precision!r}; valid: {', '.join(PRECISIONS)}")
+        raise _fail(
+            "precision", f"unknown precision {cfg.precision!r}; valid: {', '.join(PRECISIONS)}"
+        )
     _positive("batch_size", cfg.batch_size)
     _positive("steps", cfg.steps)
     valid_acts = ACTIVATIONS[cfg.architecture]
     for size in sizes:
         if size.activation is not None and size.activation not in valid_acts:
-            raise _fail(f"size {size.name!r}", f"activation {size.activation!r} is not available for "
-                                               f"architecture {cfg.architecture}; valid: {', '.join(valid_acts)}")
+            raise _fail(
+                f"size {size.name!r}",
+                f"activation {size.activation!r} is not available for "
+                f"architecture {cfg.architecture}; valid: {', '.join(valid_acts)}",
+            )
         if size.attn_only and cfg.architecture != "toy":
-            raise _fail(f"size {size.name!r}", f"attn_only needs architecture toy, not {cfg.architecture}")
+            raise _fail(
+                f"size {size.name!r}", f"attn_only needs architecture toy, not {cfg.architecture}"
+            )
         if size.context is not None and size.context < cfg.data.seq_len:
-            raise _fail(f"size {size.name!r}", f"context {size.context} is shorter than data.seq_len {cfg.data.seq_len}")
+            raise _fail(
+                f"size {size.name!r}",
+                f"context {size.context} is shorter than data.seq_len {cfg.data.seq_len}",
+            )
 
 
 def _resolve_size(size: SizeConfig, architecture: str, seq_len: int) -> SizeConfig:
-    """Fill the defaults that depend on the family (context, activation) so runs record real values."""
+    """Fill defaults that depend on the family (context, activation): runs record real values."""
     return dataclasses.replace(
         size,
         context=size.context if size.context is not None else seq_len,
-        activation=size.activation if size.activation is not None else DEFAULT_ACTIVATION[architecture],
+        activation=size.activation
+        if size.activation is not None
+        else DEFAULT_ACTIVATION[architecture],
     )
 
 
@@ -196,7 +231,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_common(self, (self.size,))
-        object.__setattr__(self, "size", _resolve_size(self.size, self.architecture, self.data.seq_len))
+        object.__setattr__(
+            self, "size", _resolve_size(self.size, self.architecture, self.data.seq_len)
+        )
 
     @property
     def model_name(self) -> str:
@@ -247,7 +284,9 @@ class FamilyConfig:
 
     def __post_init__(self) -> None:
         if not _FAMILY_NAME.match(self.family):
-            raise _fail("family", f"a family name must match [a-z0-9][a-z0-9_.-]*, got {self.family!r}")
+            raise _fail(
+                "family", f"a family name must match [a-z0-9][a-z0-9_.-]*, got {self.family!r}"
+            )
         if not self.sizes:
             raise _fail("sizes", "a family needs at least one size")
         if not self.seeds:
@@ -266,15 +305,22 @@ class FamilyConfig:
         sizes = {s.name: s for s in self.sizes}
         seeds = {s.seed: s for s in self.seeds}
         if size not in sizes:
-            raise ZooError(f"family {self.family} has no size {size!r}; valid sizes: {', '.join(sizes)}")
+            raise ZooError(
+                f"family {self.family} has no size {size!r}; valid sizes: {', '.join(sizes)}"
+            )
         if seed not in seeds:
-            raise ZooError(f"family {self.family} has no seed {seed!r}; valid seeds: "
-                           f"{', '.join(str(s) for s in seeds)}")
+            raise ZooError(
+                f"family {self.family} has no seed {seed!r}; valid seeds: "
+                f"{', '.join(str(s) for s in seeds)}"
+            )
         return self._run(sizes[size], seeds[seed])
 
     def _run(self, size: SizeConfig, seed: SeedConfig) -> RunConfig:
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                  if f.name not in ("sizes", "seeds")}
+        shared = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("sizes", "seeds")
+        }
         return RunConfig(size=size, seed=seed, **shared)
 
     def to_json(self) -> dict[str, Any]:
@@ -289,10 +335,12 @@ def _unique(where: str, values: list) -> None:
         seen.add(value)
 
 
-# --------------------------------------------------------------------------- plain data -> dataclass
+# ------------------------------------------------------------------ plain data -> dataclass
 
 T = TypeVar("T")
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")  # YAML 1.1 reads "1e-3" as a string
+_NUMBER = re.compile(
+    r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+)  # YAML 1.1 reads "1e-3" as a string
 
 
 def from_data(cls: type[T], data: Any, path: str = "") -> T:
@@ -311,7 +359,13 @@ def _describe(value: Any) -> str:
 def _type_name(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping"
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        type(None): "null",
+    }
     if tp in names:
         return names[tp]
     origin = typing.get_origin(tp)
@@ -346,7 +400,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
-            raise _fail(where, f"must be a list of {len(args)} items, got {len(value)}: {list(value)}")
+            raise _fail(
+                where, f"must be a list of {len(args)} items, got {len(value)}: {list(value)}"
+            )
         return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if tp is bool:
         if isinstance(value, bool):
@@ -369,6 +425,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     raise _fail(where, f"must be {_type_name(tp)}, got {_describe(value)}")
 
 
+def _in(path: str) -> str:
+    return f" in {path}" if path else ""
+
+
 def _convert_dataclass(cls: Any, value: Any, path: str) -> Any:
     where = path or "manifest"
     shorthand = getattr(cls, "SHORTHAND", None)
@@ -382,8 +442,10 @@ def _convert_dataclass(cls: Any, value: Any, path: str) -> Any:
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise _fail(f"{path}.{key}" if path else str(key),
-                        f"unknown key{hint}; valid keys{' in ' + path if path else ''}: {', '.join(fields)}")
+            raise _fail(
+                f"{path}.{key}" if path else str(key),
+                f"unknown key{hint}; valid keys{_in(path)}: {', '.join(fields)}",
+            )
     kwargs = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name

@@ -3,6 +3,7 @@
 A manifest is data, written by people: every mistake comes back as a ZooError that names the file
 and the key (or the line and column, when the YAML itself does not parse), never a traceback.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,7 +50,7 @@ def load_manifest(path_or_name: str | Path) -> FamilyConfig:
 def parse_manifest(text: str, *, source: str = "<manifest>") -> FamilyConfig:
     """Validate manifest text; `source` names the file in error messages."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -58,8 +59,10 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> FamilyConfig:
     except yaml.YAMLError as err:
         raise ZooError(f"{source}: malformed YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ZooError(f"{source}: a manifest must be a mapping of keys (family, architecture, sizes, "
-                       f"seeds, ...), got {type(data).__name__}")
+        raise ZooError(
+            f"{source}: a manifest must be a mapping of keys (family, architecture, sizes, "
+            f"seeds, ...), got {type(data).__name__}"
+        )
     try:
         return from_data(FamilyConfig, data)
     except ZooError as err:
@@ -77,8 +80,10 @@ class _StrictLoader(yaml.SafeLoader):
                 continue  # unhashable keys: SafeLoader reports them with their position
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
-

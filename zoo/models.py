@@ -9,10 +9,18 @@ Initial weights come from the named stream "init" seeded by the run's `init_seed
 `torch.random.fork_rng`, so the same init_seed gives bit-identical weights and building a model
 never disturbs the caller's global RNG.
 """
+
 from __future__ import annotations
 
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers import (
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from zoo.config import ARCHITECTURES, RunConfig
 from zoo.seeds import derive_seed
@@ -26,22 +34,22 @@ ROPE_THETA = 10_000.0
 
 
 def build_hf_config(run: RunConfig, *, vocab_size: int, eos_token_id: int) -> PretrainedConfig:
-    """The transformers config for `run`'s architecture and size (vocab from the prepared corpus)."""
+    """The transformers config for `run`'s architecture and size (vocab: the prepared corpus's)."""
     size = run.size
-    common = dict(
-        vocab_size=vocab_size,
-        hidden_size=size.width,
-        num_hidden_layers=size.layers,
-        num_attention_heads=size.heads,
-        intermediate_size=size.mlp_width,
-        hidden_act=size.activation,
-        max_position_embeddings=size.context,
-        initializer_range=0.02,
-        tie_word_embeddings=False,
-        bos_token_id=eos_token_id,
-        eos_token_id=eos_token_id,
-        attn_implementation=ATTN_IMPLEMENTATION,
-    )
+    common = {
+        "vocab_size": vocab_size,
+        "hidden_size": size.width,
+        "num_hidden_layers": size.layers,
+        "num_attention_heads": size.heads,
+        "intermediate_size": size.mlp_width,
+        "hidden_act": size.activation,
+        "max_position_embeddings": size.context,
+        "initializer_range": 0.02,
+        "tie_word_embeddings": False,
+        "bos_token_id": eos_token_id,
+        "eos_token_id": eos_token_id,
+        "attn_implementation": ATTN_IMPLEMENTATION,
+    }
     if run.architecture == "gpt-neox":
         config = GPTNeoXConfig(
             **common,
@@ -72,7 +80,9 @@ def build_hf_config(run: RunConfig, *, vocab_size: int, eos_token_id: int) -> Pr
 
 
 def model_class(architecture: str) -> type[PreTrainedModel]:
-    return {"gpt-neox": GPTNeoXForCausalLM, "llama": LlamaForCausalLM, "toy": ZooToyForCausalLM}[architecture]
+    return {"gpt-neox": GPTNeoXForCausalLM, "llama": LlamaForCausalLM, "toy": ZooToyForCausalLM}[
+        architecture
+    ]
 
 
 def build_model(run: RunConfig, *, vocab_size: int, eos_token_id: int) -> PreTrainedModel:

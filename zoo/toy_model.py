@@ -1,4 +1,4 @@
-"""The interpretability architecture: TransformerLens-style toy transformers as a transformers model.
+"""The interpretability architecture: TransformerLens-style toy transformers, as an HF model.
 
 Pre-LayerNorm blocks, learned positional embeddings, separate q/k/v/o projections, and an MLP whose
 activation is GELU or SoLU (x * softmax(x), then a LayerNorm over the MLP width: Elhage et al. 2022,
@@ -11,13 +11,21 @@ Outputs follow transformers' conventions: `labels` -> shifted causal-LM loss (`l
 `output_attentions` -> per-layer softmax patterns [batch, heads, query, key], `output_hidden_states`
 -> (embeddings, after block 1, ..., final LayerNorm of the last block's output).
 """
+
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PreTrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    GenerationMixin,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 TOY_MODEL_TYPE = "zoo-toy"
@@ -48,8 +56,10 @@ class ZooToyConfig(PreTrainedConfig):
     def validate_architecture(self) -> None:
         """Part of transformers' strict-config validation."""
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
-                             f"num_attention_heads {self.num_attention_heads}")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by "
+                f"num_attention_heads {self.num_attention_heads}"
+            )
         if self.hidden_act not in TOY_ACTIVATIONS:
             raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {TOY_ACTIVATIONS}")
 
@@ -84,8 +94,10 @@ class ZooToyMLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size)
         self.solu = config.hidden_act == "solu"
-        # SoLU's LayerNorm keeps activations in range after the softmax sharpening (TransformerLens `ln`).
-        self.solu_norm = nn.LayerNorm(config.intermediate_size, eps=config.layer_norm_eps) if self.solu else None
+        # SoLU's LayerNorm rescales after the softmax sharpening (TransformerLens hook_mid -> ln).
+        self.solu_norm = (
+            nn.LayerNorm(config.intermediate_size, eps=config.layer_norm_eps) if self.solu else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.up_proj(x)
@@ -101,7 +113,11 @@ class ZooToyBlock(nn.Module):
         super().__init__()
         self.ln_attn = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attn = ZooToyAttention(config)
-        self.ln_mlp = None if config.attn_only else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ln_mlp = (
+            None
+            if config.attn_only
+            else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        )
         self.mlp = None if config.attn_only else ZooToyMLP(config)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +133,7 @@ class ZooToyPreTrainedModel(PreTrainedModel):
     config: ZooToyConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
-    _no_split_modules = ["ZooToyBlock"]
+    _no_split_modules: ClassVar[list[str]] = ["ZooToyBlock"]
     # transformers' default _init_weights does what we want: normal(0, initializer_range) for
     # Linear/Embedding weights, zero biases, LayerNorm weight 1 / bias 0.
 
@@ -157,13 +173,17 @@ class ZooToyModel(ZooToyPreTrainedModel):
             output_hidden_states = bool(self.config.output_hidden_states)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        batch, seq, _ = inputs_embeds.shape
+        seq = inputs_embeds.shape[1]
         if seq > self.config.max_position_embeddings:
-            raise ValueError(f"sequence length {seq} exceeds max_position_embeddings "
-                             f"{self.config.max_position_embeddings}")
+            raise ValueError(
+                f"sequence length {seq} exceeds max_position_embeddings "
+                f"{self.config.max_position_embeddings}"
+            )
         if position_ids is None:
             position_ids = torch.arange(seq, device=inputs_embeds.device).unsqueeze(0)
-        mask = torch.ones(seq, seq, dtype=torch.bool, device=inputs_embeds.device).tril()[None, None]
+        mask = torch.ones(seq, seq, dtype=torch.bool, device=inputs_embeds.device).tril()[
+            None, None
+        ]
         if attention_mask is not None:  # padding mask [batch, seq]: 1 = attend, 0 = padding
             mask = mask & attention_mask.bool()[:, None, None, :]
 
@@ -186,7 +206,8 @@ class ZooToyModel(ZooToyPreTrainedModel):
 class ZooToyForCausalLM(ZooToyPreTrainedModel, GenerationMixin):
     """ZooToyModel + an unembedding; `labels` gives the standard shifted next-token loss."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}  # only if config ties them
+    # used only when config.tie_word_embeddings is true (zoo builds untied models)
+    _tied_weights_keys: ClassVar[dict[str, str]] = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: ZooToyConfig):
         super().__init__(config)
@@ -217,21 +238,29 @@ class ZooToyForCausalLM(ZooToyPreTrainedModel, GenerationMixin):
         kwargs.pop("past_key_values", None)
         kwargs.pop("cache_position", None)
         kwargs.pop("logits_to_keep", None)
-        out = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                         output_hidden_states=output_hidden_states)
+        out = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
         logits = self.lm_head(out.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        result = CausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                attentions=out.attentions)
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs
+            )
+        result = CausalLMOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
         if return_dict is False or (return_dict is None and self.config.return_dict is False):
             return result.to_tuple()
         return result
 
 
 def register_toy_model() -> None:
-    """Make `AutoConfig` / `AutoModelForCausalLM` know "zoo-toy"; safe to call any number of times."""
+    """Make `AutoConfig` / `AutoModelForCausalLM` know "zoo-toy"; safe to call repeatedly."""
     AutoConfig.register(TOY_MODEL_TYPE, ZooToyConfig, exist_ok=True)
     AutoModelForCausalLM.register(ZooToyConfig, ZooToyForCausalLM, exist_ok=True)
