@@ -1,4 +1,5 @@
 """zoo.metrics on real transformers models (random GPT-NeoX, and a hand-wired GPT-2)."""
+
 import math
 
 import pytest
@@ -6,18 +7,32 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
 from data_index.errors import ZooError
-from zoo.metrics import (METRICS, default_icl_windows, heldout_loss, icl_score,
-                         induction_score, induction_score_from_attentions, metric_function,
-                         per_example_loss, repeated_random_tokens)
+from zoo.metrics import (
+    METRICS,
+    default_icl_windows,
+    heldout_loss,
+    icl_score,
+    induction_score,
+    induction_score_from_attentions,
+    metric_function,
+    per_example_loss,
+    repeated_random_tokens,
+)
 
 VOCAB, BOS, HALF = 24, 23, 8  # hand-built model: 23 content tokens + BOS, r of 8 tokens
 
 
 def random_neox(seed: int = 0, init_range: float = 0.02) -> GPTNeoXForCausalLM:
     torch.manual_seed(seed)
-    config = GPTNeoXConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=4, intermediate_size=64,
-                           max_position_embeddings=80, initializer_range=init_range)
+    config = GPTNeoXConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        initializer_range=init_range,
+    )
     return GPTNeoXForCausalLM(config)  # default attention: sdpa (the metric must cope)
 
 
@@ -35,9 +50,18 @@ def hand_built_induction_gpt2() -> GPT2LMHeadModel:
     n_pos = 2 * HALF + 1
     t_, p_, r_, n_ = 0, 2 * VOCAB, 2 * VOCAB + 2 * n_pos, 4 * VOCAB + 2 * n_pos
     dim = 6 * VOCAB + 2 * n_pos
-    config = GPT2Config(vocab_size=VOCAB, n_positions=n_pos, n_embd=dim, n_layer=2, n_head=1,
-                        scale_attn_weights=False, tie_word_embeddings=False,
-                        bos_token_id=BOS, eos_token_id=BOS, attn_implementation="eager")
+    config = GPT2Config(
+        vocab_size=VOCAB,
+        n_positions=n_pos,
+        n_embd=dim,
+        n_layer=2,
+        n_head=1,
+        scale_attn_weights=False,
+        tie_word_embeddings=False,
+        bos_token_id=BOS,
+        eos_token_id=BOS,
+        attn_implementation="eager",
+    )
     model = GPT2LMHeadModel(config)
     with torch.no_grad():
         for parameter in model.parameters():
@@ -54,22 +78,28 @@ def hand_built_induction_gpt2() -> GPT2LMHeadModel:
         scale0, scale1 = math.sqrt(dim / 4), math.sqrt(dim / 6)
         sharp = math.sqrt(20.0)  # attention logit 20 on the intended key, 0 elsewhere
 
-        qkv, out = model.transformer.h[0].attn.c_attn.weight, model.transformer.h[0].attn.c_proj.weight
-        qkv[p_ + positions, positions] = sharp / scale0                    # query: my position
+        qkv, out = (
+            model.transformer.h[0].attn.c_attn.weight,
+            model.transformer.h[0].attn.c_proj.weight,
+        )
+        qkv[p_ + positions, positions] = sharp / scale0  # query: my position
         qkv[p_ + positions[:-1], dim + positions[:-1] + 1] = sharp / scale0  # key: position + 1
-        qkv[t_ + tokens, 2 * dim + tokens] = 1.0                         # value: key's token
+        qkv[t_ + tokens, 2 * dim + tokens] = 1.0  # value: key's token
         qkv[t_ + VOCAB + tokens, 2 * dim + VOCAB + tokens] = 1.0
-        out[tokens, r_ + tokens] = 1 / scale0                            # write it into R
+        out[tokens, r_ + tokens] = 1 / scale0  # write it into R
         out[VOCAB + tokens, r_ + VOCAB + tokens] = 1 / scale0
 
-        qkv, out = model.transformer.h[1].attn.c_attn.weight, model.transformer.h[1].attn.c_proj.weight
-        qkv[t_ + tokens, tokens] = sharp / scale1                        # query: my token
-        qkv[r_ + tokens, dim + tokens] = sharp / scale1                  # key: its previous token
-        qkv[t_ + tokens, 2 * dim + tokens] = 1.0                         # value: key's token
+        qkv, out = (
+            model.transformer.h[1].attn.c_attn.weight,
+            model.transformer.h[1].attn.c_proj.weight,
+        )
+        qkv[t_ + tokens, tokens] = sharp / scale1  # query: my token
+        qkv[r_ + tokens, dim + tokens] = sharp / scale1  # key: its previous token
+        qkv[t_ + tokens, 2 * dim + tokens] = 1.0  # value: key's token
         qkv[t_ + VOCAB + tokens, 2 * dim + VOCAB + tokens] = 1.0
-        out[tokens, n_ + tokens] = 1 / scale1                            # write it into N
+        out[tokens, n_ + tokens] = 1 / scale1  # write it into N
         out[VOCAB + tokens, n_ + VOCAB + tokens] = 1 / scale1
-        readout = 10.0 / (2 * math.sqrt(dim / 8))                         # logit ~10 for N's token
+        readout = 10.0 / (2 * math.sqrt(dim / 8))  # logit ~10 for N's token
         model.lm_head.weight[tokens, n_ + tokens] = readout
         model.lm_head.weight[tokens, n_ + VOCAB + tokens] = -readout
     return model.eval()
@@ -80,8 +110,14 @@ def hand_built_induction_gpt2() -> GPT2LMHeadModel:
 
 def test_induction_score_is_high_for_the_hand_built_induction_head():
     """Real model level: a GPT-2 wired by hand (no synthetic attention tensors)."""
-    scores = induction_score(hand_built_induction_gpt2(), vocab_size=VOCAB, seq_len=HALF,
-                             n_sequences=8, seed=0, bos_token_id=BOS)
+    scores = induction_score(
+        hand_built_induction_gpt2(),
+        vocab_size=VOCAB,
+        seq_len=HALF,
+        n_sequences=8,
+        seed=0,
+        bos_token_id=BOS,
+    )
     assert scores.shape == (2, 1)
     assert scores[1, 0] > 0.95  # the induction head
     assert scores[0, 0] < 0.05  # the previous-token head looks elsewhere
@@ -89,8 +125,9 @@ def test_induction_score_is_high_for_the_hand_built_induction_head():
 
 def test_hand_built_model_learns_in_context():
     model = hand_built_induction_gpt2()
-    tokens = repeated_random_tokens(vocab_size=VOCAB, seq_len=HALF, n_sequences=8, seed=1,
-                                    bos_token_id=BOS)
+    tokens = repeated_random_tokens(
+        vocab_size=VOCAB, seq_len=HALF, n_sequences=8, seed=1, bos_token_id=BOS
+    )
     assert icl_score(model, tokens) < -2.0  # second half predicted, first half guessed
 
 
@@ -106,10 +143,12 @@ def test_induction_score_is_low_on_random_weights_and_restores_attention():
 def test_induction_score_is_deterministic_in_seed():
     model = random_neox()
     first = induction_score(model, vocab_size=64, seq_len=16, n_sequences=4, seed=3)
-    assert torch.equal(first, induction_score(model, vocab_size=64, seq_len=16, n_sequences=4,
-                                              seed=3))
-    assert not torch.equal(first, induction_score(model, vocab_size=64, seq_len=16,
-                                                  n_sequences=4, seed=4))
+    assert torch.equal(
+        first, induction_score(model, vocab_size=64, seq_len=16, n_sequences=4, seed=3)
+    )
+    assert not torch.equal(
+        first, induction_score(model, vocab_size=64, seq_len=16, n_sequences=4, seed=4)
+    )
 
 
 def test_stripe_of_known_attention_patterns():
@@ -128,8 +167,7 @@ def test_stripe_of_known_attention_patterns():
 
 
 def test_repeated_random_tokens_shape_and_bad_input():
-    tokens = repeated_random_tokens(vocab_size=10, seq_len=9, n_sequences=3, seed=0,
-                                    bos_token_id=4)
+    tokens = repeated_random_tokens(vocab_size=10, seq_len=9, n_sequences=3, seed=0, bos_token_id=4)
     assert tokens.shape == (3, 19) and (tokens[:, 0] == 4).all()
     assert torch.equal(tokens[:, 1:10], tokens[:, 10:])
     assert all(len(set(row[1:10].tolist())) == 9 and 4 not in row[1:].tolist() for row in tokens)
@@ -159,13 +197,17 @@ def test_icl_score_is_late_minus_early_token_loss():
     tokens = torch.randint(0, 64, (4, 20), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits = model(input_ids=tokens).logits
-    loss_at = [None] + [torch.nn.functional.cross_entropy(logits[:, k - 1], tokens[:, k]).item()
-                        for k in range(1, 20)]
-    assert icl_score(model, tokens, early=3, late=17) == pytest.approx(loss_at[17] - loss_at[3],
-                                                                      abs=1e-5)
+    loss_at = [None] + [
+        torch.nn.functional.cross_entropy(logits[:, k - 1], tokens[:, k]).item()
+        for k in range(1, 20)
+    ]
+    assert icl_score(model, tokens, early=3, late=17) == pytest.approx(
+        loss_at[17] - loss_at[3], abs=1e-5
+    )
     both = icl_score(model, tokens, early=(2, 4), late=(18, 20))
-    assert both == pytest.approx((loss_at[18] + loss_at[19] - loss_at[2] - loss_at[3]) / 2,
-                                 abs=1e-5)
+    assert both == pytest.approx(
+        (loss_at[18] + loss_at[19] - loss_at[2] - loss_at[3]) / 2, abs=1e-5
+    )
 
 
 def test_default_icl_windows_scale_with_context():
@@ -181,7 +223,10 @@ def test_metric_bad_input():
         heldout_loss(model, torch.zeros(7, dtype=torch.long))
     with pytest.raises(ZooError, match=r"late window 40 must be"):
         icl_score(model, torch.zeros(2, 20, dtype=torch.long), late=40)
-    with pytest.raises(ZooError, match=r"unknown metric 'perplexity'; built-in metrics: loss, "
-                                       r"icl, induction"):
+    with pytest.raises(
+        ZooError,
+        match=r"unknown metric 'perplexity'; built-in metrics: loss, "
+        r"icl, induction",
+    ):
         metric_function("perplexity")
     assert set(METRICS) == {"loss", "icl", "induction"}

@@ -1,4 +1,5 @@
 """zoo.stats: intervals over seeds, the Multi-Bootstrap, event timing."""
+
 import itertools
 import time
 
@@ -8,10 +9,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from data_index.errors import ZooError
-from zoo.stats import (event_step, event_timing, multi_bootstrap, seed_interval,
-                       seed_intervals)
+from zoo.stats import event_step, event_timing, multi_bootstrap, seed_interval, seed_intervals
 from zoo.stats.multi_bootstrap import _resample_means
-
 
 # ---------------------------------------------------------------- interval over seeds
 
@@ -20,8 +19,13 @@ from zoo.stats.multi_bootstrap import _resample_means
 def test_seed_interval_agrees_with_scipy_within_monte_carlo_error(method):
     values = np.random.default_rng(7).gamma(2.0, size=15)  # skewed, so BCa != percentile
     ours = seed_interval(values, method=method, n_resamples=20_000, rng_seed=123)
-    theirs = scipy_stats.bootstrap((values,), np.mean, method=method.upper() if method == "bca"
-                                   else method, n_resamples=20_000, rng=np.random.default_rng(9))
+    theirs = scipy_stats.bootstrap(
+        (values,),
+        np.mean,
+        method=method.upper() if method == "bca" else method,
+        n_resamples=20_000,
+        rng=np.random.default_rng(9),
+    )
     # Different random streams: the end points differ only by Monte-Carlo error, which for a
     # 2.5% quantile of 20k resamples is ~0.02 bootstrap standard errors; allow 0.15.
     tolerance = 0.15 * theirs.standard_error
@@ -58,8 +62,11 @@ def test_nan_is_reported_never_dropped_silently():
     kept = seed_interval([1.0, np.nan, 2.0, 4.0], seeds=[3, 7, 9, 11], nan_policy="omit")
     assert kept.omitted_seeds == (7,) and kept.n_seeds == 3
     assert kept.mean == pytest.approx(7 / 3)
-    table = {"step": [0, 0, 0, 5, 5, 5], "seed": [1, 2, 3, 1, 2, 3],
-             "value": [1.0, 2.0, 3.0, 4.0, np.nan, 5.0]}
+    table = {
+        "step": [0, 0, 0, 5, 5, 5],
+        "seed": [1, 2, 3, 1, 2, 3],
+        "value": [1.0, 2.0, 3.0, 4.0, np.nan, 5.0],
+    }
     with pytest.raises(ZooError, match=r"step 5 seed 2"):
         seed_intervals(table)
     result = seed_intervals(table, nan_policy="omit")
@@ -72,14 +79,20 @@ def test_seed_intervals_per_step_matches_single_step_calls_and_arrow_output():
     steps, seeds = np.meshgrid([0, 1, 2, 4, 8], [11, 12, 13, 14], indexing="ij")
     values = rng.normal(size=steps.shape) + steps
     shuffled = rng.permutation(steps.size)  # row order of the input must not matter
-    table = pa.table({"step": steps.ravel()[shuffled], "seed": seeds.ravel()[shuffled],
-                      "loss": values.ravel()[shuffled]})
+    table = pa.table(
+        {
+            "step": steps.ravel()[shuffled],
+            "seed": seeds.ravel()[shuffled],
+            "loss": values.ravel()[shuffled],
+        }
+    )
     result = seed_intervals(table, value="loss", method="bca", n_resamples=2000, rng_seed=3)
     assert result.steps.tolist() == [0, 1, 2, 4, 8]
     for i in range(5):
         single = seed_interval(values[i], method="bca", n_resamples=2000, rng_seed=3)
         assert (result.means[i], result.lows[i], result.highs[i]) == pytest.approx(
-            (single.mean, single.low, single.high), abs=1e-12)
+            (single.mean, single.low, single.high), abs=1e-12
+        )
     arrow = result.to_arrow()
     assert arrow.column_names == ["step", "mean", "low", "high", "n_seeds"]
     assert arrow.num_rows == 5
@@ -112,8 +125,9 @@ def test_multi_bootstrap_enumerated_hand_case():
     draws = list(itertools.product([0, 1], repeat=2))
     seed_idx = np.array([s for s, _ in itertools.product(draws, draws)])
     example_idx = np.array([x for _, x in itertools.product(draws, draws)])
-    result = multi_bootstrap(A, B, paired=True, confidence=0.5,
-                             _resamples=(seed_idx, None, example_idx))
+    result = multi_bootstrap(
+        A, B, paired=True, confidence=0.5, _resamples=(seed_idx, None, example_idx)
+    )
     assert result.p_value == 7 / 16
     assert (result.difference_low, result.difference_high) == (0.0, 2.0)
     assert result.difference == 1.0
@@ -186,8 +200,9 @@ def test_paired_rows_are_matched_by_seed_label():
     rng = np.random.default_rng(5)
     a = rng.normal(size=(4, 30))
     b = a + 1.0
-    shuffled = multi_bootstrap(a, b[::-1], paired=True, seeds_a=[1, 2, 3, 4],
-                               seeds_b=[4, 3, 2, 1], n_resamples=500)
+    shuffled = multi_bootstrap(
+        a, b[::-1], paired=True, seeds_a=[1, 2, 3, 4], seeds_b=[4, 3, 2, 1], n_resamples=500
+    )
     assert shuffled.difference_low == pytest.approx(1.0) == shuffled.difference_high
 
 
@@ -245,8 +260,14 @@ def test_event_step_bad_input():
 
 def test_event_timing_across_seeds():
     curves = np.stack([_bump(at) for at in (64, 128, 128, 256, 512)])
-    timing = event_timing(STEPS, curves, seeds=[1, 2, 3, 4, 5], kind="largest_jump",
-                          direction="below", n_resamples=2000)
+    timing = event_timing(
+        STEPS,
+        curves,
+        seeds=[1, 2, 3, 4, 5],
+        kind="largest_jump",
+        direction="below",
+        n_resamples=2000,
+    )
     assert timing.event_steps == (64, 128, 128, 256, 512)
     assert (timing.median, timing.q1, timing.q3, timing.min, timing.max) == (128, 128, 256, 64, 512)
     assert timing.mean == pytest.approx(217.6)
@@ -257,6 +278,13 @@ def test_event_timing_seed_without_event_is_reported():
     curves = np.stack([_bump(64), _bump(128), np.full(len(STEPS), 3.0), _bump(256)])
     with pytest.raises(ZooError, match=r"seed\(s\) \[7\] never show the event"):
         event_timing(STEPS, curves, seeds=[5, 6, 7, 8], threshold=2.0, direction="below")
-    timing = event_timing(STEPS, curves, seeds=[5, 6, 7, 8], threshold=2.0, direction="below",
-                          no_event="omit", n_resamples=500)
+    timing = event_timing(
+        STEPS,
+        curves,
+        seeds=[5, 6, 7, 8],
+        threshold=2.0,
+        direction="below",
+        no_event="omit",
+        n_resamples=500,
+    )
     assert timing.no_event_seeds == (7,) and timing.seeds == (5, 6, 8)

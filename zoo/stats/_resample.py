@@ -9,10 +9,11 @@ so a test can pass its own index set in and check the arithmetic by hand.
 No scipy at run time (it is a dev dependency only): the normal CDF / inverse CDF for BCa come
 from the standard library's NormalDist.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Sequence
 
 import numpy as np
 
@@ -25,16 +26,21 @@ _STANDARD_NORMAL = NormalDist()
 CHUNK_RESAMPLES = 2048
 
 
-def check_options(*, confidence: float, n_resamples: int, method: str | None = None,
-                  nan_policy: str | None = None) -> None:
+def check_options(
+    *, confidence: float, n_resamples: int, method: str | None = None, nan_policy: str | None = None
+) -> None:
     if not 0.0 < float(confidence) < 1.0:
-        raise ZooError(f"confidence must be strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
+        raise ZooError(
+            f"confidence must be strictly between 0 and 1 (e.g. 0.95), got {confidence!r}"
+        )
     if int(n_resamples) != n_resamples or n_resamples < 1:
         raise ZooError(f"n_resamples must be a positive integer (e.g. 10_000), got {n_resamples!r}")
     if method is not None and method not in METHODS:
         raise ZooError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
     if nan_policy is not None and nan_policy not in NAN_POLICIES:
-        raise ZooError(f"unknown nan_policy {nan_policy!r}; choose one of {', '.join(NAN_POLICIES)}")
+        raise ZooError(
+            f"unknown nan_policy {nan_policy!r}; choose one of {', '.join(NAN_POLICIES)}"
+        )
 
 
 def too_few_seeds_error(n_seeds: int, where: str = "", seeds: Sequence | None = None) -> ZooError:
@@ -105,8 +111,9 @@ def percentile_interval(boot: np.ndarray, confidence: float) -> tuple[np.ndarray
     return low, high
 
 
-def bca_interval_of_means(data: np.ndarray, boot: np.ndarray,
-                          confidence: float) -> tuple[np.ndarray, np.ndarray]:
+def bca_interval_of_means(
+    data: np.ndarray, boot: np.ndarray, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Bias-corrected and accelerated interval (Efron 1987) for the mean of each row of data.
 
     data: [rows, n] observed values; boot: [rows, n_resamples] bootstrap means. Same formulas as
@@ -116,8 +123,9 @@ def bca_interval_of_means(data: np.ndarray, boot: np.ndarray,
     n = data.shape[1]
     estimate = data.mean(axis=1)
     # ties count half, as scipy's percentile-of-score does
-    share_below = ((boot < estimate[:, None]).mean(axis=1)
-                   + (boot <= estimate[:, None]).mean(axis=1)) / 2
+    share_below = (
+        (boot < estimate[:, None]).mean(axis=1) + (boot <= estimate[:, None]).mean(axis=1)
+    ) / 2
     z0 = normal_ppf(share_below)
     jackknife = (data.sum(axis=1, keepdims=True) - data) / (n - 1)
     centred = jackknife.mean(axis=1, keepdims=True) - jackknife
@@ -138,14 +146,15 @@ def bca_interval_of_means(data: np.ndarray, boot: np.ndarray,
     return low, high
 
 
-def bootstrap_row_means(data: np.ndarray, *, confidence: float, n_resamples: int,
-                        rng_seed: int, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bootstrap_row_means(
+    data: np.ndarray, *, confidence: float, n_resamples: int, rng_seed: int, method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and CI of each row of data [rows, n], resampling the n columns (seeds).
 
     All rows share the same resampled seed sets, so for a curve (rows = steps, columns = the same
     seeds in the same order) every resample is a coherent set of whole runs.
     """
-    rows, n = data.shape
+    _rows, n = data.shape
     rng = np.random.default_rng(rng_seed)
     boot = np.concatenate(
         [data @ counts.T / n for counts in chunked_counts(rng, n_resamples, n)], axis=1

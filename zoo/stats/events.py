@@ -5,10 +5,11 @@ the metric crosses a threshold, or the step with the largest jump between consec
 points (e.g. the induction bump: the ICL score drops sharply once induction heads form).
 Per-seed event steps then get a median, a spread and a bootstrap interval of the mean step.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -43,24 +44,36 @@ def _curve(steps, values, what: str) -> tuple[np.ndarray, np.ndarray]:
     steps = np.asarray(steps)
     values = np.asarray(values, dtype=np.float64)
     if steps.ndim != 1 or values.shape != steps.shape:
-        raise ZooError(f"{what}: steps and values must be 1-D and of equal length, got shapes "
-                       f"{steps.shape} and {values.shape}")
+        raise ZooError(
+            f"{what}: steps and values must be 1-D and of equal length, got shapes "
+            f"{steps.shape} and {values.shape}"
+        )
     if len(steps) == 0:
         raise ZooError(f"{what}: the curve is empty")
     order = np.argsort(steps, kind="stable")
     steps, values = steps[order], values[order]
     if (np.diff(steps) == 0).any():
-        raise ZooError(f"{what}: step(s) {sorted(set(steps[1:][np.diff(steps) == 0].tolist()))} "
-                       "appear more than once; give one value per step")
+        raise ZooError(
+            f"{what}: step(s) {sorted(set(steps[1:][np.diff(steps) == 0].tolist()))} "
+            "appear more than once; give one value per step"
+        )
     bad = ~np.isfinite(values)
     if bad.any():
-        raise ZooError(f"{what}: NaN or infinite value at step(s) {steps[bad].tolist()}; an "
-                       "event read off a broken curve would be wrong, so fix or drop those points")
+        raise ZooError(
+            f"{what}: NaN or infinite value at step(s) {steps[bad].tolist()}; an "
+            "event read off a broken curve would be wrong, so fix or drop those points"
+        )
     return steps, values
 
 
-def event_step(steps: Sequence[int], values: Sequence[float], *, kind: str = "threshold",
-               threshold: float | None = None, direction: str = "above") -> int | None:
+def event_step(
+    steps: Sequence[int],
+    values: Sequence[float],
+    *,
+    kind: str = "threshold",
+    threshold: float | None = None,
+    direction: str = "above",
+) -> int | None:
     """The step at which the curve shows the event, or None if it never does.
 
     kind="threshold": the first stored step whose value is >= threshold (direction="above") or
@@ -89,10 +102,19 @@ def event_step(steps: Sequence[int], values: Sequence[float], *, kind: str = "th
     return int(steps[best + 1]) if jumps[best] > 0 else None
 
 
-def event_timing(steps: Sequence[int], per_seed_values, *, seeds: Sequence | None = None,
-                 kind: str = "threshold", threshold: float | None = None,
-                 direction: str = "above", confidence: float = 0.95, n_resamples: int = 10_000,
-                 rng_seed: int = 0, no_event: str = "raise") -> EventTiming:
+def event_timing(
+    steps: Sequence[int],
+    per_seed_values,
+    *,
+    seeds: Sequence | None = None,
+    kind: str = "threshold",
+    threshold: float | None = None,
+    direction: str = "above",
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    rng_seed: int = 0,
+    no_event: str = "raise",
+) -> EventTiming:
     """Event step per seed (see event_step) with median, IQR, min-max and a CI of the mean.
 
     per_seed_values: [n_seeds, n_steps], one curve per seed on the shared steps. A seed whose
@@ -100,12 +122,15 @@ def event_timing(steps: Sequence[int], per_seed_values, *, seeds: Sequence | Non
     earlier and surer than it is); no_event="omit" leaves it out and lists it in no_event_seeds.
     """
     if no_event not in NO_EVENT_POLICIES:
-        raise ZooError(f"unknown no_event policy {no_event!r}; choose one of "
-                       f"{', '.join(NO_EVENT_POLICIES)}")
+        raise ZooError(
+            f"unknown no_event policy {no_event!r}; choose one of {', '.join(NO_EVENT_POLICIES)}"
+        )
     curves = np.asarray(per_seed_values, dtype=np.float64)
     if curves.ndim != 2 or curves.shape[1] != len(steps):
-        raise ZooError(f"per_seed_values must be [n_seeds, n_steps] = [?, {len(steps)}], got "
-                       f"shape {curves.shape}")
+        raise ZooError(
+            f"per_seed_values must be [n_seeds, n_steps] = [?, {len(steps)}], got "
+            f"shape {curves.shape}"
+        )
     labels = list(range(curves.shape[0])) if seeds is None else list(seeds)
     if len(labels) != curves.shape[0]:
         raise ZooError(f"{curves.shape[0]} curves but {len(labels)} seed labels")
@@ -120,15 +145,28 @@ def event_timing(steps: Sequence[int], per_seed_values, *, seeds: Sequence | Non
         else:
             found[label] = step
     if missing and no_event == "raise":
-        raise ZooError(f"seed(s) {missing} never show the event ({kind}, {direction}"
-                       f"{'' if threshold is None else f', threshold {threshold}'}); pass "
-                       "no_event='omit' to time the others and list these in no_event_seeds")
+        raise ZooError(
+            f"seed(s) {missing} never show the event ({kind}, {direction}"
+            f"{'' if threshold is None else f', threshold {threshold}'}); pass "
+            "no_event='omit' to time the others and list these in no_event_seeds"
+        )
     at = np.array(list(found.values()), dtype=np.float64)
-    interval = seed_interval(at, seeds=list(found), confidence=confidence,
-                             n_resamples=n_resamples, rng_seed=rng_seed)
+    interval = seed_interval(
+        at, seeds=list(found), confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed
+    )
     q1, median, q3 = np.quantile(at, [0.25, 0.5, 0.75])
-    return EventTiming(seeds=tuple(found), event_steps=tuple(found.values()),
-                       median=float(median), q1=float(q1), q3=float(q3), iqr=float(q3 - q1),
-                       min=int(at.min()), max=int(at.max()), mean=interval.mean,
-                       mean_low=interval.low, mean_high=interval.high, confidence=confidence,
-                       no_event_seeds=tuple(missing))
+    return EventTiming(
+        seeds=tuple(found),
+        event_steps=tuple(found.values()),
+        median=float(median),
+        q1=float(q1),
+        q3=float(q3),
+        iqr=float(q3 - q1),
+        min=int(at.min()),
+        max=int(at.max()),
+        mean=interval.mean,
+        mean_low=interval.low,
+        mean_high=interval.high,
+        confidence=confidence,
+        no_event_seeds=tuple(missing),
+    )

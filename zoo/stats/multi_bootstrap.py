@@ -15,16 +15,22 @@ the fraction of resamples whose difference delta* = mean_b* - mean_a* is <= 0. A
 means fewer than 1 in n_resamples. Intervals are percentile intervals of the resamples, also as
 the paper; mean_a / mean_b / difference are the plug-in estimates on the full matrices.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from data_index.errors import ZooError
-from zoo.stats._resample import (CHUNK_RESAMPLES, check_options, counts_from_indices,
-                                 draw_indices, too_few_seeds_error)
+from zoo.stats._resample import (
+    CHUNK_RESAMPLES,
+    check_options,
+    counts_from_indices,
+    draw_indices,
+    too_few_seeds_error,
+)
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,9 @@ class MultiBootstrapResult:
 def _as_matrix(scores, arm: str) -> np.ndarray:
     matrix = np.asarray(scores, dtype=np.float64)
     if matrix.ndim != 2:
-        raise ZooError(f"arm {arm} must be a [n_seeds, n_examples] score matrix, got shape "
-                       f"{matrix.shape}")
+        raise ZooError(
+            f"arm {arm} must be a [n_seeds, n_examples] score matrix, got shape {matrix.shape}"
+        )
     if matrix.shape[1] < 1:
         raise ZooError(f"arm {arm} has no examples (shape {matrix.shape})")
     if matrix.shape[0] < 2:
@@ -93,8 +100,11 @@ def _align_paired(a, b, seeds_a, seeds_b) -> np.ndarray:
 
 
 def _drop_non_finite(arms: dict[str, np.ndarray], seeds: dict[str, list], nan_policy: str):
-    bad_cells = [(arm, seeds[arm][r], c) for arm, m in arms.items()
-                 for r, c in zip(*np.nonzero(~np.isfinite(m)))]
+    bad_cells = [
+        (arm, seeds[arm][r], c)
+        for arm, m in arms.items()
+        for r, c in zip(*np.nonzero(~np.isfinite(m)))
+    ]
     if not bad_cells:
         return arms, ()
     if nan_policy == "raise":
@@ -136,10 +146,19 @@ def _resample_means(a, b, paired, n_resamples, rng, resamples):
     return np.concatenate(boot_a), (np.concatenate(boot_b) if b is not None else None)
 
 
-def multi_bootstrap(a, b=None, *, paired: bool | None = None, seeds_a: Sequence | None = None,
-                    seeds_b: Sequence | None = None, confidence: float = 0.95,
-                    n_resamples: int = 10_000, rng_seed: int = 0, nan_policy: str = "raise",
-                    _resamples: tuple | None = None) -> MultiBootstrapResult:
+def multi_bootstrap(
+    a,
+    b=None,
+    *,
+    paired: bool | None = None,
+    seeds_a: Sequence | None = None,
+    seeds_b: Sequence | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    rng_seed: int = 0,
+    nan_policy: str = "raise",
+    _resamples: tuple | None = None,
+) -> MultiBootstrapResult:
     """Multi-Bootstrap over seeds and examples of one arm (b=None) or of the difference b - a.
 
     a, b: [n_seeds, n_examples] per-seed, per-example scores; columns are the same examples in
@@ -154,18 +173,24 @@ def multi_bootstrap(a, b=None, *, paired: bool | None = None, seeds_a: Sequence 
     arms = {"a": a}
     if b is not None:
         if paired is None:
-            raise ZooError("say paired=True (the same seeds trained both arms; one seed draw "
-                           "serves both) or paired=False (independent runs per arm)")
+            raise ZooError(
+                "say paired=True (the same seeds trained both arms; one seed draw "
+                "serves both) or paired=False (independent runs per arm)"
+            )
         b = _as_matrix(b, "b")
         if b.shape[1] != a.shape[1]:
-            raise ZooError(f"both arms must score the same examples: a has {a.shape[1]} "
-                           f"columns, b has {b.shape[1]}")
+            raise ZooError(
+                f"both arms must score the same examples: a has {a.shape[1]} "
+                f"columns, b has {b.shape[1]}"
+            )
         labels["b"] = _seed_labels(seeds_b, b.shape[0], "b")
         if paired:
             if seeds_a is None and seeds_b is None and a.shape[0] != b.shape[0]:
-                raise ZooError(f"paired comparison needs the same seeds in both arms: a has "
-                               f"{a.shape[0]} seed rows, b has {b.shape[0]}; pass seeds_a/"
-                               "seeds_b to name them, or use paired=False")
+                raise ZooError(
+                    f"paired comparison needs the same seeds in both arms: a has "
+                    f"{a.shape[0]} seed rows, b has {b.shape[0]}; pass seeds_a/"
+                    "seeds_b to name them, or use paired=False"
+                )
             b = _align_paired(a, b, labels["a"], labels["b"])
             labels["b"] = labels["a"]
         arms["b"] = b
@@ -175,18 +200,38 @@ def multi_bootstrap(a, b=None, *, paired: bool | None = None, seeds_a: Sequence 
     boot_a, boot_b = _resample_means(a, b, bool(paired), n_resamples, rng, _resamples)
     tail = (1 - confidence) / 2
     a_low, a_high = np.quantile(boot_a, [tail, 1 - tail])
-    fields = dict(mean_a=float(a.mean()), a_low=float(a_low), a_high=float(a_high),
-                  mean_b=None, b_low=None, b_high=None, difference=None, difference_low=None,
-                  difference_high=None, p_value=None, paired=paired if b is not None else None,
-                  n_seeds_a=a.shape[0], n_seeds_b=None, n_examples=a.shape[1],
-                  confidence=confidence, n_resamples=len(boot_a), rng_seed=rng_seed,
-                  omitted_examples=omitted)
+    fields = {
+        "mean_a": float(a.mean()),
+        "a_low": float(a_low),
+        "a_high": float(a_high),
+        "mean_b": None,
+        "b_low": None,
+        "b_high": None,
+        "difference": None,
+        "difference_low": None,
+        "difference_high": None,
+        "p_value": None,
+        "paired": paired if b is not None else None,
+        "n_seeds_a": a.shape[0],
+        "n_seeds_b": None,
+        "n_examples": a.shape[1],
+        "confidence": confidence,
+        "n_resamples": len(boot_a),
+        "rng_seed": rng_seed,
+        "omitted_examples": omitted,
+    }
     if b is not None:
         deltas = boot_b - boot_a
         b_low, b_high = np.quantile(boot_b, [tail, 1 - tail])
         d_low, d_high = np.quantile(deltas, [tail, 1 - tail])
-        fields.update(mean_b=float(b.mean()), b_low=float(b_low), b_high=float(b_high),
-                      difference=float(b.mean() - a.mean()), difference_low=float(d_low),
-                      difference_high=float(d_high), p_value=float(np.mean(deltas <= 0)),
-                      n_seeds_b=b.shape[0])
+        fields.update(
+            mean_b=float(b.mean()),
+            b_low=float(b_low),
+            b_high=float(b_high),
+            difference=float(b.mean() - a.mean()),
+            difference_low=float(d_low),
+            difference_high=float(d_high),
+            p_value=float(np.mean(deltas <= 0)),
+            n_seeds_b=b.shape[0],
+        )
     return MultiBootstrapResult(**fields)

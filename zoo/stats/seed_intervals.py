@@ -4,10 +4,12 @@ The unit of resampling is the seed (a whole training run), because the question 
 would this number move if we had trained other runs?" (MultiBERTs, PolyPythias). Examples inside
 a run are not resampled here; for that, use multi_bootstrap.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +53,15 @@ class SeedIntervals:
         """The same numbers as a pyarrow Table (columns step, mean, low, high, n_seeds)."""
         import pyarrow as pa
 
-        return pa.table({"step": self.steps, "mean": self.means, "low": self.lows,
-                         "high": self.highs, "n_seeds": self.n_seeds})
+        return pa.table(
+            {
+                "step": self.steps,
+                "mean": self.means,
+                "low": self.lows,
+                "high": self.highs,
+                "n_seeds": self.n_seeds,
+            }
+        )
 
 
 def _describe(pairs: Sequence[tuple]) -> str:
@@ -70,25 +79,34 @@ def _non_finite_error(pairs: Sequence[tuple]) -> ZooError:
     )
 
 
-def seed_interval(values: Sequence[float] | Mapping[Any, float] | np.ndarray, *,
-                  seeds: Sequence | None = None, confidence: float = 0.95,
-                  n_resamples: int = 10_000, rng_seed: int = 0, method: str = "percentile",
-                  nan_policy: str = "raise") -> SeedInterval:
+def seed_interval(
+    values: Sequence[float] | Mapping[Any, float] | np.ndarray,
+    *,
+    seeds: Sequence | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    rng_seed: int = 0,
+    method: str = "percentile",
+    nan_policy: str = "raise",
+) -> SeedInterval:
     """Mean over seeds of one number (e.g. the loss at one step) with a bootstrap interval.
 
     values: one number per seed, or a mapping seed -> number. seeds: labels for error messages
     and for omitted_seeds (default: positions). method: "percentile" or "bca" (same definitions
     as scipy.stats.bootstrap). Resampling is reproducible from rng_seed.
     """
-    check_options(confidence=confidence, n_resamples=n_resamples, method=method,
-                  nan_policy=nan_policy)
+    check_options(
+        confidence=confidence, n_resamples=n_resamples, method=method, nan_policy=nan_policy
+    )
     if isinstance(values, Mapping):
         seeds = list(values.keys()) if seeds is None else seeds
         values = list(values.values())
     data = np.asarray(values, dtype=np.float64)
     if data.ndim != 1:
-        raise ZooError(f"seed_interval takes one number per seed (a 1-D array), got shape "
-                       f"{data.shape}; for many steps at once use seed_intervals")
+        raise ZooError(
+            f"seed_interval takes one number per seed (a 1-D array), got shape "
+            f"{data.shape}; for many steps at once use seed_intervals"
+        )
     labels = list(range(len(data))) if seeds is None else list(seeds)
     if len(labels) != len(data):
         raise ZooError(f"got {len(data)} values but {len(labels)} seed labels; give one per value")
@@ -104,12 +122,24 @@ def seed_interval(values: Sequence[float] | Mapping[Any, float] | np.ndarray, *,
     if len(data) < 2:
         after = f"after omitting NaN seeds {list(omitted)}" if omitted else ""
         raise too_few_seeds_error(len(data), after, labels)
-    mean, low, high = bootstrap_row_means(data[None, :], confidence=confidence,
-                                          n_resamples=n_resamples, rng_seed=rng_seed,
-                                          method=method)
-    return SeedInterval(mean=float(mean[0]), low=float(low[0]), high=float(high[0]),
-                        n_seeds=len(data), confidence=confidence, method=method,
-                        n_resamples=n_resamples, rng_seed=rng_seed, omitted_seeds=omitted)
+    mean, low, high = bootstrap_row_means(
+        data[None, :],
+        confidence=confidence,
+        n_resamples=n_resamples,
+        rng_seed=rng_seed,
+        method=method,
+    )
+    return SeedInterval(
+        mean=float(mean[0]),
+        low=float(low[0]),
+        high=float(high[0]),
+        n_seeds=len(data),
+        confidence=confidence,
+        method=method,
+        n_resamples=n_resamples,
+        rng_seed=rng_seed,
+        omitted_seeds=omitted,
+    )
 
 
 def _column(table: Any, name: str) -> np.ndarray:
@@ -120,25 +150,39 @@ def _column(table: Any, name: str) -> np.ndarray:
     elif hasattr(table, "columns"):  # pandas
         names = list(table.columns)
     else:
-        raise ZooError(f"expected a pyarrow Table, a pandas DataFrame or a dict of arrays, got "
-                       f"{type(table).__name__}")
+        raise ZooError(
+            f"expected a pyarrow Table, a pandas DataFrame or a dict of arrays, got "
+            f"{type(table).__name__}"
+        )
     if name not in names:
-        raise ZooError(f"no column {name!r} in the table; columns are: {', '.join(map(str, names))}")
+        raise ZooError(
+            f"no column {name!r} in the table; columns are: {', '.join(map(str, names))}"
+        )
     column = table.column(name) if hasattr(table, "column_names") else table[name]
     return np.asarray(column.to_numpy() if hasattr(column, "to_numpy") else column)
 
 
-def seed_intervals(table: Any, *, value: str = "value", step: str = "step", seed: str = "seed",
-                   confidence: float = 0.95, n_resamples: int = 10_000, rng_seed: int = 0,
-                   method: str = "percentile", nan_policy: str = "raise") -> SeedIntervals:
+def seed_intervals(
+    table: Any,
+    *,
+    value: str = "value",
+    step: str = "step",
+    seed: str = "seed",
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    rng_seed: int = 0,
+    method: str = "percentile",
+    nan_policy: str = "raise",
+) -> SeedIntervals:
     """Per-step mean and interval over seeds for a long table of (step, seed, value) rows.
 
     table: a pyarrow Table, a pandas DataFrame, or a mapping of column name -> array. Steps with
     the same number of seeds share the same resampled seed sets (seeds sorted within each step),
     so the band of a curve is made of coherent whole-run resamples and costs one matrix product.
     """
-    check_options(confidence=confidence, n_resamples=n_resamples, method=method,
-                  nan_policy=nan_policy)
+    check_options(
+        confidence=confidence, n_resamples=n_resamples, method=method, nan_policy=nan_policy
+    )
     steps, seeds = _column(table, step), _column(table, seed)
     values = _column(table, value).astype(np.float64)
     if len(values) == 0:
@@ -148,8 +192,10 @@ def seed_intervals(table: Any, *, value: str = "value", step: str = "step", seed
     same = (steps[1:] == steps[:-1]) & (seeds[1:] == seeds[:-1])
     if same.any():
         pairs = [(("step", steps[i]), ("seed", seeds[i])) for i in np.flatnonzero(same)]
-        raise ZooError(f"{len(pairs)} duplicate (step, seed) rows ({_describe(pairs)}); each run "
-                       "must contribute one value per step — aggregate or deduplicate first")
+        raise ZooError(
+            f"{len(pairs)} duplicate (step, seed) rows ({_describe(pairs)}); each run "
+            "must contribute one value per step — aggregate or deduplicate first"
+        )
     bad = ~np.isfinite(values)
     omitted: tuple = ()
     if bad.any():
@@ -166,10 +212,19 @@ def seed_intervals(table: Any, *, value: str = "value", step: str = "step", seed
     for n in np.unique(counts):
         rows = np.flatnonzero(counts == n)
         data = values[starts[rows][:, None] + np.arange(n)[None, :]]
-        mean, low, high = bootstrap_row_means(data, confidence=confidence,
-                                              n_resamples=n_resamples, rng_seed=rng_seed,
-                                              method=method)
+        mean, low, high = bootstrap_row_means(
+            data, confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed, method=method
+        )
         means[rows], lows[rows], highs[rows] = mean, low, high
-    return SeedIntervals(steps=unique_steps, means=means, lows=lows, highs=highs,
-                         n_seeds=counts, confidence=confidence, method=method,
-                         n_resamples=n_resamples, rng_seed=rng_seed, omitted=omitted)
+    return SeedIntervals(
+        steps=unique_steps,
+        means=means,
+        lows=lows,
+        highs=highs,
+        n_seeds=counts,
+        confidence=confidence,
+        method=method,
+        n_resamples=n_resamples,
+        rng_seed=rng_seed,
+        omitted=omitted,
+    )
