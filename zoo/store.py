@@ -173,7 +173,8 @@ def reaching(url: str) -> Iterator[None]:
     except Exception as exc:  # OSError, botocore, aiohttp...: the user needs the URL and the reason
         if not _is_io_error(exc):
             raise
-        raise ZooError(f"cannot reach store {url}: {type(exc).__name__}: {exc}") from None
+        raise ZooError(f"I/O failed on store {url} (unreachable, wrong credentials, no permission or "
+                       f"disk full?): {type(exc).__name__}: {exc}") from None
 
 
 def _is_io_error(exc: BaseException) -> bool:

@@ -1,0 +1,81 @@
+"""`zoo gc`: remove blobs no manifest references, safely.
+
+Unreferenced blobs appear when a writer is killed between its blobs and its manifest, and after
+`delete_after` on resume. A blob is removed only when (1) no checkpoint or keyframe manifest of any
+run references it — manifests are read first, and gc refuses to run if one cannot be read, since
+its references would be unknown — and (2) it is older than a grace period (default 1 hour), so the
+fresh blobs of a writer whose manifest is not written yet survive. Writers refresh the modification
+time of a blob they reuse on local disks (blobs.py), so reuse is protected too; on object stores
+keep the grace period longer than any single checkpoint write.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from data_index.errors import ZooError
+from zoo.store import CHECKPOINTS, KEYFRAMES, Store, reaching
+from zoo.verify import manifest_refs
+
+DEFAULT_GRACE_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class GcReport:
+    referenced: int
+    removed: list[str]
+    removed_bytes: int
+    kept_young: int
+    dry_run: bool
+
+
+def referenced_blobs(store: Store) -> set[str]:
+    """Every blob any manifest of any run references; ZooError if a manifest is unreadable."""
+    shas: set[str] = set()
+    for run_id in store.runs():
+        run = store.run(run_id)
+        for folder in (CHECKPOINTS, KEYFRAMES):
+            for step in run._steps(folder):
+                try:
+                    manifest = run._manifest(folder, step)
+                except ZooError as exc:
+                    raise ZooError(f"gc stopped, nothing removed: {exc}. Fix or delete that manifest "
+                                   f"first (`zoo verify` lists problems)") from None
+                shas.update(ref["blob"] for ref in manifest_refs(manifest).values())
+    return shas
+
+
+def collect_garbage(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS,
+                    dry_run: bool = False) -> GcReport:
+    with reaching(store.url):
+        keep = referenced_blobs(store)
+        now = time.time()
+        removed, removed_bytes, young = [], 0, 0
+        for sha in store.blobs.list_all():
+            if sha in keep:
+                continue
+            path = store.location.path(store.blobs.relpath(sha))
+            info = store.location.fs.info(path)
+            if now - _mtime(store, path, info) < grace_seconds:
+                young += 1
+                continue
+            removed.append(sha)
+            removed_bytes += int(info.get("size", 0))
+            if not dry_run:
+                store.location.remove(store.blobs.relpath(sha))
+    return GcReport(len(keep), removed, removed_bytes, young, dry_run)
+
+
+def _mtime(store: Store, path: str, info: dict) -> float:
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    try:
+        stamp = store.location.fs.modified(path)
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+    except (NotImplementedError, OSError):
+        return time.time()  # age unknown: treat as fresh, never remove

@@ -1,0 +1,132 @@
+"""`zoo push` / `zoo pull`: copy runs between any two stores (local folder, s3://, ...).
+
+Order is the same as a writer's: run records, index and metrics first, then only the blobs the
+destination lacks (each decoded and re-hashed on arrival, before it is written), and the checkpoint
+and keyframe manifests last. An interrupted copy therefore leaves the destination valid (at worst
+some unreferenced blobs) and running it again resumes: present blobs are skipped. A destination
+manifest that differs from the source's for the same step is a conflict and stops the copy before
+anything is written. The destination run's writer lease is held while copying.
+Corpora (immutable, named by fingerprint) are copied file by file where missing.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from data_index.errors import ZooError
+from data_index.fsio import Location
+from zoo.names import RunId
+from zoo.run_lock import LEASE_FILE, write_guard
+from zoo.store import CHECKPOINTS, KEYFRAMES, Store, reaching
+from zoo.verify import manifest_refs
+
+
+@dataclass(frozen=True)
+class TransferReport:
+    runs: int
+    blobs_copied: int
+    blobs_present: int
+    bytes_copied: int
+    manifests_copied: int
+    files_copied: int
+
+
+def copy_runs(source: Store, destination: Store, run_ids: list[RunId] | None = None, *,
+              include_corpora: bool = True, progress: bool = False) -> TransferReport:
+    """Copy the given runs (default: all of `source`) into `destination`, resumably."""
+    available = source.runs()
+    run_ids = available if run_ids is None else run_ids
+    for run_id in run_ids:
+        if run_id not in available:
+            raise ZooError(f"{run_id} is not in {source.url}; it has: "
+                           f"{', '.join(r.key for r in available) or 'no runs'}")
+    totals = [0, 0, 0, 0, 0]
+    destination.ensure_created()
+    for run_id in run_ids:
+        counts = _copy_run(source, destination, run_id, progress=progress)
+        totals = [a + b for a, b in zip(totals, counts)]
+    if include_corpora:
+        with reaching(source.url), reaching(destination.url):
+            totals[4] += _copy_missing_files(source.location.child("corpora"),
+                                             destination.location.child("corpora"))
+    return TransferReport(len(run_ids), *totals)
+
+
+def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: bool) -> list[int]:
+    src, dst = source.run(run_id), destination.run(run_id)
+    with reaching(source.url), reaching(destination.url), write_guard(dst.location, label=str(run_id)):
+        manifests = {}  # relpath -> (bytes, parsed)
+        for folder in (CHECKPOINTS, KEYFRAMES):
+            for step in src._steps(folder):
+                relpath = src.manifest_name(folder, step)
+                manifests[relpath] = (src.location.read_bytes(relpath), src._manifest(folder, step))
+        for relpath, (data, parsed) in manifests.items():  # conflicts stop us before any write
+            if dst.location.exists(relpath) and json.loads(dst.location.read_bytes(relpath)) != parsed:
+                raise ZooError(f"{run_id}: {destination.url} already has a different {relpath}; "
+                               f"nothing was copied. Remove it there if the source is right.")
+        files = _copy_all_files(src.location, dst.location,
+                                skip=lambda rel: rel == LEASE_FILE or rel.split("/")[0] in (CHECKPOINTS, KEYFRAMES))
+        needed = {ref["blob"] for _, parsed in manifests.values() for ref in manifest_refs(parsed).values()}
+        blob_counts = _copy_blobs(source, destination, sorted(needed), label=str(run_id), progress=progress)
+        copied = 0
+        for relpath, (data, _) in manifests.items():
+            if not dst.location.exists(relpath):
+                dst.location.write_atomic(relpath, data)
+                copied += 1
+    return [*blob_counts, copied, files]
+
+
+def _copy_blobs(source: Store, destination: Store, shas: list[str], *, label: str, progress: bool) -> list[int]:
+    def one(sha: str) -> int:
+        if destination.blobs.has(sha):
+            return -1
+        data = source.blobs.read_encoded(sha, what=f"{label} in {source.url}")
+        destination.blobs.write_encoded(sha, data)  # decodes and re-hashes before writing
+        return len(data)
+
+    copied = present = size = 0
+    with ThreadPoolExecutor(8) as pool:
+        for result in tqdm(pool.map(one, shas), total=len(shas), desc=f"{label} blobs", unit="blob",
+                           disable=not progress):
+            if result < 0:
+                present += 1
+            else:
+                copied, size = copied + 1, size + result
+    return [copied, present, size]
+
+
+def _relative_files(location: Location) -> list[str]:
+    root = location.root.rstrip("/")
+    try:
+        found = location.fs.find(root)
+    except FileNotFoundError:
+        return []
+    rels = []
+    for path in found:
+        path = path.rstrip("/")
+        rel = path[len(root):].lstrip("/") if path.startswith(root) else None
+        if rel and not rel.rsplit("/", 1)[-1].startswith(".tmp-"):
+            rels.append(rel)
+    return sorted(rels)
+
+
+def _copy_all_files(src: Location, dst: Location, *, skip) -> int:
+    """Mutable run records (run.json, status.json, metrics, index): always refreshed from source."""
+    count = 0
+    for rel in _relative_files(src):
+        if not skip(rel):
+            dst.write_atomic(rel, src.read_bytes(rel))
+            count += 1
+    return count
+
+
+def _copy_missing_files(src: Location, dst: Location) -> int:
+    count = 0
+    for rel in _relative_files(src):
+        if not dst.exists(rel):
+            dst.write_atomic(rel, src.read_bytes(rel))
+            count += 1
+    return count
