@@ -1,0 +1,292 @@
+"""A prepared corpus: packed token samples, tokenizer, provenance and a fingerprint, in one folder.
+
+Folder layout (owned here):
+  corpus.json         metadata, packing parameters, sizes + sha256 of every file, the fingerprint
+  tokens.bin          little-endian uint16 (vocab <= 65536) or uint32, n_samples * seq_len, memory-mapped
+  provenance.parquet  one row per sample: sample, document_id, token_offset (of the sample's first token)
+  documents.parquet   one row per document: document_id, start (stream position), n_tokens (EOS excluded)
+  tokenizer/          tokenizer.json + tokenizer_config.json (AutoTokenizer.from_pretrained loads it)
+
+The fingerprint is sha256 over the packing parameters, sha256(tokenizer.json) and sha256(tokens.bin):
+everything that decides what a model sees. Runs record it; a replay elsewhere checks it. Preparing is
+done in a temporary sibling folder renamed into place at the end, so an error leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tokenizers import Tokenizer
+
+from data_index import tokenizer as tok
+from data_index.errors import IntegrityError, ZooError
+from data_index.packing import PACKING_RULE, PackedStream, pack_documents, sample_provenance, token_dtype
+from data_index.sources import resolve_source
+
+FORMAT = "zoo-corpus"
+VERSION = 1
+
+
+class Corpus:
+    """A prepared corpus folder opened for reading; tokens stay on disk (memory-mapped)."""
+
+    def __init__(self, folder: Path, meta: dict):
+        self.folder = folder
+        self.meta = meta
+        self.fingerprint: str = meta["fingerprint"]
+        self.seq_len: int = meta["seq_len"]
+        self.n_samples: int = meta["n_samples"]
+        self.vocab_size: int = meta["vocab_size"]
+        self.eos_id: int = meta["eos_id"]
+        self.dtype = np.dtype(meta["dtype"])
+        self.tokenizer_dir = folder / "tokenizer"
+        self._tokens = np.memmap(folder / "tokens.bin", dtype=self.dtype, mode="r", shape=(self.n_samples, self.seq_len))
+        self._tokenizer: Tokenizer | None = None
+        self._documents: pa.Table | None = None
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "Corpus":
+        """Open a local corpus folder, checking corpus.json and every file's size (fast, no hashing)."""
+        folder = Path(folder).expanduser().resolve()
+        meta_path = folder / "corpus.json"
+        if not meta_path.is_file():
+            raise ZooError(f"{folder} is not a prepared corpus (no corpus.json); make one with `zoo data prepare`")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError as exc:
+            raise IntegrityError(f"{meta_path} is not valid JSON: {exc}") from None
+        if meta.get("format") != FORMAT:
+            raise IntegrityError(f"{meta_path} is not a corpus description (format {meta.get('format')!r})")
+        for relpath, info in meta["files"].items():
+            path = folder / relpath
+            size = path.stat().st_size if path.is_file() else None
+            if size != info["bytes"]:
+                raise IntegrityError(f"corpus file {path} has {size} bytes, corpus.json records {info['bytes']}")
+        return cls(folder, meta)
+
+    def __repr__(self) -> str:
+        return f"Corpus({str(self.folder)!r}, fingerprint={self.fingerprint[:12]}, samples={self.n_samples}x{self.seq_len})"
+
+    def samples(self, ids) -> np.ndarray:
+        """Token arrays of the given sample ids, int64 [len(ids), seq_len], read from the memmap."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.n_samples):
+            bad = int(ids[(ids < 0) | (ids >= self.n_samples)][0])
+            raise ZooError(f"sample {bad} is outside the corpus: valid ids 0..{self.n_samples - 1}")
+        return self._tokens[ids].astype(np.int64)
+
+    def decode(self, tokens) -> str:
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer.from_file(str(self.tokenizer_dir / "tokenizer.json"))
+        return self._tokenizer.decode([int(t) for t in np.asarray(tokens).reshape(-1)], skip_special_tokens=False)
+
+    def _document_table(self) -> tuple[pa.Array, np.ndarray]:
+        if self._documents is None:
+            self._documents = pq.read_table(self.folder / "documents.parquet")
+        table = self._documents
+        return table.column("document_id").combine_chunks(), table.column("start").to_numpy()
+
+    def _check_sample(self, sample_id: int) -> None:
+        if not 0 <= sample_id < self.n_samples:
+            raise ZooError(f"sample {sample_id} is outside the corpus: valid ids 0..{self.n_samples - 1}")
+
+    def provenance(self, sample_id: int) -> tuple[str, int]:
+        """(document id, token offset within that document) of the sample's first token."""
+        self._check_sample(sample_id)
+        ids, starts = self._document_table()
+        position = sample_id * self.seq_len
+        doc = int(np.searchsorted(starts, position, side="right")) - 1
+        return ids[doc].as_py(), int(position - starts[doc])
+
+    def documents_of(self, sample_id: int) -> list[str]:
+        """Ids of every document with a token (or its EOS) inside the sample, in stream order."""
+        self._check_sample(sample_id)
+        ids, starts = self._document_table()
+        first, last = sample_id * self.seq_len, (sample_id + 1) * self.seq_len - 1
+        lo, hi = np.searchsorted(starts, [first, last], side="right") - 1
+        return ids[int(lo) : int(hi) + 1].to_pylist()
+
+    def files(self) -> list[str]:
+        """Relative paths of every file of the corpus (what a store copies beside its runs)."""
+        return sorted(["corpus.json", *self.meta["files"]])
+
+    def verify(self) -> None:
+        """Re-hash every file and recompute the fingerprint; IntegrityError naming what differs."""
+        for relpath, info in self.meta["files"].items():
+            digest = _sha256_file(self.folder / relpath)
+            if digest != info["sha256"]:
+                raise IntegrityError(f"corpus file {self.folder / relpath} has sha256 {digest}, corpus.json records {info['sha256']}")
+        recomputed = _fingerprint(self.meta["packing"], self.meta["files"])
+        if recomputed != self.fingerprint:
+            raise IntegrityError(f"corpus {self.folder} fingerprint recomputes to {recomputed}, recorded {self.fingerprint}")
+
+
+def prepare_corpus(
+    source: str,
+    out: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    vocab_size: int = 2048,
+    seq_len: int = 128,
+    workers: int = 1,
+    progress: bool = True,
+) -> Corpus:
+    """Read SOURCE, tokenize, pack into `out`; returns the corpus already there if it is the same one."""
+    if seq_len <= 0:
+        raise ZooError(f"seq_len must be > 0, got {seq_len}")
+    if workers < 1:
+        raise ZooError(f"workers must be >= 1, got {workers}")
+    if tokenizer is None:
+        tok.check_vocab_size(vocab_size)
+    out = Path(out).expanduser().resolve()
+    existing = _existing_corpus(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        meta = _build(source, tmp, tokenizer=tokenizer, vocab_size=vocab_size, seq_len=seq_len,
+                      workers=workers, progress=progress)
+        if existing is not None:
+            return _same_or_error(existing, meta, out)
+        if out.is_dir():
+            out.rmdir()  # empty (checked by _existing_corpus)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            raced = _existing_corpus(out)  # another process finished the same folder first
+            if raced is None:
+                raise
+            return _same_or_error(raced, meta, out)
+        return Corpus.open(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _existing_corpus(out: Path) -> Corpus | None:
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"output {out} is a file; give a folder for the prepared corpus")
+    if (out / "corpus.json").exists():
+        return Corpus.open(out)
+    if out.is_dir() and any(out.iterdir()):
+        raise ZooError(f"output folder {out} is not empty and holds no corpus; choose a new or empty folder")
+    return None
+
+
+def _same_or_error(existing: Corpus, meta: dict, out: Path) -> Corpus:
+    if existing.fingerprint != meta["fingerprint"]:
+        raise ZooError(
+            f"{out} already holds a different corpus (fingerprint {existing.fingerprint}, source "
+            f"{existing.meta.get('source')!r}); this one is {meta['fingerprint']} from {meta['source']!r}: "
+            f"choose another --out folder"
+        )
+    return existing
+
+
+def _build(source: str, folder: Path, *, tokenizer, vocab_size: int, seq_len: int, workers: int, progress: bool) -> dict:
+    docs = resolve_source(source, cache_dir=folder / ".datasets-cache", quiet=not progress)
+    if tokenizer is None:
+        texts = (text for _, text in _progress(docs.documents(), progress, "read + train tokenizer"))
+        trained = tok.train_bpe(texts, vocab_size=vocab_size)
+        tokenizer_json, eos_token = trained.to_str().encode("utf-8"), tok.EOS_TOKEN
+        tokenizer_info = {"trained": True, "vocab_size_requested": vocab_size}
+    else:
+        _, tokenizer_json, eos_token = tok.load_existing(tokenizer)
+        tokenizer_info = {"trained": False, "from": str(tokenizer)}
+    loaded = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+    actual_vocab, eos_id = loaded.get_vocab_size(), loaded.token_to_id(eos_token)
+    tok.save_folder(folder / "tokenizer", tokenizer_json=tokenizer_json, eos_token=eos_token, model_max_length=seq_len)
+    dtype = token_dtype(actual_vocab)
+    bar = _bar(progress, "tokenize + pack")
+    try:
+        stream = pack_documents(docs.documents(), tokenizer_json.decode("utf-8"), eos_id=eos_id, seq_len=seq_len,
+                                dtype=dtype, out_file=folder / "tokens.bin", workers=workers,
+                                on_documents=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    shutil.rmtree(folder / ".datasets-cache", ignore_errors=True)
+    _write_tables(folder, stream, seq_len)
+    packing = {"rule": PACKING_RULE, "seq_len": seq_len, "dtype": dtype.name, "eos_id": eos_id,
+               "n_samples": stream.n_samples}
+    files = {rel: {"bytes": (folder / rel).stat().st_size, "sha256": _sha256_file(folder / rel)}
+             for rel in sorted(_relative_files(folder))}
+    meta = {
+        "format": FORMAT, "version": VERSION, "fingerprint": _fingerprint(packing, files),
+        "source": docs.spec, "source_metadata": docs.metadata,
+        "seq_len": seq_len, "n_samples": stream.n_samples, "vocab_size": actual_vocab, "eos_id": eos_id,
+        "eos_token": eos_token, "dtype": dtype.name, "n_documents": len(stream.doc_ids),
+        "n_stream_tokens": stream.n_stream_tokens, "dropped_tail_tokens": stream.dropped_tail_tokens,
+        "packing": packing, "tokenizer": tokenizer_info,
+        "created_with": {"python": sys.version.split()[0], "tokenizers": _version("tokenizers")},
+        "files": files,
+    }
+    (folder / "corpus.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+def _write_tables(folder: Path, stream: PackedStream, seq_len: int) -> None:
+    ids = pa.array(stream.doc_ids, pa.string())
+    documents = pa.table({"document_id": ids, "start": stream.doc_starts, "n_tokens": stream.doc_lengths})
+    pq.write_table(documents, folder / "documents.parquet", compression="zstd")
+    sample_ids = np.arange(stream.n_samples, dtype=np.int64)
+    docs, offsets = sample_provenance(stream, sample_ids, seq_len)
+    provenance = pa.table({"sample": sample_ids, "document_id": ids.take(pa.array(docs)).dictionary_encode(),
+                           "token_offset": offsets})
+    pq.write_table(provenance, folder / "provenance.parquet", compression="zstd")
+
+
+def _relative_files(folder: Path) -> list[str]:
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "corpus.json"]
+
+
+def _fingerprint(packing: dict, files: dict) -> str:
+    digest = hashlib.sha256(b"zoo-corpus/1\n")
+    digest.update(json.dumps(packing, sort_keys=True).encode() + b"\n")
+    digest.update(files["tokenizer/tokenizer.json"]["sha256"].encode() + b"\n")
+    digest.update(files["tokens.bin"]["sha256"].encode())
+    return digest.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    bar = _bar(enabled, desc)
+    if bar is None:
+        yield from iterable
+        return
+    try:
+        for item in iterable:
+            bar.update(1)
+            yield item
+    finally:
+        bar.close()
+
+
+def _bar(enabled: bool, desc: str):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True)
