@@ -55,7 +55,8 @@ def list_parts(location: Location) -> list[PartFile]:
 class PartLog:
     """Append rows (dict of equal-length columns); flushed every `flush_every` appends as a part."""
 
-    def __init__(self, location: Location, *, schema: pa.Schema, key: str = "step", flush_every: int = 64):
+    def __init__(self, location: Location, *, schema: pa.Schema, key: str = "step", flush_every: int = 64,
+                 parquet_options: dict | None = None):
         if key not in schema.names:
             raise ZooError(f"key column {key!r} is not in the schema; columns: {schema.names}")
         if flush_every <= 0:
@@ -64,7 +65,8 @@ class PartLog:
         self.schema = schema
         self.key = key
         self.flush_every = flush_every
-        self._buffer: list[pa.RecordBatch] = []
+        self.parquet_options = dict(parquet_options or {})  # e.g. column_encoding for compact ids
+        self._buffer: list[dict[str, np.ndarray]] = []
         self._closed = False
         parts = list_parts(location)
         self._next_seq = parts[-1].seq + 1 if parts else 0
@@ -76,25 +78,29 @@ class PartLog:
         return self._last_key
 
     def append(self, rows: dict) -> None:
+        """Buffer rows; columns are validated here, their Arrow types when the part is written."""
         if self._closed:
             raise ZooError(f"the log at {self.location.url} is closed")
-        try:
-            batch = pa.RecordBatch.from_pydict(dict(rows), schema=self.schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, TypeError) as exc:
-            raise ZooError(f"rows do not match the log schema {self.schema.names}: {exc}") from None
-        if batch.num_rows == 0:
+        if set(rows) != set(self.schema.names):
+            raise ZooError(f"rows have columns {sorted(rows)}, the log schema has {self.schema.names}")
+        columns = {name: np.asarray(rows[name]) for name in self.schema.names}
+        lengths = {len(c) if c.ndim == 1 else -1 for c in columns.values()}
+        if len(lengths) != 1 or -1 in lengths:
+            raise ZooError(f"columns must be 1-D and of equal length, got lengths {sorted(lengths)}")
+        keys = columns[self.key]
+        if len(keys) == 0:
             return
-        keys = batch.column(self.key)
-        first, last = pc.min(keys).as_py(), pc.max(keys).as_py()
-        if self._last_key is not None and first < self._last_key:
+        if not np.issubdtype(keys.dtype, np.integer):
+            raise ZooError(f"key column {self.key!r} must hold integers, got {keys.dtype}")
+        if self._last_key is not None and keys[0] < self._last_key:
             raise ZooError(
-                f"{self.key} {first} comes after {self.key} {self._last_key} in {self.location.url}: "
+                f"{self.key} {keys[0]} comes after {self.key} {self._last_key} in {self.location.url}: "
                 f"keys must not decrease (to rewrite from a step, truncate_after it first)"
             )
-        if not _non_decreasing(keys):
+        if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
             raise ZooError(f"{self.key} values within one append must not decrease")
-        self._last_key = last
-        self._buffer.append(batch)
+        self._last_key = int(keys[-1])
+        self._buffer.append(columns)
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
@@ -102,10 +108,17 @@ class PartLog:
         """Write buffered rows as one new part file (atomic); a no-op when nothing is buffered."""
         if not self._buffer:
             return
-        table = pa.Table.from_batches(self._buffer, schema=self.schema)
-        self._write_part(self._next_seq, table)
+        self._write_part(self._next_seq, self._buffered_table())
         self._next_seq += 1
         self._buffer = []
+
+    def _buffered_table(self) -> pa.Table:
+        try:
+            return pa.table({f.name: pa.array(np.concatenate([c[f.name] for c in self._buffer]), type=f.type)
+                             for f in self.schema}, schema=self.schema)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            self._buffer = []
+            raise ZooError(f"buffered rows do not fit the log schema {self.schema}: {exc}") from None
 
     def close(self) -> None:
         if not self._closed:
@@ -127,8 +140,12 @@ class PartLog:
 
     def truncate_after(self, key_value: int) -> None:
         """Drop every row with key > key_value, flushed or buffered (crash-safe, see module doc)."""
-        self._buffer = [b.filter(pc.less_equal(b.column(self.key), key_value)) for b in self._buffer]
-        self._buffer = [b for b in self._buffer if b.num_rows]
+        kept = []
+        for columns in self._buffer:
+            mask = columns[self.key] <= key_value
+            if mask.any():
+                kept.append({name: column[mask] for name, column in columns.items()})
+        self._buffer = kept
         parts = list_parts(self.location)
         for part in reversed(parts):
             if part.first > key_value:
@@ -140,7 +157,7 @@ class PartLog:
                 self._write_part(part.seq, kept)
                 self.location.remove(part.name)
         remaining = list_parts(self.location)
-        buffered = [pc.max(b.column(self.key)).as_py() for b in self._buffer]
+        buffered = [int(columns[self.key][-1]) for columns in self._buffer]
         candidates = [p.last for p in remaining[-1:]] + buffered
         self._last_key = max(candidates) if candidates else None
         self._next_seq = max([p.seq + 1 for p in remaining[-1:]] + [self._next_seq])
@@ -155,7 +172,7 @@ class PartLog:
         keys = table.column(self.key)
         first, last = pc.min(keys).as_py(), pc.max(keys).as_py()
         sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
+        pq.write_table(table, sink, compression="zstd", **self.parquet_options)
         self.location.write_atomic(f"part-{seq:08d}-{first:012d}-{last:012d}.parquet", sink.getvalue())
 
     def _read_part(self, part: PartFile) -> pa.Table:
@@ -176,7 +193,3 @@ class PartLog:
             )
         return table.cast(self.schema)
 
-
-def _non_decreasing(values: pa.ChunkedArray | pa.Array) -> bool:
-    array = values.to_numpy(zero_copy_only=False) if hasattr(values, "to_numpy") else np.asarray(values)
-    return bool(np.all(array[1:] >= array[:-1]))

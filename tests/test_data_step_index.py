@@ -114,6 +114,13 @@ def test_part_log_is_generic_and_truncates(tmp_path):
     assert table.column("loss").to_pylist()[-1] == 0.5
     with pytest.raises(ZooError, match="must not decrease"):
         PartLog(loc, schema=schema).append({"step": [2], "loss": [0.0]})
+    with pytest.raises(ZooError, match=r"columns \['step'\], the log schema has \['step', 'loss'\]"):
+        PartLog(loc, schema=schema).append({"step": [9]})
+    bad = PartLog(loc, schema=schema)
+    bad.append({"step": [9], "loss": ["not a number"]})
+    with pytest.raises(ZooError, match="do not fit the log schema"):
+        bad.flush()
+    assert PartLog(loc, schema=schema).read().num_rows == 4
 
 
 def test_part_log_crash_during_truncation_reads_trimmed_twin(tmp_path):
