@@ -19,12 +19,12 @@ from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_index import StepIndex, StepIndexWriter, global_batch, prepare_corpus  # noqa: E402
-from data_index.corpus import _sha256_file, _write_tables  # noqa: E402
-from data_index.fsio import open_location  # noqa: E402
-from data_index.packing import pack_documents, token_dtype  # noqa: E402
-from data_index.queries import batch_tokens  # noqa: E402
-from data_index.sources import resolve_source  # noqa: E402
+from data_index import StepIndex, StepIndexWriter, global_batch, prepare_corpus
+from data_index.corpus import _sha256_file, _write_tables
+from data_index.fsio import open_location
+from data_index.packing import pack_documents, token_dtype
+from data_index.queries import batch_tokens
+from data_index.sources import resolve_source
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -131,7 +131,7 @@ def main() -> None:
 
     header = ("measure", "ours", "bare", "ratio")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
     print(line(header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:

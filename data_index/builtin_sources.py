@@ -21,10 +21,10 @@ import ast
 import os
 import sys
 import sysconfig
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import parse_qsl
 
 from data_index.errors import ZooError

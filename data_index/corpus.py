@@ -28,7 +28,13 @@ from tokenizers import Tokenizer
 
 from data_index import tokenizer as tok
 from data_index.errors import IntegrityError, ZooError
-from data_index.packing import PACKING_RULE, PackedStream, pack_documents, sample_provenance, token_dtype
+from data_index.packing import (
+    PACKING_RULE,
+    PackedStream,
+    pack_documents,
+    sample_provenance,
+    token_dtype,
+)
 from data_index.sources import resolve_source
 
 FORMAT = "zoo-corpus"
@@ -53,7 +59,7 @@ class Corpus:
         self._documents: pa.Table | None = None
 
     @classmethod
-    def open(cls, folder: str | Path) -> "Corpus":
+    def open(cls, folder: str | Path) -> Corpus:
         """Open a local corpus folder, checking corpus.json and every file's size (fast, no hashing)."""
         folder = Path(folder).expanduser().resolve()
         meta_path = folder / "corpus.json"

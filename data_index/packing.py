@@ -20,10 +20,10 @@ result is byte-identical to workers=1.
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tokenizers import Tokenizer

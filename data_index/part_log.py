@@ -125,7 +125,7 @@ class PartLog:
             self.flush()
             self._closed = True
 
-    def __enter__(self) -> "PartLog":
+    def __enter__(self) -> PartLog:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -117,7 +117,7 @@ class StepIndexWriter:
     def close(self) -> None:
         self._log.close()
 
-    def __enter__(self) -> "StepIndexWriter":
+    def __enter__(self) -> StepIndexWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -140,7 +140,7 @@ class StepIndex:
         self._sorted_samples: np.ndarray | None = None
 
     @classmethod
-    def open(cls, location: Location) -> "StepIndex":
+    def open(cls, location: Location) -> StepIndex:
         header = _read_header(location)
         if header is None:
             raise ZooError(f"no step index at {location.url} (missing {HEADER})")

@@ -12,8 +12,8 @@ The folder holds tokenizer.json + tokenizer_config.json + special_tokens_map.jso
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
