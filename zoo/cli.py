@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from data_index.errors import ZooError
@@ -13,11 +14,22 @@ The store is taken from --store, else the ZOO_STORE environment variable, else .
 """
 
 
+# Each module adds its commands; `zoo train` reaches the training package lazily.
+COMMAND_MODULES = (
+    "zoo.cli_train",
+    "zoo.cli_store",
+    "zoo.cli_replay",
+    "data_index.cli",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 

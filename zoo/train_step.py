@@ -104,3 +104,17 @@ def training_step(
     optimizer.step()
     scheduler.step()
     return StepStats(loss=float(loss.detach()), grad_norm=float(grad_norm), lr=float(lr))
+
+
+def make_training_state(model: torch.nn.Module, cfg, *, keyframe=None):
+    """(optimizer, scheduler) for a run, fresh or restored from a keyframe.
+
+    The order matters: building LambdaLR writes lr = base_lr * multiplier(0) into the optimizer,
+    so the optimizer's saved state (its current lr) must be loaded after, then the scheduler's.
+    """
+    optimizer = make_optimizer(model, cfg.optimizer)
+    scheduler = make_scheduler(optimizer, cfg.schedule, total_steps=cfg.steps)
+    if keyframe is not None:
+        optimizer.load_state_dict(keyframe.optimizer)
+        load_scheduler_state(scheduler, keyframe.scheduler)
+    return optimizer, scheduler

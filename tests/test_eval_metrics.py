@@ -1,4 +1,4 @@
-"""zoo.metrics on real transformers models (random GPT-NeoX, and a hand-wired GPT-2)."""
+"""zoo.eval_metrics on real transformers models (random GPT-NeoX, and a hand-wired GPT-2)."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
 from data_index.errors import ZooError
-from zoo.metrics import (
+from zoo.eval_metrics import (
     METRICS,
     default_icl_windows,
     heldout_loss,

@@ -1,0 +1,145 @@
+"""The training harness keeps the determinism contract: same manifest => same bits; a killed run
+resumes to the bits of an uninterrupted one; seeds split into init and data streams; the index
+written during training is the order function's."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from data_index import StepIndex
+from data_index.errors import ZooError
+from training.sweep import plan_commands, train_family
+from zoo.names import RunId
+from zoo.store import Store
+
+from micro_family import write_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _weights(store: Store, run_id: RunId) -> dict[int, dict]:
+    run = store.run(run_id)
+    return {s: run.checkpoint_manifest(s)["tensors"] for s in run.checkpoint_steps()}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The micro family trained once, uninterrupted."""
+    folder = tmp_path_factory.mktemp("reference")
+    manifest = write_manifest(folder)
+    store = Store.open(str(folder / "store"))
+    train_family(manifest, store=store, threads=2, progress=False)
+    return manifest, store
+
+
+def test_same_manifest_twice_gives_identical_weights_at_every_step(reference, tmp_path):
+    manifest, store = reference
+    again = Store.open(str(tmp_path / "store"))
+    train_family(manifest, store=again, threads=2, progress=False)
+    for run_id in store.runs():
+        ours, theirs = _weights(store, run_id), _weights(again, run_id)
+        assert list(ours) == list(theirs) and len(ours) > 3
+        assert ours == theirs, run_id
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(reference, tmp_path):
+    manifest, store = reference
+    partial = Store.open(str(tmp_path / "store"))
+    train_family(manifest, store=partial, threads=2, progress=False, stop_after_step=13)
+    run_id = RunId("micro", "1l32", 1)
+    assert partial.run(run_id).read_json("status.json")["finished"] is False
+    outcomes = train_family(manifest, store=partial, threads=2, progress=False)
+    assert outcomes[0].status == "resumed" and outcomes[0].first_step == 8
+    assert _weights(partial, run_id) == _weights(store, run_id)
+    StepIndex.open(partial.run(run_id).index_location).verify()
+
+
+def test_kill_9_mid_run_then_resume_is_bit_identical(reference, tmp_path):
+    manifest, store = reference
+    target = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", manifest, "--store", str(target), "--only", "1l32/1",
+         "--threads", "2", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    status = target / "runs/micro/1l32/seed-1/status.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if status.exists() and '"last_step": 8' in status.read_text():
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = Store.open(str(target))
+    train_family(manifest, store=resumed, only=["1l32/1"], threads=2, progress=False)
+    run_id = RunId("micro", "1l32", 1)
+    assert _weights(resumed, run_id) == _weights(store, run_id)
+
+
+def test_finished_runs_are_skipped(reference):
+    manifest, store = reference
+    outcomes = train_family(manifest, store=store, progress=False)
+    assert {o.status for o in outcomes} == {"skipped"}
+
+
+def test_changed_manifest_refuses_to_resume_naming_the_field(reference, tmp_path):
+    manifest, store = reference
+    changed = write_manifest(tmp_path, optimizer={**_base()["optimizer"], "lr": 1e-2})
+    with pytest.raises(ZooError, match="optimizer.lr"):
+        train_family(changed, store=store, progress=False)
+
+
+def test_data_seed_changes_order_not_init(tmp_path):
+    manifest = write_manifest(tmp_path, seeds=[1, {"seed": 2, "init_seed": 1}], steps=2,
+                              checkpoints={"log_spaced_until": 2, "every": 2, "keyframe_every": 2})
+    store = Store.open(str(tmp_path / "store"))
+    train_family(manifest, store=store, threads=2, progress=False)
+    a, b = _weights(store, RunId("micro", "1l32", 1)), _weights(store, RunId("micro", "1l32", 2))
+    assert a[0] == b[0]
+    assert a[1] != b[1]
+
+
+def test_index_written_during_training_is_the_order_function(reference):
+    _, store = reference
+    for run_id in store.runs():
+        index = StepIndex.open(store.run(run_id).index_location)
+        assert (index.first_step, index.last_step) == (1, 24)
+        index.verify()
+
+
+def test_run_records_config_environment_and_metrics(reference):
+    from zoo.run_metrics import read_run_metrics
+
+    _, store = reference
+    run = store.run(RunId("micro", "1l32", 1))
+    record, env = run.read_json("run.json"), run.read_json("environment.json")
+    assert record["config"]["optimizer"]["lr"] == 3e-3 and len(record["config_hash"]) == 64
+    assert env["threads"] == 2 and env["torch"] == torch.__version__
+    metrics = read_run_metrics(run)
+    assert metrics.column("step").to_pylist() == list(range(1, 25))
+    losses = metrics.column("loss").to_pylist()
+    assert losses[-1] < losses[0]
+
+
+def test_plan_prints_one_command_per_run(reference):
+    manifest, store = reference
+    commands = plan_commands(manifest, store_url=store.url)
+    assert [c.split("--only ")[1].split()[0] for c in commands] == ["1l32/1", "1l32/2"]
+
+
+def test_only_rejects_unknown_runs_listing_valid_ones(reference):
+    manifest, store = reference
+    with pytest.raises(ZooError, match="valid: 1l32/1, 1l32/2"):
+        train_family(manifest, store=store, only=["9l9/1"], progress=False)
+
+
+def _base():
+    from micro_family import BASE
+
+    return BASE

@@ -1,0 +1,55 @@
+"""What data a step saw, and which steps saw a sample: the data index, by model name.
+
+The step index and corpus of a run are opened once per process and kept, so repeated queries
+cost milliseconds (steps_of builds its inverted index on first use).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from data_index import Corpus, StepIndex
+from data_index.errors import ZooError
+from zoo.corpora import open_corpus
+from zoo.store import Store
+
+
+def batch(name: str, *, seed: int, step: int, store: str | Store | None = None) -> torch.Tensor:
+    """The token batch of `step` exactly as trained: LongTensor [batch, seq_len]."""
+    corpus, index = _open(name, seed, store)
+    return torch.from_numpy(corpus.samples(index.batch_ids(step)))
+
+
+def batch_ids(name: str, *, seed: int, step: int, store: str | Store | None = None):
+    """The sample ids of `step`'s batch, in order."""
+    return _open(name, seed, store)[1].batch_ids(step)
+
+
+def steps_of(name: str, *, seed: int, sample: int, store: str | Store | None = None) -> list[int]:
+    """The steps whose batch held `sample` (ascending; a sample appears once per epoch)."""
+    corpus, index = _open(name, seed, store)
+    if not 0 <= sample < corpus.n_samples:
+        raise ZooError(f"sample {sample} does not exist: the corpus has samples 0..{corpus.n_samples - 1}")
+    return sorted({step for step, _ in index.steps_of(sample)})
+
+
+def _open(name: str, seed: int, store) -> tuple[Corpus, StepIndex]:
+    from zoo.registry import _store
+
+    store = _store(store)
+    return _open_cached(store.url, name, int(seed))
+
+
+@lru_cache(maxsize=32)
+def _open_cached(store_url: str, name: str, seed: int) -> tuple[Corpus, StepIndex]:
+    from zoo.registry import resolve_run
+
+    store = Store.open(store_url)
+    run = resolve_run(name, seed, store=store)
+    corpus = open_corpus(store, run.read_json("run.json")["corpus_fingerprint"])
+    index = StepIndex.open(run.index_location)
+    if index.corpus_fingerprint != corpus.fingerprint:
+        raise ZooError(f"{run.run_id.key}: index fingerprint {index.corpus_fingerprint[:16]}… does "
+                       f"not match corpus {corpus.fingerprint[:16]}…")
+    return corpus, index
