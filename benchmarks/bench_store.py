@@ -7,6 +7,7 @@ read the whole checkpoint through Store (threads across tensors), end to end.
 
     python benchmarks/bench_store.py
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,23 +16,28 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from zoo import codec  # noqa: E402
-from zoo.blobs import tensor_bytes  # noqa: E402
-from zoo.names import RunId  # noqa: E402
-from zoo.store import Store  # noqa: E402
+from zoo import codec
+from zoo.blobs import tensor_bytes
+from zoo.names import RunId
+from zoo.store import Store
 
 
 def trained_weights(steps: int = 100) -> dict[str, torch.Tensor]:
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(0)
-    config = GPTNeoXConfig(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                           intermediate_size=1024, max_position_embeddings=128)
+    config = GPTNeoXConfig(
+        vocab_size=4096,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        max_position_embeddings=128,
+    )
     model = GPTNeoXForCausalLM(config)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     for step in range(steps):
@@ -42,7 +48,9 @@ def trained_weights(steps: int = 100) -> dict[str, torch.Tensor]:
         opt.step()
         if step % 25 == 0:
             print(f"  training step {step}: loss {loss.item():.3f}", file=sys.stderr)
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype == torch.float32}
+    return {
+        k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype == torch.float32
+    }
 
 
 REPEAT = 5
@@ -74,11 +82,26 @@ def main() -> None:
     rows = []
     for level in (1, 3):
         plain = zstandard.ZstdCompressor(level=level)
-        rows.append((f"plain zstd -{level}", *measure(raws, plain.compress, zstandard.ZstdDecompressor().decompress)))
-        rows.append((f"ours bytegroup-zstd -{level}",
-                     *measure(raws, lambda r, lv=level: codec.encode(r, itemsize=4, level=lv), codec.decode)))
+        rows.append(
+            (
+                f"plain zstd -{level}",
+                *measure(raws, plain.compress, zstandard.ZstdDecompressor().decompress),
+            )
+        )
+        rows.append(
+            (
+                f"ours bytegroup-zstd -{level}",
+                *measure(
+                    raws, lambda r, lv=level: codec.encode(r, itemsize=4, level=lv), codec.decode
+                ),
+            )
+        )
     ours_encoded = [codec.encode(r, itemsize=4) for r in raws]
-    verified = raw_total / best_of(lambda: [hashlib.sha256(codec.decode(e)).digest() for e in ours_encoded]) / 1e9
+    verified = (
+        raw_total
+        / best_of(lambda: [hashlib.sha256(codec.decode(e)).digest() for e in ours_encoded])
+        / 1e9
+    )
     bf16 = [bytes(tensor_bytes(t.bfloat16())) for t in weights.values()]
     bf_total = sum(map(len, bf16))
     plain_bf = sum(len(zstandard.ZstdCompressor(level=1).compress(r)) for r in bf16)
@@ -86,11 +109,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         stores = iter(range(100))
-        write = best_of(lambda: Store.open(f"{folder}/{next(stores)}").run(RunId("bench", "4l256", 0))
-                        .write_checkpoint(0, weights, tokens_seen=0, config_hash="b"))
+        write = best_of(
+            lambda: (
+                Store.open(f"{folder}/{next(stores)}")
+                .run(RunId("bench", "4l256", 0))
+                .write_checkpoint(0, weights, tokens_seen=0, config_hash="b")
+            )
+        )
         run = Store.open(f"{folder}/0").run(RunId("bench", "4l256", 0))
         read = best_of(lambda: run.read_checkpoint(0), REPEAT)
-        stored = sum(p.stat().st_size for p in (Path(folder) / "0" / "blobs").rglob("*") if p.is_file())
+        stored = sum(
+            p.stat().st_size for p in (Path(folder) / "0" / "blobs").rglob("*") if p.is_file()
+        )
 
     print("\nfp32 weights (GPT-NeoX 4l256 trained 100 AdamW steps), codec rows on one core")
     print(f"| {'codec':28s} | {'stored/raw':>10s} | {'encode GB/s':>11s} | {'decode GB/s':>11s} |")
@@ -99,10 +129,14 @@ def main() -> None:
         print(f"| {name:28s} | {size / raw_total:10.3f} | {enc:11.2f} | {dec:11.2f} |")
     print(f"| {'ours -1, decode + sha256':28s} | {'':>10s} | {'':>11s} | {verified:11.2f} |")
     print(f"\nours / plain zstd stored bytes (level 1): {rows[1][1] / rows[0][1]:.3f}")
-    print(f"bf16 copy of the same weights, stored/raw: plain zstd {plain_bf / bf_total:.3f}, ours {ours_bf / bf_total:.3f}")
-    print(f"Store end to end (threads across tensors, local disk, fsync per blob): write "
-          f"{raw_total / write / 1e9:.2f} GB/s, verified read {raw_total / read / 1e9:.2f} GB/s, "
-          f"stored/raw {stored / raw_total:.3f}")
+    print(
+        f"bf16 copy of the same weights, stored/raw: plain zstd {plain_bf / bf_total:.3f}, ours {ours_bf / bf_total:.3f}"
+    )
+    print(
+        f"Store end to end (threads across tensors, local disk, fsync per blob): write "
+        f"{raw_total / write / 1e9:.2f} GB/s, verified read {raw_total / read / 1e9:.2f} GB/s, "
+        f"stored/raw {stored / raw_total:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 Nothing reaches the network: the server listens on 127.0.0.1 on a free port and the dummy
 credentials are passed through storage_options, never read from the environment.
 """
+
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 def free_port() -> int:
@@ -17,9 +18,13 @@ def free_port() -> int:
 
 
 def storage_options_for(endpoint: str) -> dict:
-    return {"key": "testing", "secret": "testing", "skip_instance_cache": True,
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "eu-west-1"},
-            "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 10}}
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "skip_instance_cache": True,
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "eu-west-1"},
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 10},
+    }
 
 
 @contextmanager

@@ -1,10 +1,9 @@
 """verify, gc, push/pull between local stores, the CLI, and the no-pickle guarantee."""
+
 from __future__ import annotations
 
-import json
 import pickle
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -30,10 +29,20 @@ def fill(store: Store, run_id: RunId = RUN, steps=(0, 1, 2, 4)) -> None:
         g = torch.Generator().manual_seed(step)
         tensors = {"embed": torch.randn(32, 8, generator=g), "ln": torch.ones(8)}
         run.write_checkpoint(step, tensors, tokens_seen=step * 64, config_hash="cfg")
-    opt = {"state": {0: {"step": torch.tensor(4.0), "exp_avg": torch.randn(8)}}, "param_groups": [{"lr": 1e-3}]}
-    run.write_keyframe(steps[-1], model=tensors, optimizer=opt, scheduler={"last_epoch": 4},
-                       rng={"cpu": torch.get_rng_state()}, extra={"cursor": 4}, tokens_seen=steps[-1] * 64,
-                       config_hash="cfg")
+    opt = {
+        "state": {0: {"step": torch.tensor(4.0), "exp_avg": torch.randn(8)}},
+        "param_groups": [{"lr": 1e-3}],
+    }
+    run.write_keyframe(
+        steps[-1],
+        model=tensors,
+        optimizer=opt,
+        scheduler={"last_epoch": 4},
+        rng={"cpu": torch.get_rng_state()},
+        extra={"cursor": 4},
+        tokens_seen=steps[-1] * 64,
+        config_hash="cfg",
+    )
 
 
 def test_verify_is_clean_then_flags_planted_duplicates_order_and_missing_blobs(tmp_path):
@@ -43,11 +52,15 @@ def test_verify_is_clean_then_flags_planted_duplicates_order_and_missing_blobs(t
     run = store.run(RUN)
     # plant: step 8 serves the same weights as step 4 (Pythia), step 16 has fewer tokens than step 8
     run.write_checkpoint(8, run.read_checkpoint(4).tensors, tokens_seen=8 * 64, config_hash="cfg")
-    run.write_checkpoint(16, {"embed": torch.zeros(32, 8), "ln": torch.ones(8)}, tokens_seen=5, config_hash="cfg")
+    run.write_checkpoint(
+        16, {"embed": torch.zeros(32, 8), "ln": torch.ones(8)}, tokens_seen=5, config_hash="cfg"
+    )
     sha = run.checkpoint_manifest(2)["tensors"]["embed"]["blob"]
     store.location.remove(store.blobs.relpath(sha))
     problems = [str(p) for p in verify_store(store).problems]
-    assert any("step 8" in p and "byte-identical weights to step 4" in p for p in problems), problems
+    assert any("step 8" in p and "byte-identical weights to step 4" in p for p in problems), (
+        problems
+    )
     assert any("step 16" in p and "out of order" in p for p in problems), problems
     assert any("step 2" in p and "'embed'" in p and "missing" in p for p in problems), problems
     assert len(problems) == 3
@@ -86,7 +99,9 @@ def test_push_copies_only_missing_blobs_and_resumes_after_interruption(tmp_path)
     assert destination.run(RUN).metrics_location.read_bytes("metrics.parquet") == b"PAR1 not really"
     assert destination.corpus_location("fp123").exists("corpus.json")
     again = copy_runs(source, destination)
-    assert again.blobs_copied == len(set(_refs(source, RunId("tiny", "2l128", 2))) - set(_refs(source, RUN)))
+    assert again.blobs_copied == len(
+        set(_refs(source, RunId("tiny", "2l128", 2))) - set(_refs(source, RUN))
+    )
     assert copy_runs(source, destination).blobs_copied == 0
     assert destination.runs() == source.runs() and verify_store(destination).ok
     for step in source.run(RUN).checkpoint_steps():
@@ -108,13 +123,16 @@ def test_push_refuses_corrupt_source_blob_and_conflicting_manifest(tmp_path):
     clean = Store.open(tmp_path / "c")
     fill(clean)
     fill(destination, steps=(0, 1, 2, 4))
-    destination.run(RUN).write_checkpoint(2, {"x": torch.zeros(1)}, tokens_seen=1, config_hash="other")
+    destination.run(RUN).write_checkpoint(
+        2, {"x": torch.zeros(1)}, tokens_seen=1, config_hash="other"
+    )
     with pytest.raises(ZooError, match="already has a different checkpoints/step-00000002.json"):
         copy_runs(clean, destination)
 
 
 def _refs(store: Store, run_id: RunId) -> list[str]:
     from zoo.verify import manifest_refs
+
     run = store.run(run_id)
     manifests = [run.checkpoint_manifest(s) for s in run.checkpoint_steps()]
     manifests += [run.keyframe_manifest(s) for s in run.keyframe_steps()]
@@ -125,8 +143,6 @@ def run_cli(*argv: str) -> tuple[int, str]:
     import argparse
     import contextlib
     import io
-
-    from zoo.cli import main
 
     parser = argparse.ArgumentParser(prog="zoo")
     register(parser.add_subparsers(dest="command", required=True))
@@ -154,7 +170,12 @@ def test_cli_ls_show_verify_gc_push_pull(tmp_path, capsys):
     code, out = run_cli("show", "../etc", "--store", str(store))
     assert code == 2 and "invalid" in out
     assert run_cli("verify", "--store", str(store))[0] == 0
-    assert run_cli("push", str(tmp_path / "copy"), "tiny-2l128", "--seed", "1", "--store", str(store))[0] == 0
+    assert (
+        run_cli("push", str(tmp_path / "copy"), "tiny-2l128", "--seed", "1", "--store", str(store))[
+            0
+        ]
+        == 0
+    )
     assert run_cli("pull", str(store), "--store", str(tmp_path / "pulled"))[0] == 0
     assert Store.open(tmp_path / "pulled").runs() == [RUN]
     run = Store.open(store).run(RUN)
@@ -182,6 +203,8 @@ def test_no_load_path_unpickles(tmp_path, monkeypatch):
     assert verify_store(store).ok
     for path in [*(ROOT / "zoo").rglob("*.py"), *(ROOT / "data_index").rglob("*.py")]:
         text = path.read_text()
-        assert not re.search(r"^\s*(import pickle|from pickle|import dill|import cloudpickle)", text, re.M), path
+        assert not re.search(
+            r"^\s*(import pickle|from pickle|import dill|import cloudpickle)", text, re.MULTILINE
+        ), path
         for call in re.findall(r"torch\.load\((.*)", text):
             assert "weights_only=True" in call, f"{path}: torch.load without weights_only=True"

@@ -1,4 +1,5 @@
 """The store on s3:// against a real S3-protocol server on loopback (moto's server mode)."""
+
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,7 @@ from zoo.transfer import copy_runs
 from zoo.verify import verify_store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from s3_server import free_port, s3_bucket, storage_options_for  # noqa: E402
+from s3_server import free_port, s3_bucket, storage_options_for
 
 RUN = RunId("tiny", "2l128", 1)
 
@@ -29,22 +30,36 @@ def test_s3_round_trip_keyframe_and_push_pull(s3, tmp_path):
     url, options = s3
     store = Store.open(url + "/roundtrip", storage_options=options)
     run = store.run(RUN)
-    tensors = {"fp32": torch.randn(40, 3), "bf16": torch.randn(9).bfloat16(), "i64": torch.arange(5)}
+    tensors = {
+        "fp32": torch.randn(40, 3),
+        "bf16": torch.randn(9).bfloat16(),
+        "i64": torch.arange(5),
+    }
     with run.lock("s3 test"):
         run.write_json("run.json", {"seed": 1})
         run.write_checkpoint(0, tensors, tokens_seen=0, config_hash="h")
-        run.write_checkpoint(1, {**tensors, "fp32": tensors["fp32"] + 1}, tokens_seen=8, config_hash="h")
-        run.write_keyframe(1, model={**tensors, "fp32": tensors["fp32"] + 1},
-                           optimizer={"state": {0: {"exp_avg": torch.ones(3)}}, "param_groups": [{"lr": 0.1}]},
-                           scheduler={"last_epoch": 1}, rng={"cpu": torch.get_rng_state()},
-                           extra={"cursor": 1}, tokens_seen=8, config_hash="h")
+        run.write_checkpoint(
+            1, {**tensors, "fp32": tensors["fp32"] + 1}, tokens_seen=8, config_hash="h"
+        )
+        run.write_keyframe(
+            1,
+            model={**tensors, "fp32": tensors["fp32"] + 1},
+            optimizer={"state": {0: {"exp_avg": torch.ones(3)}}, "param_groups": [{"lr": 0.1}]},
+            scheduler={"last_epoch": 1},
+            rng={"cpu": torch.get_rng_state()},
+            extra={"cursor": 1},
+            tokens_seen=8,
+            config_hash="h",
+        )
     again = Store.open(url + "/roundtrip", storage_options=options)
     assert again.runs() == [RUN] and again.run(RUN).checkpoint_steps() == [0, 1]
     back = again.run(RUN).read_checkpoint(0)
     for name, tensor in tensors.items():
         assert back.tensors[name].dtype == tensor.dtype and torch.equal(back.tensors[name], tensor)
     assert again.run(RUN).read_keyframe(1).optimizer["state"][0]["exp_avg"].tolist() == [1.0] * 3
-    assert len(again.blobs.list_all()) == 5 + 1  # bf16 and i64 shared by both steps; + exp_avg + rng
+    assert (
+        len(again.blobs.list_all()) == 5 + 1
+    )  # bf16 and i64 shared by both steps; + exp_avg + rng
     assert verify_store(again).ok
 
     local = Store.open(tmp_path / "local")

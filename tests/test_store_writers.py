@@ -1,7 +1,7 @@
 """Writers that die, collide or run out of space never leave a store a reader could be fooled by."""
+
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -22,8 +22,13 @@ RUN = RunId("tiny", "2l128", 1)
 
 
 def start(code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 WRITER = """
@@ -80,22 +85,27 @@ def test_two_writers_of_different_runs_do_not_corrupt_each_other(tmp_path):
 
 def test_second_writer_of_the_same_run_is_refused_naming_the_holder(tmp_path):
     store_path = tmp_path / "store"
-    holder = start("""
+    holder = start(
+        """
         import sys, time
         from zoo.store import Store
         from zoo.names import RunId
         with Store.open(sys.argv[1]).run(RunId.parse(sys.argv[2])).lock("trainer on node-7"):
             print("held", flush=True)
             time.sleep(60)
-    """, str(store_path), RUN.key)
+    """,
+        str(store_path),
+        RUN.key,
+    )
     assert holder.stdout.readline().strip() == "held"
     run = Store.open(store_path).run(RUN)
     try:
-        with pytest.raises(ZooError, match=r"being written by another writer: 'trainer on node-7'.*pid"):
+        with pytest.raises(
+            ZooError, match=r"being written by another writer: 'trainer on node-7'.*pid"
+        ):
             run.write_checkpoint(0, {"w": torch.zeros(1)}, tokens_seen=0, config_hash="h")
-        with pytest.raises(ZooError, match="trainer on node-7"):
-            with run.lock("second trainer"):
-                pass
+        with pytest.raises(ZooError, match="trainer on node-7"), run.lock("second trainer"):
+            pass
         assert run.checkpoint_steps() == []
     finally:
         holder.kill()
@@ -110,8 +120,11 @@ def test_failed_write_leaves_nothing_half_visible(tmp_path):
     SIGXFSZ ignored), so the OS fails its write() with EFBIG part-way through a blob, exactly where
     ENOSPC would. A tmpfs of a few kB would need root; this needs nothing."""
     store_path = tmp_path / "store"
-    Store.open(store_path).run(RUN).write_checkpoint(0, {"w": torch.zeros(4)}, tokens_seen=0, config_hash="h")
-    writer = start("""
+    Store.open(store_path).run(RUN).write_checkpoint(
+        0, {"w": torch.zeros(4)}, tokens_seen=0, config_hash="h"
+    )
+    writer = start(
+        """
         import resource, signal, sys, torch
         from zoo.store import Store
         from zoo.names import RunId
@@ -125,7 +138,10 @@ def test_failed_write_leaves_nothing_half_visible(tmp_path):
         except ZooError as exc:
             print(exc)
             sys.exit(3)
-    """, str(store_path), RUN.key)
+    """,
+        str(store_path),
+        RUN.key,
+    )
     out, err = writer.communicate(timeout=60)
     assert writer.returncode == 3, err
     assert "File too large" in out and str(store_path) in out

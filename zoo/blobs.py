@@ -10,6 +10,7 @@ Writes are atomic (Location.write_atomic), so a blob file is either absent or co
 already exists is not rewritten (dedup), only its modification time is refreshed on local disks so
 that `zoo gc`'s grace period protects it while the manifest that will reference it is being written.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,9 +25,25 @@ from data_index.fsio import Location
 from zoo import codec
 
 BLOB_FOLDER = "blobs"
-_DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2",
-                "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32", "uint64", "bool",
-                "complex64", "complex128")
+_DTYPE_NAMES = (
+    "float64",
+    "float32",
+    "float16",
+    "bfloat16",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+    "complex64",
+    "complex128",
+)
 DTYPES: dict[str, torch.dtype] = {n: getattr(torch, n) for n in _DTYPE_NAMES if hasattr(torch, n)}
 _WORKERS = max(1, min(8, (os.cpu_count() or 1) * 2))  # hashing and zstd release the GIL
 
@@ -50,7 +67,9 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
 
 def tensor_from_bytes(raw: bytearray, dtype_text: str, shape: list[int]) -> torch.Tensor:
     if dtype_text not in DTYPES:
-        raise ZooError(f"stored dtype {dtype_text!r} is unknown to this version; supported: {', '.join(DTYPES)}")
+        raise ZooError(
+            f"stored dtype {dtype_text!r} is unknown to this version; supported: {', '.join(DTYPES)}"
+        )
     dtype = DTYPES[dtype_text]
     if len(raw) == 0:
         return torch.empty(shape, dtype=dtype)
@@ -77,8 +96,12 @@ class BlobStore:
         return self.location.exists(self.relpath(sha))
 
     def list_all(self) -> list[str]:
-        return [sha for prefix in self.location.list(BLOB_FOLDER)
-                for sha in self.location.list(BLOB_FOLDER, prefix) if len(sha) == 64]
+        return [
+            sha
+            for prefix in self.location.list(BLOB_FOLDER)
+            for sha in self.location.list(BLOB_FOLDER, prefix)
+            if len(sha) == 64
+        ]
 
     # --- writing -------------------------------------------------------------------------------
     def put_tensor(self, tensor: torch.Tensor) -> dict:
@@ -90,10 +113,16 @@ class BlobStore:
         if self.location.exists(relpath):
             self._touch(relpath)
         else:
-            self.location.write_atomic(relpath, codec.encode(raw, itemsize=tensor.element_size(),
-                                                             level=self.level))
-        return {"blob": sha, "dtype": name, "shape": list(tensor.shape),
-                "encoding": codec.BYTEGROUP_ZSTD, "nbytes": len(raw)}
+            self.location.write_atomic(
+                relpath, codec.encode(raw, itemsize=tensor.element_size(), level=self.level)
+            )
+        return {
+            "blob": sha,
+            "dtype": name,
+            "shape": list(tensor.shape),
+            "encoding": codec.BYTEGROUP_ZSTD,
+            "nbytes": len(raw),
+        }
 
     def put_tensors(self, tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
         """Store many tensors in parallel threads; returns name -> reference in the input order."""
@@ -122,10 +151,14 @@ class BlobStore:
         try:
             return self.location.fs.cat_file(self.location.path(relpath))
         except FileNotFoundError:
-            raise IntegrityError(f"{what + ': ' if what else ''}blob file {self.url(sha)} is missing"
-                                 f" (run `zoo verify`; `zoo pull` can restore it from another store)") from None
+            raise IntegrityError(
+                f"{what + ': ' if what else ''}blob file {self.url(sha)} is missing"
+                f" (run `zoo verify`; `zoo pull` can restore it from another store)"
+            ) from None
 
-    def verify_encoded(self, sha: str, blob: bytes, *, what: str = "", nbytes: int | None = None) -> bytearray:
+    def verify_encoded(
+        self, sha: str, blob: bytes, *, what: str = "", nbytes: int | None = None
+    ) -> bytearray:
         """Decode and check size and hash; IntegrityError naming `what` and the file otherwise."""
         prefix = f"{what + ': ' if what else ''}blob file {self.url(sha)}"
         try:
@@ -136,7 +169,9 @@ class BlobStore:
             raise IntegrityError(f"{prefix} holds {len(raw)} bytes, the manifest says {nbytes}")
         actual = sha256_hex(raw)
         if actual != sha:
-            raise IntegrityError(f"{prefix} is corrupt: its bytes hash to {actual[:16]}…, not to its name")
+            raise IntegrityError(
+                f"{prefix} is corrupt: its bytes hash to {actual[:16]}…, not to its name"
+            )
         return raw
 
     def get_raw(self, sha: str, *, nbytes: int | None = None, what: str = "") -> bytearray:
@@ -149,14 +184,21 @@ class BlobStore:
         except (KeyError, TypeError):
             raise ZooError(f"{what}: malformed tensor reference {ref!r}") from None
         raw = self.get_raw(sha, nbytes=nbytes, what=what)
-        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype_text].itemsize if dtype_text in DTYPES else None
+        expected = (
+            int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype_text].itemsize
+            if dtype_text in DTYPES
+            else None
+        )
         if expected is not None and expected != len(raw):
-            raise IntegrityError(f"{what}: blob {sha} holds {len(raw)} bytes, shape {shape} of "
-                                 f"{dtype_text} needs {expected}")
+            raise IntegrityError(
+                f"{what}: blob {sha} holds {len(raw)} bytes, shape {shape} of "
+                f"{dtype_text} needs {expected}"
+            )
         return tensor_from_bytes(raw, dtype_text, shape)
 
     def get_tensors(self, refs: dict[str, dict], *, what: str = "") -> dict[str, torch.Tensor]:
         """Load many tensors in parallel; `what` is prefixed to each tensor's name in errors."""
+
         def one(item: tuple[str, dict]) -> torch.Tensor:
             return self.get_tensor(item[1], what=f"{what} tensor {item[0]!r}")
 

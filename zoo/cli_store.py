@@ -1,4 +1,5 @@
 """`zoo ls | show | verify | gc | push | pull`: look after a store from the command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,56 +7,94 @@ import argparse
 from data_index.errors import ZooError
 from zoo.cli_common import add_store_argument, open_store
 from zoo.names import RunId, parse_model_name
-from zoo.store import Store, format_steps
+from zoo.store import Store
 
-_S3_NOTE = ("S3 credentials come from the usual AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
-            "AWS_ENDPOINT_URL for S3-compatible servers); hf:// uses your `huggingface-cli login` token.")
+_S3_NOTE = (
+    "S3 credentials come from the usual AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+    "AWS_ENDPOINT_URL for S3-compatible servers); hf:// uses your `huggingface-cli login` token."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     def command(name: str, handler, help_text: str, description: str) -> argparse.ArgumentParser:
-        parser = subparsers.add_parser(name, help=help_text, description=description,
-                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser = subparsers.add_parser(
+            name,
+            help=help_text,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_store_argument(parser)
         parser.set_defaults(handler=handler)
         return parser
 
-    command("ls", _ls, "list the models, seeds and steps in the store",
-            "List every model in the store: seeds, number of checkpoints, step range, keyframes.\n"
-            "Example: zoo ls --store s3://bucket/zoo")
-    show = command("show", _show, "show one model's runs: steps, keyframes, records",
-                   "Show a model's runs: every stored step, keyframes, tokens seen and recorded files.\n"
-                   "Example: zoo show tiny-2l128 --seed 1")
+    command(
+        "ls",
+        _ls,
+        "list the models, seeds and steps in the store",
+        "List every model in the store: seeds, number of checkpoints, step range, keyframes.\n"
+        "Example: zoo ls --store s3://bucket/zoo",
+    )
+    show = command(
+        "show",
+        _show,
+        "show one model's runs: steps, keyframes, records",
+        "Show a model's runs: every stored step, keyframes, tokens seen and recorded files.\n"
+        "Example: zoo show tiny-2l128 --seed 1",
+    )
     show.add_argument("name", metavar="NAME", help="model name <family>-<size>, e.g. tiny-2l128")
     show.add_argument("--seed", type=int, default=None, help="only this seed (default: every seed)")
 
-    verify = command("verify", _verify, "re-hash every blob; flag duplicate or out-of-order steps",
-                     "Re-read and re-hash every tensor of every checkpoint and keyframe; report missing\n"
-                     "or corrupt blobs, two steps with byte-identical weights, steps whose tokens_seen\n"
-                     "does not increase. Exit status 1 when a problem is found, 0 when all is well.\n"
-                     "Example: zoo verify tiny-2l128 --seed 1")
-    verify.add_argument("name", metavar="NAME", nargs="?", help="only this model (default: the whole store)")
+    verify = command(
+        "verify",
+        _verify,
+        "re-hash every blob; flag duplicate or out-of-order steps",
+        "Re-read and re-hash every tensor of every checkpoint and keyframe; report missing\n"
+        "or corrupt blobs, two steps with byte-identical weights, steps whose tokens_seen\n"
+        "does not increase. Exit status 1 when a problem is found, 0 when all is well.\n"
+        "Example: zoo verify tiny-2l128 --seed 1",
+    )
+    verify.add_argument(
+        "name", metavar="NAME", nargs="?", help="only this model (default: the whole store)"
+    )
     verify.add_argument("--seed", type=int, default=None, help="only this seed of NAME")
 
-    gc = command("gc", _gc, "remove blobs no checkpoint references",
-                 "Remove blobs that no checkpoint or keyframe references (left by killed writers or by\n"
-                 "resumes). Blobs younger than the grace period are kept, so a writer that is running\n"
-                 "right now loses nothing. Use --dry-run to see what would go.")
+    gc = command(
+        "gc",
+        _gc,
+        "remove blobs no checkpoint references",
+        "Remove blobs that no checkpoint or keyframe references (left by killed writers or by\n"
+        "resumes). Blobs younger than the grace period are kept, so a writer that is running\n"
+        "right now loses nothing. Use --dry-run to see what would go.",
+    )
     gc.add_argument("--dry-run", action="store_true", help="only report what would be removed")
-    gc.add_argument("--grace-hours", type=float, default=1.0,
-                    help="keep unreferenced blobs younger than this (default: 1)")
+    gc.add_argument(
+        "--grace-hours",
+        type=float,
+        default=1.0,
+        help="keep unreferenced blobs younger than this (default: 1)",
+    )
 
     for name, handler, verb in (("push", _push, "to"), ("pull", _pull, "from")):
         other = "DEST" if name == "push" else "SOURCE"
-        parser = command(name, handler, f"copy runs {verb} another store (only missing blobs, resumable)",
-                         f"Copy runs {verb} another store: only blobs the destination lacks, each re-hashed\n"
-                         f"on arrival; manifests last, so an interrupted copy can simply be run again.\n"
-                         f"{_S3_NOTE}\n"
-                         f"Example: zoo {name} s3://bucket/zoo tiny-2l128 --seed 1 --store ./zoo-store")
-        parser.add_argument("other", metavar=other, help=f"the store to copy {verb} (folder or URL)")
-        parser.add_argument("name", metavar="NAME", nargs="?", help="only this model (default: every run)")
+        parser = command(
+            name,
+            handler,
+            f"copy runs {verb} another store (only missing blobs, resumable)",
+            f"Copy runs {verb} another store: only blobs the destination lacks, each re-hashed\n"
+            f"on arrival; manifests last, so an interrupted copy can simply be run again.\n"
+            f"{_S3_NOTE}\n"
+            f"Example: zoo {name} s3://bucket/zoo tiny-2l128 --seed 1 --store ./zoo-store",
+        )
+        parser.add_argument(
+            "other", metavar=other, help=f"the store to copy {verb} (folder or URL)"
+        )
+        parser.add_argument(
+            "name", metavar="NAME", nargs="?", help="only this model (default: every run)"
+        )
         parser.add_argument("--seed", type=int, default=None, help="only this seed of NAME")
-        parser.add_argument("--no-corpora", action="store_true", help="do not copy prepared corpora")
+        parser.add_argument(
+            "--no-corpora", action="store_true", help="do not copy prepared corpora"
+        )
 
 
 def select_runs(store: Store, name: str | None, seed: int | None) -> list[RunId]:
@@ -70,9 +109,13 @@ def select_runs(store: Store, name: str | None, seed: int | None) -> list[RunId]
     if not chosen:
         seeds = [r.seed for r in runs if (r.family, r.size) == (family, size)]
         if seeds:
-            raise ZooError(f"no seed {seed} of {name} in {store.url}; seeds: {', '.join(map(str, seeds))}")
+            raise ZooError(
+                f"no seed {seed} of {name} in {store.url}; seeds: {', '.join(map(str, seeds))}"
+            )
         models = sorted({r.model_name for r in runs})
-        raise ZooError(f"no model {name} in {store.url}; models: {', '.join(models) or 'none (empty store)'}")
+        raise ZooError(
+            f"no model {name} in {store.url}; models: {', '.join(models) or 'none (empty store)'}"
+        )
     return chosen
 
 
@@ -88,8 +131,15 @@ def _ls(args: argparse.Namespace) -> int:
         steps = [len(store.run(r).checkpoint_steps()) for r in mine]
         last = [max(store.run(r).checkpoint_steps(), default=-1) for r in mine]
         frames = sum(len(store.run(r).keyframe_steps()) for r in mine)
-        rows.append((model, ",".join(str(r.seed) for r in mine), str(sum(steps)),
-                     f"0..{max(last)}" if max(last) >= 0 else "-", str(frames)))
+        rows.append(
+            (
+                model,
+                ",".join(str(r.seed) for r in mine),
+                str(sum(steps)),
+                f"0..{max(last)}" if max(last) >= 0 else "-",
+                str(frames),
+            )
+        )
     _table(rows)
     return 0
 
@@ -105,8 +155,10 @@ def _show(args: argparse.Namespace) -> int:
         if steps:
             last = run.checkpoint_manifest(steps[-1])
             size = sum(ref["nbytes"] for ref in last["tensors"].values())
-            print(f"  last step {steps[-1]}: {last['tokens_seen']} tokens seen, {len(last['tensors'])} "
-                  f"tensors, {size / 1e6:.1f} MB raw, config {last['config_hash'][:12]}")
+            print(
+                f"  last step {steps[-1]}: {last['tokens_seen']} tokens seen, {len(last['tensors'])} "
+                f"tensors, {size / 1e6:.1f} MB raw, config {last['config_hash'][:12]}"
+            )
         records = [n for n in run.location.list() if n.endswith(".json") and n != "lock.json"]
         print(f"  records: {', '.join(records) or 'none'}")
         if "lock.json" in run.location.list():
@@ -122,8 +174,10 @@ def _verify(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"PROBLEM {problem}")
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-    print(f"{verdict}: {report.runs} runs, {report.manifests} manifests, {report.blobs} blobs "
-          f"({report.raw_bytes / 1e6:.1f} MB raw) re-hashed in {store.url}")
+    print(
+        f"{verdict}: {report.runs} runs, {report.manifests} manifests, {report.blobs} blobs "
+        f"({report.raw_bytes / 1e6:.1f} MB raw) re-hashed in {store.url}"
+    )
     return 0 if report.ok else 1
 
 
@@ -133,19 +187,28 @@ def _gc(args: argparse.Namespace) -> int:
     store = open_store(args)
     report = collect_garbage(store, grace_seconds=args.grace_hours * 3600, dry_run=args.dry_run)
     verb = "would remove" if report.dry_run else "removed"
-    print(f"{verb} {len(report.removed)} unreferenced blobs ({report.removed_bytes / 1e6:.1f} MB); "
-          f"kept {report.referenced} referenced and {report.kept_young} younger than the grace period")
+    print(
+        f"{verb} {len(report.removed)} unreferenced blobs ({report.removed_bytes / 1e6:.1f} MB); "
+        f"kept {report.referenced} referenced and {report.kept_young} younger than the grace period"
+    )
     return 0
 
 
 def _copy(source: Store, destination: Store, args: argparse.Namespace) -> int:
     from zoo.transfer import copy_runs
 
-    report = copy_runs(source, destination, select_runs(source, args.name, args.seed),
-                       include_corpora=not args.no_corpora, progress=True)
-    print(f"copied {report.runs} runs from {source.url} to {destination.url}: {report.blobs_copied} blobs "
-          f"({report.bytes_copied / 1e6:.1f} MB), {report.blobs_present} already there, "
-          f"{report.manifests_copied} manifests, {report.files_copied} other files")
+    report = copy_runs(
+        source,
+        destination,
+        select_runs(source, args.name, args.seed),
+        include_corpora=not args.no_corpora,
+        progress=True,
+    )
+    print(
+        f"copied {report.runs} runs from {source.url} to {destination.url}: {report.blobs_copied} blobs "
+        f"({report.bytes_copied / 1e6:.1f} MB), {report.blobs_present} already there, "
+        f"{report.manifests_copied} manifests, {report.files_copied} other files"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ so a blob is self-describing: new encodings can be added later and old blobs sti
 same raw bytes reached again under another dtype still decode correctly. Byte order is the
 machine's (little-endian on every platform torch supports).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,9 @@ from data_index.errors import IntegrityError, ZooError
 BYTEGROUP_ZSTD = "bytegroup-zstd"
 PLAIN_ZSTD = "zstd"
 ENCODINGS = (BYTEGROUP_ZSTD, PLAIN_ZSTD)
-DEFAULT_LEVEL = 1  # measured (benchmarks/bench_store.py): level 1 compresses weights as well as 3, 1.6x faster
+DEFAULT_LEVEL = (
+    1  # measured (benchmarks/bench_store.py): level 1 compresses weights as well as 3, 1.6x faster
+)
 _MAX_HEADER = 256
 
 
@@ -48,18 +51,29 @@ def ungroup_bytes(planes: bytes | memoryview, itemsize: int) -> bytearray:
     return out
 
 
-def encode(raw: bytes | memoryview, *, itemsize: int, encoding: str = BYTEGROUP_ZSTD,
-           level: int = DEFAULT_LEVEL) -> bytes:
+def encode(
+    raw: bytes | memoryview,
+    *,
+    itemsize: int,
+    encoding: str = BYTEGROUP_ZSTD,
+    level: int = DEFAULT_LEVEL,
+) -> bytes:
     """Encode raw tensor bytes into a self-describing blob (header line + payload)."""
     if encoding not in ENCODINGS:
         raise ZooError(f"unknown encoding {encoding!r}; known encodings: {', '.join(ENCODINGS)}")
     nbytes = len(raw)
     if itemsize < 1 or nbytes % itemsize:
         raise ZooError(f"{nbytes} bytes is not a whole number of {itemsize}-byte elements")
-    body = group_bytes(raw, itemsize) if encoding == BYTEGROUP_ZSTD else np.frombuffer(raw, np.uint8)
+    body = (
+        group_bytes(raw, itemsize) if encoding == BYTEGROUP_ZSTD else np.frombuffer(raw, np.uint8)
+    )
     payload = zstandard.ZstdCompressor(level=level).compress(body.data)
-    header = json.dumps({"encoding": encoding, "itemsize": itemsize, "nbytes": nbytes},
-                        separators=(",", ":")).encode() + b"\n"
+    header = (
+        json.dumps(
+            {"encoding": encoding, "itemsize": itemsize, "nbytes": nbytes}, separators=(",", ":")
+        ).encode()
+        + b"\n"
+    )
     return header + payload
 
 
@@ -83,9 +97,11 @@ def decode(blob: bytes) -> bytearray:
     header = read_header(blob)
     encoding, itemsize, nbytes = header["encoding"], header["itemsize"], header["nbytes"]
     if encoding not in ENCODINGS:
-        raise ZooError(f"blob uses encoding {encoding!r}, which this version of Model Zoo cannot "
-                       f"read (known: {', '.join(ENCODINGS)}); upgrade model-zoo")
-    payload = memoryview(blob)[header["offset"]:]
+        raise ZooError(
+            f"blob uses encoding {encoding!r}, which this version of Model Zoo cannot "
+            f"read (known: {', '.join(ENCODINGS)}); upgrade model-zoo"
+        )
+    payload = memoryview(blob)[header["offset"] :]
     try:
         body = zstandard.ZstdDecompressor().decompress(payload, max_output_size=max(nbytes, 1))
     except zstandard.ZstdError as exc:

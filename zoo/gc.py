@@ -8,6 +8,7 @@ fresh blobs of a writer whose manifest is not written yet survive. Writers refre
 time of a blob they reuse on local disks (blobs.py), so reuse is protected too; on object stores
 keep the grace period longer than any single checkpoint write.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,14 +41,17 @@ def referenced_blobs(store: Store) -> set[str]:
                 try:
                     manifest = run._manifest(folder, step)
                 except ZooError as exc:
-                    raise ZooError(f"gc stopped, nothing removed: {exc}. Fix or delete that manifest "
-                                   f"first (`zoo verify` lists problems)") from None
+                    raise ZooError(
+                        f"gc stopped, nothing removed: {exc}. Fix or delete that manifest "
+                        f"first (`zoo verify` lists problems)"
+                    ) from None
                 shas.update(ref["blob"] for ref in manifest_refs(manifest).values())
     return shas
 
 
-def collect_garbage(store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS,
-                    dry_run: bool = False) -> GcReport:
+def collect_garbage(
+    store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False
+) -> GcReport:
     with reaching(store.url):
         keep = referenced_blobs(store)
         now = time.time()

@@ -5,6 +5,7 @@ family may contain '-', the size never does, so a model name is split on its LAS
 folder names in a store, so they are checked against strict patterns: `../x`, slashes, upper case or
 spaces are refused with an error that states the rule.
 """
+
 from __future__ import annotations
 
 import re
@@ -70,14 +71,16 @@ class RunId:
         return f"{self.model_name} seed {self.seed}"
 
     @classmethod
-    def from_name(cls, name: str, seed: int) -> "RunId":
+    def from_name(cls, name: str, seed: int) -> RunId:
         family, size = parse_model_name(name)
         return cls(family, size, check_seed(seed))
 
     @classmethod
-    def parse(cls, key: str) -> "RunId":
+    def parse(cls, key: str) -> RunId:
         """Inverse of `.key`: `"tiny-2l128/seed-1"` -> RunId("tiny", "2l128", 1)."""
         match = _RUN_KEY.fullmatch(key) if isinstance(key, str) else None
         if not match:
-            raise ZooError(f"invalid run {key!r}: expected <family>-<size>/seed-<N>, e.g. tiny-2l128/seed-1")
+            raise ZooError(
+                f"invalid run {key!r}: expected <family>-<size>/seed-<N>, e.g. tiny-2l128/seed-1"
+            )
         return cls.from_name(match["name"], int(match["seed"]))

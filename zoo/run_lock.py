@@ -12,6 +12,7 @@ On object stores (s3://) exclusive creation is check-then-put, so the lease is a
 writers starting within the same second could both win; it still catches the usual mistake of
 launching a run twice.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Self
 
 from data_index.errors import ZooError
 from data_index.fsio import Location
@@ -45,8 +47,14 @@ def _pid_alive(pid: int) -> bool:
 class RunLease:
     """Exclusive writer lease for the run folder `location`; use as a context manager."""
 
-    def __init__(self, location: Location, owner: str, *, label: str = "",
-                 stale_after: float = DEFAULT_STALE_AFTER) -> None:
+    def __init__(
+        self,
+        location: Location,
+        owner: str,
+        *,
+        label: str = "",
+        stale_after: float = DEFAULT_STALE_AFTER,
+    ) -> None:
         self.location = location
         self.owner = owner
         self.label = label or location.url
@@ -88,8 +96,10 @@ class RunLease:
                 if not self.is_stale(record):
                     raise ZooError(self._refusal(record))
                 self.location.remove(LEASE_FILE)
-            raise ZooError(f"could not take the writer lease of {self.label} ({self.url}): it keeps "
-                           f"changing hands; is another writer starting at the same time?")
+            raise ZooError(
+                f"could not take the writer lease of {self.label} ({self.url}): it keeps "
+                f"changing hands; is another writer starting at the same time?"
+            )
 
     def refresh(self) -> None:
         """Record that the holder is alive (matters for stale detection from other hosts)."""
@@ -110,7 +120,7 @@ class RunLease:
             if record and record.get("token") == entry[0]:
                 self.location.remove(LEASE_FILE)
 
-    def __enter__(self) -> "RunLease":
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 
@@ -119,15 +129,25 @@ class RunLease:
 
     def _record(self, token: str) -> bytes:
         now = time.time()
-        return json.dumps({"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
-                           "token": token, "acquired": now, "refreshed": now}).encode()
+        return json.dumps(
+            {
+                "owner": self.owner,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "token": token,
+                "acquired": now,
+                "refreshed": now,
+            }
+        ).encode()
 
     def _refusal(self, record: dict) -> str:
         age = time.time() - float(record.get("refreshed", 0))
-        return (f"{self.label} is being written by another writer: {record.get('owner')!r} "
-                f"(host {record.get('host')}, pid {record.get('pid')}, last seen {age:.0f}s ago). "
-                f"Only one writer per run is allowed; wait for it to finish, or if you are sure it "
-                f"is dead, delete {self.url}")
+        return (
+            f"{self.label} is being written by another writer: {record.get('owner')!r} "
+            f"(host {record.get('host')}, pid {record.get('pid')}, last seen {age:.0f}s ago). "
+            f"Only one writer per run is allowed; wait for it to finish, or if you are sure it "
+            f"is dead, delete {self.url}"
+        )
 
 
 @contextmanager

@@ -9,10 +9,12 @@ JSON form: str, bool, None and ints are themselves; floats are themselves unless
 `{"$dict": [[key, value], ...]}` (keeps int keys and order), `{"$tuple": [...]}`,
 `{"$tensor": <tensor reference>}`. Floats round-trip exactly (Python writes the shortest repr).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -39,16 +41,22 @@ def to_json(tree: Any, store_tensor: StoreTensor, *, path: str = "") -> Any:
         items = []
         for key, value in tree.items():
             if isinstance(key, bool) or not isinstance(key, (str, int)):
-                raise ZooError(f"cannot store state at {path or '/'}: key {key!r} is a "
-                               f"{type(key).__name__}; keys must be str or int")
+                raise ZooError(
+                    f"cannot store state at {path or '/'}: key {key!r} is a "
+                    f"{type(key).__name__}; keys must be str or int"
+                )
             items.append([key, to_json(value, store_tensor, path=f"{path}/{key}")])
         return {"$dict": items}
     if isinstance(tree, tuple):
-        return {"$tuple": [to_json(v, store_tensor, path=f"{path}/{i}") for i, v in enumerate(tree)]}
+        return {
+            "$tuple": [to_json(v, store_tensor, path=f"{path}/{i}") for i, v in enumerate(tree)]
+        }
     if isinstance(tree, list):
         return [to_json(v, store_tensor, path=f"{path}/{i}") for i, v in enumerate(tree)]
-    raise ZooError(f"cannot store state at {path or '/'}: a {type(tree).__name__} is not one of "
-                   f"dict, list, tuple, tensor, int, float, bool, None, str")
+    raise ZooError(
+        f"cannot store state at {path or '/'}: a {type(tree).__name__} is not one of "
+        f"dict, list, tuple, tensor, int, float, bool, None, str"
+    )
 
 
 def from_json(node: Any, load_tensor: LoadTensor, *, path: str = "") -> Any:
@@ -58,7 +66,7 @@ def from_json(node: Any, load_tensor: LoadTensor, *, path: str = "") -> Any:
     if isinstance(node, list):
         return [from_json(v, load_tensor, path=f"{path}/{i}") for i, v in enumerate(node)]
     if isinstance(node, dict) and len(node) == 1:
-        (tag, body), = node.items()
+        ((tag, body),) = node.items()
         if tag == "$dict" and isinstance(body, list):
             return {key: from_json(value, load_tensor, path=f"{path}/{key}") for key, value in body}
         if tag == "$tuple" and isinstance(body, list):

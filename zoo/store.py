@@ -25,14 +25,16 @@ Writes: blobs first, manifest last (atomic rename locally, one PUT on object sto
 never sees a half checkpoint; a killed writer leaves only unreferenced blobs, which `zoo gc`
 removes. Reads verify every blob's size and sha256 and name run, step, tensor and file on mismatch.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -75,8 +77,10 @@ def check_format(obj: Any, what: str) -> dict:
         raise ZooError(f"{what} is not a JSON object; the file is damaged")
     found = obj.get("format", 1)
     if not isinstance(found, int) or found > FORMAT:
-        raise ZooError(f"{what} has format {found!r}, written by a newer Model Zoo; this version "
-                       f"reads format {FORMAT}: upgrade model-zoo (pip install -U model-zoo)")
+        raise ZooError(
+            f"{what} has format {found!r}, written by a newer Model Zoo; this version "
+            f"reads format {FORMAT}: upgrade model-zoo (pip install -U model-zoo)"
+        )
     return obj
 
 
@@ -123,14 +127,18 @@ class Store:
         self.blobs = BlobStore(location)
 
     @classmethod
-    def open(cls, url: str | os.PathLike | None = None, *, storage_options: dict | None = None) -> "Store":
+    def open(
+        cls, url: str | os.PathLike | None = None, *, storage_options: dict | None = None
+    ) -> Store:
         """Open (not create) a store; it is created on the first write. Checks reachability once."""
         text = resolve_store_url(url)
         with reaching(text):
             store = cls(open_location(text, **(storage_options or {})))
             if store.location.exists(STORE_FILE):
-                check_format(_load(store.location.read_bytes(STORE_FILE), f"store {text} (zoo.json)"),
-                             f"store {text}")
+                check_format(
+                    _load(store.location.read_bytes(STORE_FILE), f"store {text} (zoo.json)"),
+                    f"store {text}",
+                )
         return store
 
     def ensure_created(self) -> None:
@@ -151,12 +159,14 @@ class Store:
                         continue  # a stray folder with a foreign name is not a run
         return sorted(found)
 
-    def run(self, run_id: RunId) -> "RunStore":
+    def run(self, run_id: RunId) -> RunStore:
         return RunStore(self, run_id)
 
     def corpus_location(self, fingerprint: str) -> Location:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", fingerprint or "") or fingerprint.strip(".") == "":
-            raise ZooError(f"invalid corpus fingerprint {fingerprint!r}: letters, digits, '_', '.', '-'")
+            raise ZooError(
+                f"invalid corpus fingerprint {fingerprint!r}: letters, digits, '_', '.', '-'"
+            )
         return self.location.child("corpora", fingerprint)
 
     def __repr__(self) -> str:
@@ -173,8 +183,10 @@ def reaching(url: str) -> Iterator[None]:
     except Exception as exc:  # OSError, botocore, aiohttp...: the user needs the URL and the reason
         if not _is_io_error(exc):
             raise
-        raise ZooError(f"I/O failed on store {url} (unreachable, wrong credentials, no permission or "
-                       f"disk full?): {type(exc).__name__}: {exc}") from None
+        raise ZooError(
+            f"I/O failed on store {url} (unreachable, wrong credentials, no permission or "
+            f"disk full?): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _is_io_error(exc: BaseException) -> bool:
@@ -182,8 +194,18 @@ def _is_io_error(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, TimeoutError)) or module in _IO_MODULES
 
 
-_IO_MODULES = {"botocore", "aiobotocore", "aiohttp", "s3fs", "fsspec", "huggingface_hub", "requests",
-               "urllib3", "gcsfs", "adlfs"}
+_IO_MODULES = {
+    "botocore",
+    "aiobotocore",
+    "aiohttp",
+    "s3fs",
+    "fsspec",
+    "huggingface_hub",
+    "requests",
+    "urllib3",
+    "gcsfs",
+    "adlfs",
+}
 
 
 class RunStore:
@@ -195,8 +217,9 @@ class RunStore:
         self.store = store
         self.run_id = run_id
         self.label = str(run_id)
-        self.location = store.location.child("runs", check_family(run_id.family),
-                                              check_size(run_id.size), f"seed-{run_id.seed}")
+        self.location = store.location.child(
+            "runs", check_family(run_id.family), check_size(run_id.size), f"seed-{run_id.seed}"
+        )
 
     @property
     def index_location(self) -> Location:
@@ -226,14 +249,18 @@ class RunStore:
         self._check_json_name(name)
         with reaching(self.store.url):
             if not self.location.exists(name):
-                raise ZooError(f"{self.label} has no {name} in {self.store.url}; it has: "
-                               f"{', '.join(n for n in self.location.list() if n.endswith('.json')) or 'nothing'}")
+                raise ZooError(
+                    f"{self.label} has no {name} in {self.store.url}; it has: "
+                    f"{', '.join(n for n in self.location.list() if n.endswith('.json')) or 'nothing'}"
+                )
             return _load(self.location.read_bytes(name), f"{self.label} {name}")
 
     @staticmethod
     def _check_json_name(name: str) -> None:
         if not isinstance(name, str) or not _JSON_NAME.fullmatch(name):
-            raise ZooError(f"invalid record name {name!r}: a plain file name ending in .json, e.g. run.json")
+            raise ZooError(
+                f"invalid record name {name!r}: a plain file name ending in .json, e.g. run.json"
+            )
 
     # --- steps ---------------------------------------------------------------------------------
     def checkpoint_steps(self) -> list[int]:
@@ -259,13 +286,17 @@ class RunStore:
         with reaching(self.store.url):
             if not self.location.exists(name):
                 steps = self._steps(folder)
-                raise ZooError(f"no {kind} at step {step} for {self.label} in {self.store.url}; "
-                               f"stored steps: {format_steps(steps)}")
+                raise ZooError(
+                    f"no {kind} at step {step} for {self.label} in {self.store.url}; "
+                    f"stored steps: {format_steps(steps)}"
+                )
             data = self.location.read_bytes(name)
         what = f"{self.label} {kind} step {step} ({self.location.url}/{name})"
         manifest = check_format(_load(data, what), what)
         if manifest.get("kind") != kind or manifest.get("step") != step:
-            raise ZooError(f"{what} is a {manifest.get('kind')} of step {manifest.get('step')}; the file is misplaced")
+            raise ZooError(
+                f"{what} is a {manifest.get('kind')} of step {manifest.get('step')}; the file is misplaced"
+            )
         return manifest
 
     def checkpoint_manifest(self, step: int) -> dict:
@@ -275,21 +306,26 @@ class RunStore:
         return self._manifest(KEYFRAMES, step)
 
     # --- checkpoints ---------------------------------------------------------------------------
-    def write_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], *, tokens_seen: int,
-                         config_hash: str) -> None:
+    def write_checkpoint(
+        self, step: int, tensors: dict[str, torch.Tensor], *, tokens_seen: int, config_hash: str
+    ) -> None:
         """Blobs first, then the manifest by one atomic write: readers see all of it or none."""
         header = self._header("checkpoint", step, tokens_seen, config_hash)
         self._check_tensor_dict(tensors, "tensors")
         with reaching(self.store.url), write_guard(self.location, label=self.label):
             self.store.ensure_created()
             manifest = {**header, "tensors": self.store.blobs.put_tensors(tensors)}
-            self.location.write_atomic(self.manifest_name(CHECKPOINTS, step),
-                                       _dump(manifest, f"{self.label} checkpoint {step}"))
+            self.location.write_atomic(
+                self.manifest_name(CHECKPOINTS, step),
+                _dump(manifest, f"{self.label} checkpoint {step}"),
+            )
 
     def read_checkpoint(self, step: int) -> Checkpoint:
         manifest = self.checkpoint_manifest(step)
         with reaching(self.store.url):
-            tensors = self.store.blobs.get_tensors(manifest["tensors"], what=f"{self.label} step {step}")
+            tensors = self.store.blobs.get_tensors(
+                manifest["tensors"], what=f"{self.label} step {step}"
+            )
         return Checkpoint(step, manifest["tokens_seen"], manifest["config_hash"], tensors)
 
     def read_tensor(self, step: int, name: str) -> torch.Tensor:
@@ -297,14 +333,28 @@ class RunStore:
         refs = self.checkpoint_manifest(step)["tensors"]
         if name not in refs:
             names = list(refs)
-            shown = ", ".join(names[:12]) + (f", … ({len(names)} tensors)" if len(names) > 12 else "")
+            shown = ", ".join(names[:12]) + (
+                f", … ({len(names)} tensors)" if len(names) > 12 else ""
+            )
             raise ZooError(f"{self.label} step {step} has no tensor {name!r}; it has: {shown}")
         with reaching(self.store.url):
-            return self.store.blobs.get_tensor(refs[name], what=f"{self.label} step {step} tensor {name!r}")
+            return self.store.blobs.get_tensor(
+                refs[name], what=f"{self.label} step {step} tensor {name!r}"
+            )
 
     # --- keyframes -----------------------------------------------------------------------------
-    def write_keyframe(self, step: int, *, model: dict[str, torch.Tensor], optimizer: dict,
-                       scheduler: dict, rng: dict, extra: dict, tokens_seen: int, config_hash: str) -> None:
+    def write_keyframe(
+        self,
+        step: int,
+        *,
+        model: dict[str, torch.Tensor],
+        optimizer: dict,
+        scheduler: dict,
+        rng: dict,
+        extra: dict,
+        tokens_seen: int,
+        config_hash: str,
+    ) -> None:
         """A checkpoint plus everything needed to continue bit-exactly. It does not write a
         checkpoint manifest: call write_checkpoint for the same step too (the blobs are shared)."""
         header = self._header("keyframe", step, tokens_seen, config_hash)
@@ -312,12 +362,20 @@ class RunStore:
         blobs = self.store.blobs
         with reaching(self.store.url), write_guard(self.location, label=self.label):
             self.store.ensure_created()
-            trees = {part: state_tree.to_json(tree, lambda _path, t: blobs.put_tensor(t), path=part)
-                     for part, tree in (("optimizer", optimizer), ("scheduler", scheduler), ("rng", rng))}
-            manifest = {**header, "model": blobs.put_tensors(model), **trees,
-                        "extra": _load(_dump(extra, "keyframe extra"), "keyframe extra")}
-            self.location.write_atomic(self.manifest_name(KEYFRAMES, step),
-                                       _dump(manifest, f"{self.label} keyframe {step}"))
+            trees = {
+                part: state_tree.to_json(tree, lambda _path, t: blobs.put_tensor(t), path=part)
+                for part, tree in (("optimizer", optimizer), ("scheduler", scheduler), ("rng", rng))
+            }
+            manifest = {
+                **header,
+                "model": blobs.put_tensors(model),
+                **trees,
+                "extra": _load(_dump(extra, "keyframe extra"), "keyframe extra"),
+            }
+            self.location.write_atomic(
+                self.manifest_name(KEYFRAMES, step),
+                _dump(manifest, f"{self.label} keyframe {step}"),
+            )
 
     def read_keyframe(self, step: int) -> Keyframe:
         manifest = self.keyframe_manifest(step)
@@ -325,18 +383,34 @@ class RunStore:
         blobs = self.store.blobs
         with reaching(self.store.url):
             model = blobs.get_tensors(manifest["model"], what=what)
-            trees = {part: state_tree.from_json(
-                manifest[part], lambda path, ref: blobs.get_tensor(ref, what=f"{what} tensor {path!r}"),
-                path=part) for part in ("optimizer", "scheduler", "rng")}
-        return Keyframe(step, manifest["tokens_seen"], manifest["config_hash"], model,
-                        trees["optimizer"], trees["scheduler"], trees["rng"], manifest["extra"])
+            trees = {
+                part: state_tree.from_json(
+                    manifest[part],
+                    lambda path, ref: blobs.get_tensor(ref, what=f"{what} tensor {path!r}"),
+                    path=part,
+                )
+                for part in ("optimizer", "scheduler", "rng")
+            }
+        return Keyframe(
+            step,
+            manifest["tokens_seen"],
+            manifest["config_hash"],
+            model,
+            trees["optimizer"],
+            trees["scheduler"],
+            trees["rng"],
+            manifest["extra"],
+        )
 
     # --- resuming ------------------------------------------------------------------------------
     def delete_after(self, step: int) -> None:
         """Drop checkpoints and keyframes after `step` (a resume from a keyframe at `step` redoes
         them). Their blobs stay until `zoo gc`."""
         with reaching(self.store.url), write_guard(self.location, label=self.label):
-            for folder in (KEYFRAMES, CHECKPOINTS):  # keyframes first: resume never sees a later one
+            for folder in (
+                KEYFRAMES,
+                CHECKPOINTS,
+            ):  # keyframes first: resume never sees a later one
                 for later in [s for s in self._steps(folder) if s > step]:
                     self.location.remove(self.manifest_name(folder, later))
 
@@ -346,8 +420,14 @@ class RunStore:
                 raise ZooError(f"{kind} {field} must be a non-negative integer, got {value!r}")
         if not isinstance(config_hash, str):
             raise ZooError(f"{kind} config_hash must be a string, got {config_hash!r}")
-        return {"format": FORMAT, "kind": kind, "run": self.run_id.key, "step": step,
-                "tokens_seen": tokens_seen, "config_hash": config_hash}
+        return {
+            "format": FORMAT,
+            "kind": kind,
+            "run": self.run_id.key,
+            "step": step,
+            "tokens_seen": tokens_seen,
+            "config_hash": config_hash,
+        }
 
     @staticmethod
     def _check_tensor_dict(tensors: Any, what: str) -> None:

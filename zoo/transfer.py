@@ -8,6 +8,7 @@ manifest that differs from the source's for the same step is a conflict and stop
 anything is written. The destination run's writer lease is held while copying.
 Corpora (immutable, named by fingerprint) are copied file by file where missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,15 +35,23 @@ class TransferReport:
     files_copied: int
 
 
-def copy_runs(source: Store, destination: Store, run_ids: list[RunId] | None = None, *,
-              include_corpora: bool = True, progress: bool = False) -> TransferReport:
+def copy_runs(
+    source: Store,
+    destination: Store,
+    run_ids: list[RunId] | None = None,
+    *,
+    include_corpora: bool = True,
+    progress: bool = False,
+) -> TransferReport:
     """Copy the given runs (default: all of `source`) into `destination`, resumably."""
     available = source.runs()
     run_ids = available if run_ids is None else run_ids
     for run_id in run_ids:
         if run_id not in available:
-            raise ZooError(f"{run_id} is not in {source.url}; it has: "
-                           f"{', '.join(r.key for r in available) or 'no runs'}")
+            raise ZooError(
+                f"{run_id} is not in {source.url}; it has: "
+                f"{', '.join(r.key for r in available) or 'no runs'}"
+            )
     totals = [0, 0, 0, 0, 0]
     destination.ensure_created()
     for run_id in run_ids:
@@ -50,27 +59,46 @@ def copy_runs(source: Store, destination: Store, run_ids: list[RunId] | None = N
         totals = [a + b for a, b in zip(totals, counts)]
     if include_corpora:
         with reaching(source.url), reaching(destination.url):
-            totals[4] += _copy_missing_files(source.location.child("corpora"),
-                                             destination.location.child("corpora"))
+            totals[4] += _copy_missing_files(
+                source.location.child("corpora"), destination.location.child("corpora")
+            )
     return TransferReport(len(run_ids), *totals)
 
 
 def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: bool) -> list[int]:
     src, dst = source.run(run_id), destination.run(run_id)
-    with reaching(source.url), reaching(destination.url), write_guard(dst.location, label=str(run_id)):
+    with (
+        reaching(source.url),
+        reaching(destination.url),
+        write_guard(dst.location, label=str(run_id)),
+    ):
         manifests = {}  # relpath -> (bytes, parsed)
         for folder in (CHECKPOINTS, KEYFRAMES):
             for step in src._steps(folder):
                 relpath = src.manifest_name(folder, step)
                 manifests[relpath] = (src.location.read_bytes(relpath), src._manifest(folder, step))
         for relpath, (data, parsed) in manifests.items():  # conflicts stop us before any write
-            if dst.location.exists(relpath) and json.loads(dst.location.read_bytes(relpath)) != parsed:
-                raise ZooError(f"{run_id}: {destination.url} already has a different {relpath}; "
-                               f"nothing was copied. Remove it there if the source is right.")
-        files = _copy_all_files(src.location, dst.location,
-                                skip=lambda rel: rel == LEASE_FILE or rel.split("/")[0] in (CHECKPOINTS, KEYFRAMES))
-        needed = {ref["blob"] for _, parsed in manifests.values() for ref in manifest_refs(parsed).values()}
-        blob_counts = _copy_blobs(source, destination, sorted(needed), label=str(run_id), progress=progress)
+            if (
+                dst.location.exists(relpath)
+                and json.loads(dst.location.read_bytes(relpath)) != parsed
+            ):
+                raise ZooError(
+                    f"{run_id}: {destination.url} already has a different {relpath}; "
+                    f"nothing was copied. Remove it there if the source is right."
+                )
+        files = _copy_all_files(
+            src.location,
+            dst.location,
+            skip=lambda rel: rel == LEASE_FILE or rel.split("/")[0] in (CHECKPOINTS, KEYFRAMES),
+        )
+        needed = {
+            ref["blob"]
+            for _, parsed in manifests.values()
+            for ref in manifest_refs(parsed).values()
+        }
+        blob_counts = _copy_blobs(
+            source, destination, sorted(needed), label=str(run_id), progress=progress
+        )
         copied = 0
         for relpath, (data, _) in manifests.items():
             if not dst.location.exists(relpath):
@@ -79,7 +107,9 @@ def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: boo
     return [*blob_counts, copied, files]
 
 
-def _copy_blobs(source: Store, destination: Store, shas: list[str], *, label: str, progress: bool) -> list[int]:
+def _copy_blobs(
+    source: Store, destination: Store, shas: list[str], *, label: str, progress: bool
+) -> list[int]:
     def one(sha: str) -> int:
         if destination.blobs.has(sha):
             return -1
@@ -89,8 +119,13 @@ def _copy_blobs(source: Store, destination: Store, shas: list[str], *, label: st
 
     copied = present = size = 0
     with ThreadPoolExecutor(8) as pool:
-        for result in tqdm(pool.map(one, shas), total=len(shas), desc=f"{label} blobs", unit="blob",
-                           disable=not progress):
+        for result in tqdm(
+            pool.map(one, shas),
+            total=len(shas),
+            desc=f"{label} blobs",
+            unit="blob",
+            disable=not progress,
+        ):
             if result < 0:
                 present += 1
             else:
@@ -107,7 +142,7 @@ def _relative_files(location: Location) -> list[str]:
     rels = []
     for path in found:
         path = path.rstrip("/")
-        rel = path[len(root):].lstrip("/") if path.startswith(root) else None
+        rel = path[len(root) :].lstrip("/") if path.startswith(root) else None
         if rel and not rel.rsplit("/", 1)[-1].startswith(".tmp-"):
             rels.append(rel)
     return sorted(rels)

@@ -7,6 +7,7 @@ byte-identical weights, steps whose tokens_seen does not increase with the step,
 weights differ from the checkpoint of the same step, manifests that name another run or step, and
 missing blobs.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +56,9 @@ def manifest_refs(manifest: dict) -> dict[str, dict]:
     return refs
 
 
-def verify_store(store: Store, run_ids: list[RunId] | None = None, *, progress: bool = False) -> VerifyReport:
+def verify_store(
+    store: Store, run_ids: list[RunId] | None = None, *, progress: bool = False
+) -> VerifyReport:
     """Check the given runs (default: all). Never raises for damaged data: it reports it."""
     run_ids = store.runs() if run_ids is None else run_ids
     problems: list[Problem] = []
@@ -75,15 +78,26 @@ def verify_store(store: Store, run_ids: list[RunId] | None = None, *, progress: 
                 manifests += 1
                 by_kind[folder][step] = manifest
                 if manifest.get("run") != run_id.key:
-                    problems.append(Problem(label, step, f"{folder[:-1]} manifest says it belongs to "
-                                                         f"{manifest.get('run')!r}"))
+                    problems.append(
+                        Problem(
+                            label,
+                            step,
+                            f"{folder[:-1]} manifest says it belongs to {manifest.get('run')!r}",
+                        )
+                    )
                 for what, ref in manifest_refs(manifest).items():
-                    referrers.setdefault(ref["blob"], (label, step, f"{folder[:-1]} {what}", ref["nbytes"]))
+                    referrers.setdefault(
+                        ref["blob"], (label, step, f"{folder[:-1]} {what}", ref["nbytes"])
+                    )
         problems += _order_and_duplicates(label, by_kind[CHECKPOINTS])
         for step, frame in by_kind[KEYFRAMES].items():
             checkpoint = by_kind[CHECKPOINTS].get(step)
             if checkpoint and _weights(checkpoint["tensors"]) != _weights(frame["model"]):
-                problems.append(Problem(label, step, "keyframe weights differ from the checkpoint of the same step"))
+                problems.append(
+                    Problem(
+                        label, step, "keyframe weights differ from the checkpoint of the same step"
+                    )
+                )
     raw_bytes = sum(r[3] for r in referrers.values())
 
     def check(item: tuple[str, tuple[str, int, str, int]]) -> Problem | None:
@@ -97,8 +111,9 @@ def verify_store(store: Store, run_ids: list[RunId] | None = None, *, progress: 
 
     with ThreadPoolExecutor(4) as pool:
         results = pool.map(check, referrers.items())
-        for result in tqdm(results, total=len(referrers), desc="verifying blobs", unit="blob",
-                           disable=not progress):
+        for result in tqdm(
+            results, total=len(referrers), desc="verifying blobs", unit="blob", disable=not progress
+        ):
             if result:
                 problems.append(result)
     return VerifyReport(len(run_ids), manifests, len(referrers), raw_bytes, problems)
@@ -116,13 +131,25 @@ def _order_and_duplicates(label: str, checkpoints: dict[int, dict]) -> list[Prob
         manifest = checkpoints[step]
         weights = _weights(manifest.get("tensors", {}))
         if weights and weights in seen:
-            problems.append(Problem(label, step, f"byte-identical weights to step {seen[weights]} "
-                                                 f"(a duplicated or mislabelled checkpoint)"))
+            problems.append(
+                Problem(
+                    label,
+                    step,
+                    f"byte-identical weights to step {seen[weights]} "
+                    f"(a duplicated or mislabelled checkpoint)",
+                )
+            )
         seen.setdefault(weights, step)
         tokens = manifest.get("tokens_seen")
         if previous is not None and isinstance(tokens, int) and tokens <= previous[1]:
-            problems.append(Problem(label, step, f"steps out of order: tokens_seen {tokens} is not more "
-                                                 f"than step {previous[0]}'s {previous[1]}"))
+            problems.append(
+                Problem(
+                    label,
+                    step,
+                    f"steps out of order: tokens_seen {tokens} is not more "
+                    f"than step {previous[0]}'s {previous[1]}",
+                )
+            )
         if isinstance(tokens, int):
             previous = (step, tokens)
     return problems
