@@ -143,3 +143,28 @@ def _base():
     from micro_family import BASE
 
     return BASE
+
+
+def test_ctrl_c_stops_at_a_step_boundary_and_resume_is_bit_identical(reference, tmp_path):
+    manifest, store = reference
+    target = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", manifest, "--store", str(target), "--only", "1l32/1",
+         "--threads", "2", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    status = target / "runs/micro/1l32/seed-1/status.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (status.exists() and '"last_step": 8' in status.read_text()):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "resume" in err and "Traceback" not in err
+    from zoo.verify import verify_store
+
+    partial = Store.open(str(target))
+    assert verify_store(partial).ok
+    train_family(manifest, store=partial, only=["1l32/1"], threads=2, progress=False)
+    run_id = RunId("micro", "1l32", 1)
+    assert _weights(partial, run_id) == _weights(store, run_id)

@@ -12,7 +12,9 @@ and recomputed, and end bit-identical to an uninterrupted run (same environment 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -193,6 +195,7 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, optimizer, scheduler, *, fi
     bar = tqdm(total=cfg.steps, initial=first_step, desc=label, unit="step", disable=not progress,
                dynamic_ncols=True, leave=False)
     step, loss = first_step, None
+    interrupt = _InterruptAtStepBoundary()
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
@@ -219,9 +222,32 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, optimizer, scheduler, *, fi
                                                "total_steps": cfg.steps})
             bar.update(1)
             bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{tokens_per_step / max(wall, 1e-9):,.0f}")
+            if interrupt.requested:
+                raise KeyboardInterrupt(f"stopped after step {step}")
     finally:
+        interrupt.restore()
         index.close()
         metrics.close()
         bar.close()
     return step, loss
+
+
+class _InterruptAtStepBoundary:
+    """Ctrl-C finishes the step in flight, then stops: what was written stays whole and the next
+    `zoo train` resumes from the last keyframe. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 

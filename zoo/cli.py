@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("zoo: interrupted", file=sys.stderr)
+        print("zoo: interrupted; everything written is valid (run the same command to resume "
+              "from the last keyframe)", file=sys.stderr)
         return 130
 
 
