@@ -39,14 +39,16 @@ Prints every sample of the step's global batch (step N consumes global batch N-1
 initial weights and has none) as text, with its sample id and the document it starts in.
 
 example:
-  zoo data show --corpus corpora/pydoc --index runs/tiny-2l128/seed1/data_index --step 257
+  zoo data show --corpus zoo-store/corpora/<fingerprint> --index zoo-store/runs/tiny/2l128/seed-1/index --step 257
+  (by model name: zoo batch tiny-2l128 --seed 1 --step 257)
 """
 
 FIND_EPILOG = """\
 Lists every (step, position) whose batch held the sample, from the run's recorded index.
 
 example:
-  zoo data find --corpus corpora/pydoc --index runs/tiny-2l128/seed1/data_index --sample 1234
+  zoo data find --corpus zoo-store/corpora/<fingerprint> --index zoo-store/runs/tiny/2l128/seed-1/index --sample 1234
+  (by model name: zoo steps-of tiny-2l128 --seed 1 --sample 1234)
 """
 
 

@@ -17,28 +17,30 @@ from zoo.store import Store
 
 def batch(name: str, *, seed: int, step: int, store: str | Store | None = None) -> torch.Tensor:
     """The token batch of `step` exactly as trained: LongTensor [batch, seq_len]."""
-    corpus, index = _open(name, seed, store)
+    corpus, index = open_run_data(name, seed=seed, store=store)
     return torch.from_numpy(corpus.samples(index.batch_ids(step)))
 
 
 def batch_ids(name: str, *, seed: int, step: int, store: str | Store | None = None):
     """The sample ids of `step`'s batch, in order."""
-    return _open(name, seed, store)[1].batch_ids(step)
+    return open_run_data(name, seed=seed, store=store)[1].batch_ids(step)
 
 
 def steps_of(name: str, *, seed: int, sample: int, store: str | Store | None = None) -> list[int]:
     """The steps whose batch held `sample` (ascending; a sample appears once per epoch)."""
-    corpus, index = _open(name, seed, store)
+    corpus, index = open_run_data(name, seed=seed, store=store)
     if not 0 <= sample < corpus.n_samples:
         raise ZooError(f"sample {sample} does not exist: the corpus has samples 0..{corpus.n_samples - 1}")
     return sorted({step for step, _ in index.steps_of(sample)})
 
 
-def _open(name: str, seed: int, store) -> tuple[Corpus, StepIndex]:
+def open_run_data(name: str, *, seed: int, store=None) -> tuple[Corpus, StepIndex]:
+    """The run's corpus and data index, opened once per process and checked to belong together."""
     from zoo.registry import _store
 
     store = _store(store)
     return _open_cached(store.url, name, int(seed))
+
 
 
 @lru_cache(maxsize=32)

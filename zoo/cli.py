@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "zoo.cli_train",
     "zoo.cli_store",
     "zoo.cli_replay",
+    "zoo.cli_batches",
     "data_index.cli",
 )
 
