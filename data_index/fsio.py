@@ -52,22 +52,27 @@ class Location:
     def write_atomic(self, relpath: str, data: bytes) -> None:
         """Write `data` so that readers see either nothing/old bytes or all of the new bytes."""
         target = self.path(relpath)
-        if self.is_local:
-            folder = os.path.dirname(target)
-            os.makedirs(folder, exist_ok=True)
-            tmp = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}")
-            try:
-                with open(tmp, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
-        else:
+        if not self.is_local:
             self.fs.pipe_file(target, data)
+            return
+        folder = os.path.dirname(target)
+        tmp = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException as exc:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise ZooError(
+                    f"cannot write {target}: {exc.strerror or exc} (is {self.url} a writable "
+                    f"folder with free space?); nothing was half-written"
+                ) from None
+            raise
 
     def create_exclusive(self, relpath: str, data: bytes) -> bool:
         """Create `relpath` only if absent; False when it already exists (a lock taken by another)."""

@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except ZooError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a last resort: filesystem trouble outside the store's own checks
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"zoo: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("zoo: interrupted; everything written is valid (run the same command to resume "
               "from the last keyframe)", file=sys.stderr)
