@@ -4,6 +4,7 @@ written during training is the order function's."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -64,18 +65,11 @@ def test_interrupted_then_resumed_equals_uninterrupted(reference, tmp_path):
 def test_kill_9_mid_run_then_resume_is_bit_identical(reference, tmp_path):
     manifest, store = reference
     target = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "training", manifest, "--store", str(target), "--only", "1l32/1",
-         "--threads", "2", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    status = target / "runs/micro/1l32/seed-1/status.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if status.exists() and '"last_step": 8' in status.read_text():
-            break
-        time.sleep(0.005)
+    proc = _start_training(manifest, target)
+    _wait_for_keyframe(proc, target, 8)
+    time.sleep(random.Random(1234).uniform(0.0, 0.05))  # somewhere in a step or a write
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     resumed = Store.open(str(target))
     train_family(manifest, store=resumed, only=["1l32/1"], threads=2, progress=False)
     run_id = RunId("micro", "1l32", 1)
@@ -139,6 +133,25 @@ def test_only_rejects_unknown_runs_listing_valid_ones(reference):
         train_family(manifest, store=store, only=["9l9/1"], progress=False)
 
 
+def _start_training(manifest: str, target: Path) -> subprocess.Popen:
+    """`python -m training` on run 1l32/1 of the micro family, as a separate process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "training", manifest, "--store", str(target), "--only", "1l32/1",
+         "--threads", "2", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+
+
+def _wait_for_keyframe(proc: subprocess.Popen, target: Path, step: int) -> None:
+    status = target / "runs/micro/1l32/seed-1/status.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if status.exists() and f'"last_step": {step}' in status.read_text():
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"keyframe {step} never appeared; stderr: {proc.stderr.read()}")
+
+
 def _base():
     from micro_family import BASE
 
@@ -148,15 +161,8 @@ def _base():
 def test_ctrl_c_stops_at_a_step_boundary_and_resume_is_bit_identical(reference, tmp_path):
     manifest, store = reference
     target = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "training", manifest, "--store", str(target), "--only", "1l32/1",
-         "--threads", "2", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
-    status = target / "runs/micro/1l32/seed-1/status.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (status.exists() and '"last_step": 8' in status.read_text()):
-        time.sleep(0.005)
+    proc = _start_training(manifest, target)
+    _wait_for_keyframe(proc, target, 8)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
