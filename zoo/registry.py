@@ -1,22 +1,28 @@
 """The registry: fetch a model by name / seed / step as a stock `transformers` model.
 
 `snapshot` materializes a standard Hugging Face folder (config.json, model.safetensors, tokenizer
-files) in the local cache, so TransformerLens, nnsight and any HF tool can open it; `load` returns
-`AutoModelForCausalLM.from_pretrained(snapshot)` and its tokenizer. Snapshots are written to a
-temporary folder and renamed into place, so a cached snapshot is always whole.
+files) in the local cache, so TransformerLens, nnsight and any HF tool can open it; `load` returns a
+stock `transformers` model and its tokenizer. Snapshots are written to a temporary folder and
+renamed into place, so a cached snapshot is always whole; a cached snapshot records which blobs it
+was built from and is rebuilt if the store's checkpoint changed, so it never serves stale weights.
+
+A cold `load` builds the model from the decoded tensors through `from_pretrained(state_dict=...)`
+(the same stock loading path as from the folder) instead of writing the safetensors file and reading
+it straight back; it still writes the snapshot, so the next call is served from the cache.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from data_index.errors import ZooError
 from zoo.cache import cache_dir
 from zoo.names import RunId, parse_model_name
-from zoo.store import RunStore, Store
+from zoo.store import RunStore, Store, format_steps
 
 SNAPSHOT_RECORD = "zoo_snapshot.json"
 
@@ -36,7 +42,8 @@ def list_models(*, store: str | Store | None = None) -> list[ModelInfo]:
     grouped: dict[tuple[str, str], dict[int, tuple[int, ...]]] = {}
     for run_id in store.runs():
         steps = tuple(store.run(run_id).checkpoint_steps())
-        grouped.setdefault((run_id.family, run_id.size), {})[run_id.seed] = steps
+        if steps:  # a run folder with no checkpoint yet (training just started) is not a model
+            grouped.setdefault((run_id.family, run_id.size), {})[run_id.seed] = steps
     return [
         ModelInfo(f"{family}-{size}", family, size, tuple(sorted(by_seed)), dict(sorted(by_seed.items())))
         for (family, size), by_seed in sorted(grouped.items())
@@ -45,8 +52,7 @@ def list_models(*, store: str | Store | None = None) -> list[ModelInfo]:
 
 def resolve_run(name: str, seed: int, *, store: Store) -> RunStore:
     """The stored run for a model name and seed; errors list what exists."""
-    family, size = parse_model_name(name)
-    run_id = RunId(family, size, int(seed))
+    run_id = RunId.from_name(name, seed)
     run = store.run(run_id)
     if run.exists() and run.checkpoint_steps():
         return run
@@ -69,55 +75,136 @@ def snapshot(name: str, *, seed: int, step: int, store: str | Store | None = Non
     store = _store(store)
     run = resolve_run(name, seed, store=store)
     stored = run.checkpoint_steps()
+    check_step(run, step, stored)
     if step not in stored:
         from zoo.reachable import materialize_step  # replay serves steps between checkpoints
 
         return materialize_step(run, step, store=store)
     folder = _snapshot_folder(store, run, step)
-    if (folder / SNAPSHOT_RECORD).exists():
+    manifest = run.checkpoint_manifest(step)
+    if _is_current(folder, manifest):
         return folder
     checkpoint = run.read_checkpoint(step)
     return write_snapshot(folder, run=run, store=store, step=step, tensors=checkpoint.tensors,
-                          tokens_seen=checkpoint.tokens_seen)
+                          tokens_seen=checkpoint.tokens_seen, weights_id=_weights_id(manifest))
 
 
 def load(name: str, *, seed: int, step: int, store: str | Store | None = None,
          device: str = "cpu"):
     """(model, tokenizer): a stock transformers causal LM in eval mode, and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-    folder = snapshot(name, seed=seed, step=step, store=store)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", attn_implementation="eager").to(device).eval()
+    store = _store(store)
+    run = resolve_run(name, seed, store=store)
+    stored = run.checkpoint_steps()
+    check_step(run, step, stored)
+    folder = _snapshot_folder(store, run, step)
+    options = {"dtype": "auto", "attn_implementation": "eager"}
+    manifest = run.checkpoint_manifest(step) if step in stored else None
+    if manifest is not None and not _is_current(folder, manifest):
+        # Cold: decode once, build the model from those tensors, and cache the folder for next time.
+        checkpoint = run.read_checkpoint(step)
+        folder = write_snapshot(folder, run=run, store=store, step=step,
+                                tensors=checkpoint.tensors, tokens_seen=checkpoint.tokens_seen,
+                                weights_id=_weights_id(manifest))
+        config = _hf_config(run.read_json("run.json"), checkpoint.tensors)
+        model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # what the Auto class would pick
+        model = model_class.from_pretrained(None, config=config, state_dict=checkpoint.tensors,
+                                            **options)
+        model.config.name_or_path = model.name_or_path = str(folder)  # as if read from the folder
+    else:
+        if manifest is None:  # not stored: replayed from the keyframe before it, then cached
+            from zoo.reachable import materialize_step
+
+            folder = materialize_step(run, step, store=store)
+        model = AutoModelForCausalLM.from_pretrained(folder, **options)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    return model, tokenizer
+    return model.to(device).eval(), tokenizer
+
+
+def check_step(run: RunStore, step: int, stored: list[int]) -> None:
+    """Refuse a step the run cannot serve, saying what is stored and what can be replayed."""
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise ZooError(f"step must be an integer, got {step!r}")
+    if step in stored:
+        return
+    status = run.read_json("status.json") if run.location.exists("status.json") else {}
+    last = int(status.get("last_step", stored[-1] if stored else 0))
+    keyframes = run.keyframe_steps()
+    if 0 < step <= last and keyframes:
+        return  # reachable by replay from the keyframe before it
+    config = run.read_json("run.json").get("config", {})
+    every = config.get("checkpoints", {}).get("keyframe_every")
+    replay = (f"keyframes every {every}; any step <= {last} can be replayed" if keyframes
+              else "no keyframes, so only stored steps can be loaded")
+    raise ZooError(f"no step {step} for {run.run_id}; stored: {format_steps(stored)}, {replay}")
 
 
 def write_snapshot(folder: Path, *, run: RunStore, store: Store, step: int, tensors: dict,
-                   tokens_seen: int) -> Path:
-    """Write config, weights and tokenizer as an HF folder, atomically (temp folder + rename)."""
+                   tokens_seen: int, weights_id: str | None = None) -> Path:
+    """Write config, weights and tokenizer as an HF folder, atomically (temp folder + rename).
+
+    `weights_id` names the stored checkpoint the tensors came from (None for replayed steps); a
+    cached snapshot whose id no longer matches the store is rebuilt.
+    """
     from safetensors.torch import save_file
-    from transformers import AutoConfig
 
     record = run.read_json("run.json")
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    hf_config = dict(record["hf_config"])
-    config = AutoConfig.for_model(hf_config.pop("model_type"), **hf_config)
-    config.save_pretrained(staging)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(staging / "model.safetensors"),
-              metadata={"format": "pt"})
-    tokenizer = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
-    for file in tokenizer.list():
-        (staging / file).write_bytes(tokenizer.read_bytes(file))
-    (staging / SNAPSHOT_RECORD).write_text(json.dumps({
-        "run": run.run_id.key, "model_name": run.run_id.model_name, "seed": run.run_id.seed,
-        "step": step, "tokens_seen": tokens_seen, "config_hash": record["config_hash"],
-        "corpus_fingerprint": record["corpus_fingerprint"], "store": store.url,
-    }, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        _hf_config(record, tensors).save_pretrained(staging)
+        save_file({k: v.contiguous() for k, v in tensors.items()},
+                  str(staging / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
+        for file in tokenizer.list():
+            (staging / file).write_bytes(tokenizer.read_bytes(file))
+        (staging / SNAPSHOT_RECORD).write_text(json.dumps({
+            "run": run.run_id.key, "model_name": run.run_id.model_name, "seed": run.run_id.seed,
+            "init_seed": record.get("init_seed"), "data_seed": record.get("data_seed"),
+            "step": step, "tokens_seen": tokens_seen, "config_hash": record["config_hash"],
+            "corpus_fingerprint": record["corpus_fingerprint"], "weights_id": weights_id,
+            "store": store.url,
+        }, indent=2))
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process renamed its whole copy into place first: use that one
+            if not (folder / SNAPSHOT_RECORD).exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _hf_config(record: dict, tensors: dict):
+    """The run's transformers config, naming its model class and dtype for any HF tool."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    hf_config = dict(record["hf_config"])
+    model_type = hf_config.pop("model_type")
+    config = AutoConfig.for_model(model_type, **hf_config)
+    if not config.architectures and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        config.architectures = [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type]]
+    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(dtypes) == 1:
+        config.dtype = dtypes.pop()
+    return config
+
+
+def _weights_id(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest["tensors"], sort_keys=True).encode()).hexdigest()
+
+
+def _is_current(folder: Path, manifest: dict) -> bool:
+    """A cached snapshot built from exactly the blobs the store's checkpoint names now."""
+    try:
+        record = json.loads((folder / SNAPSHOT_RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("weights_id") == _weights_id(manifest)
 
 
 def _snapshot_folder(store: Store, run: RunStore, step: int) -> Path:
