@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from micro_family import write_manifest
 
 import zoo
 from data_index.errors import IntegrityError, ZooError
@@ -14,8 +15,6 @@ from training.sweep import train_family
 from zoo.history import tensor_history
 from zoo.names import RunId
 from zoo.store import Store
-
-from micro_family import write_manifest
 
 NAME = "micro-1l32"
 QKV = "gpt_neox.layers.0.attention.query_key_value.weight"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from data_index.errors import ZooError
 from zoo.cache import cache_dir
-from zoo.names import RunId, parse_model_name
+from zoo.names import RunId
 from zoo.store import RunStore, Store, format_steps
 
 SNAPSHOT_RECORD = "zoo_snapshot.json"

@@ -1,0 +1,95 @@
+"""`zoo snapshot`, `zoo history`, `zoo export`: the registry from the command line."""
+from __future__ import annotations
+
+import argparse
+
+from zoo.cli_common import add_store_argument, open_store
+
+EXPORT_EPILOG = """\
+examples:
+  zoo export tiny-2l128 --seed 1 --to exports/
+      writes exports/tiny-2l128-seed1/{step0,step1,...,main}/ and README.md (Pythia's layout)
+  zoo export tiny-2l128 --seed 1 --to exports/ --push my-org/tiny-2l128-seed1
+      also uploads: branch main + one branch per stepN (needs network and `huggingface-cli login`)
+"""
+
+
+def register(subparsers) -> None:
+    snap = subparsers.add_parser(
+        "snapshot", help="materialize a step as a Hugging Face folder and print its path",
+        description="Write (or reuse) the cached HF folder for a step: config.json, "
+                    "model.safetensors, tokenizer files. A step that is not stored is replayed.")
+    _run_arguments(snap)
+    snap.add_argument("--step", type=int, required=True)
+    snap.set_defaults(handler=_snapshot)
+
+    history = subparsers.add_parser(
+        "history", help="one tensor across steps: norm per step and change between steps",
+        description="Read one tensor at every stored step (only that tensor's blobs are read).")
+    _run_arguments(history)
+    history.add_argument("--tensor", required=True, help="tensor name, e.g. "
+                         "gpt_neox.layers.0.attention.query_key_value.weight")
+    history.add_argument("--steps", type=int, nargs="+", metavar="N",
+                         help="stored steps to read (default: all stored)")
+    history.add_argument("--out", metavar="FILE.safetensors",
+                         help="also save the values ([n_steps, *shape]) and steps to this file")
+    history.set_defaults(handler=_history)
+
+    export = subparsers.add_parser(
+        "export", help="export a run in Pythia's Hugging Face layout (a folder/branch per step)",
+        epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _run_arguments(export)
+    export.add_argument("--to", required=True, metavar="DIR", help="destination folder")
+    export.add_argument("--steps", type=int, nargs="+", metavar="N",
+                        help="steps to export (default: every stored step; the final is main)")
+    export.add_argument("--push", metavar="REPO_ID", help="then upload to this Hub repo")
+    export.add_argument("--private", action="store_true", help="create the Hub repo private")
+    export.set_defaults(handler=_export)
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="model name, e.g. tiny-2l128")
+    parser.add_argument("--seed", type=int, required=True)
+    add_store_argument(parser)
+
+
+def _snapshot(args) -> int:
+    from zoo.registry import snapshot
+
+    print(snapshot(args.name, seed=args.seed, step=args.step, store=open_store(args)))
+    return 0
+
+
+def _history(args) -> int:
+    from zoo.history import tensor_history
+
+    history = tensor_history(args.name, seed=args.seed, tensor=args.tensor, steps=args.steps,
+                             store=open_store(args), progress=True)
+    norms, changes = history.norms().tolist(), [None, *history.changes().tolist()]
+    print(f"{args.name} seed {args.seed} {args.tensor} {list(history.values.shape[1:])}")
+    print(f"{'step':>8}  {'norm':>12}  {'change from previous':>20}")
+    for step, norm, change in zip(history.steps, norms, changes):
+        print(f"{step:>8}  {norm:>12.6g}  {'-' if change is None else f'{change:.6g}':>20}")
+    if args.out:
+        import torch
+        from safetensors.torch import save_file
+
+        save_file({"values": history.values.contiguous(),
+                   "steps": torch.tensor(history.steps, dtype=torch.int64)}, args.out,
+                  metadata={"model": args.name, "seed": str(args.seed), "tensor": args.tensor})
+        print(f"saved {args.out}")
+    return 0
+
+
+def _export(args) -> int:
+    from zoo.hf_export import export_run, push_run
+
+    store = open_store(args)
+    if args.push:
+        url = push_run(args.name, seed=args.seed, repo_id=args.push, to=args.to, steps=args.steps,
+                       store=store, private=args.private or None)
+        print(f"pushed to {url}")
+        return 0
+    folder = export_run(args.name, seed=args.seed, to=args.to, steps=args.steps, store=store)
+    print(folder)
+    return 0
