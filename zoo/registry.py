@@ -16,6 +16,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,14 +105,18 @@ def load(name: str, *, seed: int, step: int, store: str | Store | None = None,
     manifest = run.checkpoint_manifest(step) if step in stored else None
     if manifest is not None and not _is_current(folder, manifest):
         # Cold: decode once, build the model from those tensors, and cache the folder for next time.
+        # The folder is written while the model is built (file I/O and serialization release
+        # the GIL); both only read the decoded tensors.
         checkpoint = run.read_checkpoint(step)
-        folder = write_snapshot(folder, run=run, store=store, step=step,
-                                tensors=checkpoint.tensors, tokens_seen=checkpoint.tokens_seen,
-                                weights_id=_weights_id(manifest))
         config = _hf_config(run.read_json("run.json"), checkpoint.tensors)
         model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # what the Auto class would pick
-        model = model_class.from_pretrained(None, config=config, state_dict=checkpoint.tensors,
-                                            **options)
+        with ThreadPoolExecutor(1) as pool:
+            writing = pool.submit(write_snapshot, folder, run=run, store=store, step=step,
+                                  tensors=checkpoint.tensors, tokens_seen=checkpoint.tokens_seen,
+                                  weights_id=_weights_id(manifest))
+            model = model_class.from_pretrained(None, config=config,
+                                                state_dict=checkpoint.tensors, **options)
+            folder = writing.result()
         model.config.name_or_path = model.name_or_path = str(folder)  # as if read from the folder
     else:
         if manifest is None:  # not stored: replayed from the keyframe before it, then cached
