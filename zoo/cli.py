@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "zoo.cli_store",
     "zoo.cli_replay",
     "zoo.cli_batches",
+    "zoo.cli_registry",
     "zoo.cli_eval",
     "data_index.cli",
 )
