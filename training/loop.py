@@ -8,6 +8,11 @@ replay) and the formats (zoo.store, data_index).
 
 Resume contract: a killed run restarts from its last keyframe; steps recorded after it are dropped
 and recomputed, and end bit-identical to an uninterrupted run (same environment fingerprint).
+
+Several processes (`world`, see training.distributed): every rank runs this loop on its slice of
+each global batch; rank 0 alone holds the lease and writes, and records the GLOBAL batch ids, so
+the index equals a 1-process run's. A run resumes on the world size it was trained on, or on any
+world size when it uses world-size-invariant numerics (`micro_batch_size`).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import signal
 import socket
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +29,15 @@ from tqdm.auto import tqdm
 
 from data_index import Corpus, StepIndexWriter, global_batch
 from data_index.errors import ZooError
+from data_index.order import rank_slice
+from training.distributed import (
+    SINGLE,
+    World,
+    any_rank,
+    broadcast_ints,
+    check_world_size,
+    gather_rng_states,
+)
 from zoo import environment, rng_state
 from zoo.checkpoint_policy import checkpoint_steps, keyframe_steps
 from zoo.config import RunConfig
@@ -31,6 +46,8 @@ from zoo.names import RunId
 from zoo.run_metrics import metrics_log
 from zoo.store import RunStore, Store
 from zoo.train_step import make_training_state, scheduler_state, training_step
+
+_GO, _SKIP, _ERROR = 0, 1, 2  # rank 0's decision about a run, broadcast to the other ranks
 
 @dataclass(frozen=True)
 class RunOutcome:
@@ -56,36 +73,100 @@ def train_run(
     progress: bool = True,
     stop_after_step: int | None = None,
     label: str = "",
+    world: World = SINGLE,
 ) -> RunOutcome:
     """Train (or resume, or skip) one run into `store`; returns what happened.
 
     `stop_after_step` ends the process's work early as an interruption would (for tests and for
     spreading long runs over several jobs); the next call resumes from the last keyframe.
+    Every rank of `world` calls this with the same arguments.
     """
     run_id = run_id_of(cfg)
     run = store.run(run_id)
+    check_world_size(cfg, world.world_size)
+    device = world.device(device)
+    if cfg.micro_batch_size:
+        if threads not in (None, 1) and world.is_main:
+            print(f"note: {run_id.key} uses world-size-invariant numerics (micro_batch_size), "
+                  f"which fix 1 thread per process; --threads {threads} is ignored")
+        threads = 1
     started = time.perf_counter()
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    with run.lock(owner):
-        state = _open_or_create(cfg, run, corpus, device=device, threads=threads)
-        if state is None:
-            status = run.read_json("status.json")
-            return RunOutcome(run_id, "skipped", status["last_step"], status["last_step"],
-                              None, 0.0)
+    with run.lock(owner) if world.is_main else nullcontext():
+        state = _open_on_every_rank(cfg, run, corpus, device=device, threads=threads, world=world)
+        if isinstance(state, int):
+            return RunOutcome(run_id, "skipped", state, state, None, 0.0)
         first_step, model, optimizer, scheduler = state
-        last_step, final_loss = _loop(
-            cfg, run, corpus, model, optimizer, scheduler,
-            first_step=first_step, device=device, progress=progress,
-            stop_after_step=stop_after_step, label=label or run_id.key,
-        )
+        try:
+            last_step, final_loss = _loop(
+                cfg, run, corpus, model, _parallel(model, cfg, world=world, device=device),
+                optimizer, scheduler, first_step=first_step, device=device,
+                progress=progress and world.is_main, stop_after_step=stop_after_step,
+                label=label or run_id.key, world=world,
+            )
+        except RuntimeError as exc:
+            if not (world.distributed and _lost_a_peer(exc)):
+                raise
+            raise ZooError(
+                f"{run_id.key}: rank {world.rank} lost contact with another process of this run "
+                f"({str(exc).splitlines()[0][:160]}); everything written up to the last keyframe is "
+                f"valid: run the same command to resume"
+            ) from exc
     return RunOutcome(
         run_id, "resumed" if first_step > 0 else "trained", first_step, last_step, final_loss,
         time.perf_counter() - started,
     )
 
 
+def _open_on_every_rank(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: str,
+                        threads: int | None, world: World):
+    """Rank 0 opens (or creates) the run and tells the others; they load the same state read-only.
+    Returns the last step (int) when the run is already finished, else the training state."""
+    if world.is_main:
+        try:
+            state = _open_or_create(cfg, run, corpus, device=device, threads=threads, world=world)
+        except BaseException:
+            broadcast_ints(world, [_ERROR, 0])  # the others stop instead of waiting for rank 0
+            raise
+        if state is None:
+            last = run.read_json("status.json")["last_step"]
+            broadcast_ints(world, [_SKIP, last])
+            return last
+        broadcast_ints(world, [_GO, state[0]])
+        return state
+    decision, step = broadcast_ints(world, [0, 0])
+    if decision == _ERROR:
+        raise ZooError(f"{run.run_id.key}: rank 0 could not start the run (its message says why)")
+    if decision == _SKIP:
+        return step
+    if step == 0:
+        return _fresh_state(cfg, corpus, device=device, threads=threads)
+    return _keyframe_state(cfg, run, corpus, step, device=device, threads=threads, world=world)
+
+
+def _lost_a_peer(exc: RuntimeError) -> bool:
+    """A collective failed because a peer died or hung up (gloo / nccl report it as RuntimeError)."""
+    import torch.distributed as dist
+
+    text = str(exc)
+    return isinstance(exc, dist.DistError) or any(
+        word in text for word in ("gloo", "NCCL", "Connection reset", "Connection closed"))
+
+
+def _parallel(model, cfg: RunConfig, *, world: World, device: str):
+    """What the training step runs: plain DDP (gradients all-reduced in backward), or the model
+    itself when it is alone or when the invariant path gathers micro-batch gradients itself."""
+    if not world.distributed or cfg.micro_batch_size:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
+    # buffers (rotary tables) are constants built identically on every rank: synced once at init
+    return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+
+
 def _open_or_create(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: str,
-                    threads: int | None):
+                    threads: int | None, world: World = SINGLE):
     """Fresh run: write its records and step 0. Existing run: check it, restore its last keyframe."""
     if cfg.data.seq_len != corpus.seq_len:
         raise ZooError(f"{cfg.model_name}: data.seq_len {cfg.data.seq_len} != corpus {corpus.seq_len}")
@@ -110,17 +191,56 @@ def _open_or_create(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: st
         status = run.read_json("status.json")
         if status.get("finished"):
             return None
-        return _resume(cfg, run, corpus, device=device, threads=threads)
-    return _start(cfg, run, corpus, device=device, threads=threads)
+        _check_same_world_size(cfg, run, world)
+        return _resume(cfg, run, corpus, device=device, threads=threads, world=world)
+    return _start(cfg, run, corpus, device=device, threads=threads, world=world)
 
 
-def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads):
+def _check_same_world_size(cfg: RunConfig, run: RunStore, world: World) -> None:
+    recorded = run.read_json("environment.json").get("world_size", 1)
+    if recorded == world.world_size or cfg.micro_batch_size:
+        return
+    how = ("`zoo train ... --nproc {n}` or `torchrun --nproc-per-node {n} -m training ...`"
+           if recorded > 1 else "`zoo train ...` without --nproc or torchrun").format(n=recorded)
+    raise ZooError(
+        f"{run.run_id.key} was trained on {recorded} process(es) and would resume on "
+        f"{world.world_size}: its bits depend on the number of processes; resume it with {how}. "
+        f"Only runs with world-size-invariant numerics (micro_batch_size in the manifest) may "
+        f"change the number of processes"
+    )
+
+
+def _fresh_state(cfg: RunConfig, corpus: Corpus, *, device: str, threads: int | None):
+    """Step 0 exactly as every rank (and every rerun) builds it: same init, same seeded streams."""
     environment.apply(device, threads=threads)
-    run.delete_after(-1)  # a run that died before its first keyframe leaves nothing to keep
     model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id).to(device)
     rng_state.seed_training_stream(cfg.seed.seed)
     optimizer, scheduler = make_training_state(model, cfg)
-    fingerprint = environment.fingerprint(device)
+    return 0, model, optimizer, scheduler
+
+
+def _keyframe_state(cfg: RunConfig, run: RunStore, corpus: Corpus, step: int, *, device: str,
+                    threads: int | None, world: World):
+    """The state at keyframe `step`, with the recorded thread count and this rank's RNG streams."""
+    keyframe = run.read_keyframe(step)
+    recorded_threads = keyframe.extra["environment"]["threads"]
+    if threads is not None and threads != recorded_threads and world.is_main:
+        print(f"note: {run.run_id.key} was trained with {recorded_threads} threads; "
+              f"resuming with {recorded_threads} (not {threads}) to keep its bits")
+    environment.apply(device, threads=recorded_threads)
+    model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id).to(device)
+    model.load_state_dict(keyframe.model)
+    optimizer, scheduler = make_training_state(model, cfg, keyframe=keyframe)
+    rng_state.restore(rng_state.for_rank(keyframe.rng, world.rank, world.world_size))
+    return step, model, optimizer, scheduler
+
+
+def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World = SINGLE):
+    run.delete_after(-1)  # a run that died before its first keyframe leaves nothing to keep
+    state = _fresh_state(cfg, corpus, device=device, threads=threads)
+    _, model, optimizer, scheduler = state
+    fingerprint = environment.fingerprint(device, world_size=world.world_size,
+                                          backend=world.backend)
     run.write_json("environment.json", fingerprint)
     run.write_json("run.json", {
         "format": 1,
@@ -137,30 +257,25 @@ def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads):
         "checkpoint_steps": checkpoint_steps(cfg.checkpoints, cfg.steps),
         "keyframe_steps": keyframe_steps(cfg.checkpoints, cfg.steps),
     })
+    # every rank seeded its streams alike and drew nothing yet: rank 0's states are everyone's
+    rng = rng_state.capture()
+    if world.distributed:
+        rng = {**rng, "per_rank": [rng] * world.world_size}
     _write_step(cfg, run, model, optimizer, scheduler, step=0, fingerprint=fingerprint,
-                checkpoint=True, keyframe=True)
+                checkpoint=True, keyframe=True, rng=rng)
     run.write_json("status.json", {"last_step": 0, "finished": False, "total_steps": cfg.steps})
-    return 0, model, optimizer, scheduler
+    return state
 
 
-def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads):
+def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World = SINGLE):
     step = run.keyframe_steps()[-1]
-    keyframe = run.read_keyframe(step)
-    recorded_threads = keyframe.extra["environment"]["threads"]
-    if threads is not None and threads != recorded_threads:
-        print(f"note: {run.run_id.key} was trained with {recorded_threads} threads; "
-              f"resuming with {recorded_threads} (not {threads}) to keep its bits")
-    environment.apply(device, threads=recorded_threads)
-    model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id).to(device)
-    model.load_state_dict(keyframe.model)
-    optimizer, scheduler = make_training_state(model, cfg, keyframe=keyframe)
-    rng_state.restore(keyframe.rng)
+    state = _keyframe_state(cfg, run, corpus, step, device=device, threads=threads, world=world)
     run.delete_after(step)
-    return step, model, optimizer, scheduler
+    return state
 
 
 def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, fingerprint: dict,
-                checkpoint: bool, keyframe: bool) -> None:
+                checkpoint: bool, keyframe: bool, rng: dict | None = None) -> None:
     weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}
     tokens_seen = step * cfg.batch_size * cfg.data.seq_len
     if checkpoint:
@@ -171,7 +286,7 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
             model=weights,
             optimizer=optimizer.state_dict(),
             scheduler=scheduler_state(scheduler),
-            rng=rng_state.capture(),
+            rng=rng if rng is not None else rng_state.capture(),
             extra={"data_cursor": {"next_step": step + 1, "data_seed": cfg.seed.data_seed,
                                    "batch_size": cfg.batch_size},
                    "environment": fingerprint},
@@ -180,74 +295,90 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
         )
 
 
-def _loop(cfg, run: RunStore, corpus: Corpus, model, optimizer, scheduler, *, first_step: int,
-          device: str, progress: bool, stop_after_step: int | None, label: str):
+def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, scheduler, *,
+          first_step: int, device: str, progress: bool, stop_after_step: int | None, label: str,
+          world: World = SINGLE):
     ckpt_steps = set(checkpoint_steps(cfg.checkpoints, cfg.steps))
     key_steps = set(keyframe_steps(cfg.checkpoints, cfg.steps))
     fingerprint = run.read_json("environment.json")
-    index = StepIndexWriter(run.index_location, corpus_fingerprint=corpus.fingerprint,
-                            data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                            n_samples=corpus.n_samples, after_step=first_step)
-    metrics = metrics_log(run)
-    metrics.truncate_after(first_step)
+    index = metrics = None
+    if world.is_main:
+        index = StepIndexWriter(run.index_location, corpus_fingerprint=corpus.fingerprint,
+                                data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
+                                n_samples=corpus.n_samples, after_step=first_step)
+        metrics = metrics_log(run)
+        metrics.truncate_after(first_step)
     end = cfg.steps if stop_after_step is None else min(cfg.steps, stop_after_step)
     tokens_per_step = cfg.batch_size * cfg.data.seq_len
     bar = tqdm(total=cfg.steps, initial=first_step, desc=label, unit="step", disable=not progress,
                dynamic_ncols=True, leave=False)
     step, loss = first_step, None
-    interrupt = _InterruptAtStepBoundary()
+    interrupt = _InterruptAtStepBoundary(also_sigterm=world.distributed)
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
             ids = global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
                                n_samples=corpus.n_samples)
-            batch = torch.from_numpy(corpus.samples(ids)).to(device)
-            stats = training_step(model, optimizer, scheduler, batch, clip=cfg.optimizer.clip,
-                                  precision=cfg.precision)
+            mine = rank_slice(ids, world.rank, world.world_size)
+            batch = torch.from_numpy(corpus.samples(mine)).to(device)
+            stats = training_step(train_model, optimizer, scheduler, batch, clip=cfg.optimizer.clip,
+                                  precision=cfg.precision, micro_batch_size=cfg.micro_batch_size,
+                                  world_size=world.world_size)
             loss = stats.loss
             wall = time.perf_counter() - tic
-            index.append(step, ids)
-            metrics.append({"step": [step], "loss": [stats.loss], "lr": [stats.lr],
-                            "grad_norm": [stats.grad_norm], "tokens": [step * tokens_per_step],
-                            "wall_time": [wall]})
-            if step in key_steps:  # the keyframe must never be ahead of the index it resumes
+            if world.is_main:  # the index holds the GLOBAL batch: equal to a 1-process run's
+                index.append(step, ids)
+                metrics.append({"step": [step], "loss": [stats.loss], "lr": [stats.lr],
+                                "grad_norm": [stats.grad_norm], "tokens": [step * tokens_per_step],
+                                "wall_time": [wall]})
+            if step in key_steps and world.is_main:  # a keyframe is never ahead of its index
                 index.flush()
                 metrics.flush()
             if step in ckpt_steps or step in key_steps:
-                _write_step(cfg, run, model, optimizer, scheduler, step=step,
-                            fingerprint=fingerprint, checkpoint=step in ckpt_steps,
-                            keyframe=step in key_steps)
-            if step in key_steps:
+                rng = gather_rng_states(world, rng_state.capture()) if step in key_steps else None
+                if world.is_main:
+                    _write_step(cfg, run, model, optimizer, scheduler, step=step,
+                                fingerprint=fingerprint, checkpoint=step in ckpt_steps,
+                                keyframe=step in key_steps, rng=rng)
+            if step in key_steps and world.is_main:
                 run.write_json("status.json", {"last_step": step, "finished": step == cfg.steps,
                                                "total_steps": cfg.steps})
             bar.update(1)
             bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{tokens_per_step / max(wall, 1e-9):,.0f}")
-            if interrupt.requested:
+            if any_rank(world, interrupt.requested):  # every rank stops after the same step
                 raise KeyboardInterrupt(f"stopped after step {step}")
     finally:
         interrupt.restore()
-        index.close()
-        metrics.close()
+        if index is not None:
+            index.close()
+            metrics.close()
         bar.close()
     return step, loss
 
 
 class _InterruptAtStepBoundary:
     """Ctrl-C finishes the step in flight, then stops: what was written stays whole and the next
-    `zoo train` resumes from the last keyframe. A second Ctrl-C interrupts at once."""
+    `zoo train` resumes from the last keyframe. A second Ctrl-C interrupts at once. Under torchrun
+    SIGTERM (what torchrun sends its workers when it is stopped) is handled the same way."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, also_sigterm: bool = False) -> None:
         self.requested = False
-        self._previous = None
+        self._first = 0.0
+        self._previous: dict = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM) if also_sigterm else (signal.SIGINT,):
+                self._previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        # Ctrl-C under torchrun reaches a worker twice within moments: from the terminal, then
+        # forwarded by torchrun (SIGINT or SIGTERM); only a later repeat means "stop now"
+        now = time.monotonic()
+        if self.requested and now - self._first > 2.0:
             raise KeyboardInterrupt
+        if not self.requested:
+            self._first = now
         self.requested = True
 
     def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)

@@ -10,6 +10,7 @@ import shlex
 import sys
 
 from data_index.errors import ZooError
+from training.distributed import SINGLE, World, barrier
 from training.loop import RunOutcome, train_run
 from zoo.config import FamilyConfig, RunConfig
 from zoo.corpora import ensure_corpus
@@ -33,11 +34,14 @@ def select_runs(family: FamilyConfig, only: list[str] | None) -> list[RunConfig]
     return chosen
 
 
-def plan_commands(manifest: str, *, store_url: str, only: list[str] | None = None) -> list[str]:
+def plan_commands(manifest: str, *, store_url: str, only: list[str] | None = None,
+                  nproc: int | None = None) -> list[str]:
+    """One `zoo train` command per run; with `nproc`, each trains its run on that many processes."""
     family = load_manifest(manifest)
+    processes = f" --nproc {nproc}" if nproc and nproc > 1 else ""
     return [
         f"zoo train {shlex.quote(manifest)} --only {r.size.name}/{r.seed.seed} "
-        f"--store {shlex.quote(store_url)}"
+        f"--store {shlex.quote(store_url)}{processes}"
         for r in select_runs(family, only)
     ]
 
@@ -51,15 +55,23 @@ def train_family(
     threads: int | None = None,
     progress: bool = True,
     stop_after_step: int | None = None,
+    world: World = SINGLE,
 ) -> list[RunOutcome]:
+    """Train the selected runs one after another; every rank of `world` calls this alike."""
     family = load_manifest(manifest)
     runs = select_runs(family, only)
+    progress = progress and world.is_main
+    if not world.is_main:
+        barrier(world)  # rank 0 prepares and publishes the corpus; the others then find it ready
     corpus = ensure_corpus(store, family.data, progress=progress)
+    if world.is_main:
+        barrier(world)
     outcomes = []
     for k, cfg in enumerate(runs, start=1):
         label = f"run {k}/{len(runs)} {cfg.model_name} seed {cfg.seed.seed}"
         outcome = train_run(cfg, store=store, corpus=corpus, device=device, threads=threads,
-                            progress=progress, stop_after_step=stop_after_step, label=label)
+                            progress=progress, stop_after_step=stop_after_step, label=label,
+                            world=world)
         outcomes.append(outcome)
         if progress:
             _report(label, outcome)

@@ -183,6 +183,14 @@ def _check_common(cfg: FamilyConfig | RunConfig, sizes: tuple[SizeConfig, ...]) 
         )
     _positive("batch_size", cfg.batch_size)
     _positive("steps", cfg.steps)
+    if cfg.micro_batch_size is not None:
+        _positive("micro_batch_size", cfg.micro_batch_size)
+        if cfg.batch_size % cfg.micro_batch_size:
+            raise _fail(
+                "micro_batch_size",
+                f"{cfg.micro_batch_size} does not divide batch_size {cfg.batch_size}; "
+                f"valid: {_divisors(cfg.batch_size)}",
+            )
     valid_acts = ACTIVATIONS[cfg.architecture]
     for size in sizes:
         if size.activation is not None and size.activation not in valid_acts:
@@ -228,6 +236,11 @@ class RunConfig:
     steps: int
     checkpoints: CheckpointConfig
     precision: str = "fp32"
+    # World-size-invariant numerics (zoo.train_step): the gradient is summed over micro-batches of
+    # this many samples in a fixed global order, so N processes give the bits of 1. None: off.
+    micro_batch_size: int | None = None
+
+    OMITTED_WHEN_NONE: ClassVar[tuple[str, ...]] = ("micro_batch_size",)
 
     def __post_init__(self) -> None:
         _check_common(self, (self.size,))
@@ -240,8 +253,15 @@ class RunConfig:
         return f"{self.family}-{self.size.name}"
 
     def to_json(self) -> dict[str, Any]:
-        """The resolved config as JSON-safe data (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The resolved config as JSON-safe data (tuples become lists).
+
+        Options added after runs were recorded are left out while unset, so the records and config
+        hashes of runs that do not use them stay what they were."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        for key in self.OMITTED_WHEN_NONE:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:
@@ -281,6 +301,7 @@ class FamilyConfig:
     steps: int = 1000
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     precision: str = "fp32"
+    micro_batch_size: int | None = None  # see RunConfig.micro_batch_size
 
     def __post_init__(self) -> None:
         if not _FAMILY_NAME.match(self.family):

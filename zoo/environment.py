@@ -15,8 +15,9 @@ import torch
 BIT_RELEVANT = ("torch", "device", "cpu_capability", "threads", "deterministic", "world_size", "machine")
 
 
-def fingerprint(device: torch.device | str = "cpu", *, world_size: int = 1) -> dict:
-    """Describe this process's numerics as a JSON-safe dict."""
+def fingerprint(device: torch.device | str = "cpu", *, world_size: int = 1,
+                backend: str | None = None) -> dict:
+    """Describe this process's numerics as a JSON-safe dict (`threads` is per process)."""
     device = torch.device(device)
     import transformers  # deferred: only needed for the record
 
@@ -34,6 +35,8 @@ def fingerprint(device: torch.device | str = "cpu", *, world_size: int = 1) -> d
     if device.type == "cuda":
         record["cuda"] = torch.version.cuda
         record["cudnn"] = torch.backends.cudnn.version()
+    if backend is not None:
+        record["backend"] = backend  # torch.distributed backend: gloo (CPU) or nccl (GPU)
     return record
 
 

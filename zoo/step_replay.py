@@ -136,7 +136,7 @@ def stored_weights(run: RunStore, step: int) -> dict | None:
     return None
 
 
-def _report(run: RunStore, state: "ReplayState", started: float) -> ReplayReport:
+def _report(run: RunStore, state: ReplayState, started: float) -> ReplayReport:
     now = environment.fingerprint(state.device)
     weights = state.model.state_dict()
     reference = stored_weights(run, state.step)
@@ -202,7 +202,8 @@ def step_to(state: ReplayState, step: int, *, progress: bool = True,
         batch = torch.from_numpy(state.corpus.samples(state.index.batch_ids(s))).to(state.device)
         training_step(state.model, state.optimizer, state.scheduler, batch,
                       clip=state.cfg.optimizer.clip, precision=state.cfg.precision,
-                      observe=observe if s == step else None)
+                      observe=observe if s == step else None,
+                      micro_batch_size=state.cfg.micro_batch_size)
         state.step = s
 
 
