@@ -1,0 +1,269 @@
+"""Training benchmark (issue 4): what the harness's bookkeeping costs, and how fast it trains.
+
+Three measurements, side by side in one process, 2 threads for everything:
+
+1. harness vs bare loop — `train_run` into a fresh temporary store (checkpoints, keyframes, data
+   index, metrics, on the tiny family's schedule) against a bare PyTorch loop on the same model
+   (zoo.models.build_model from the same RunConfig), the same batches (global_batch +
+   corpus.samples) and the same optimizer (make_training_state), writing nothing. Both are timed
+   end to end (model build included) over the first STEPS steps; repetitions alternate
+   A B B A ... because the machine is noisy, and the table reports medians. The model is
+   nanoGPT's published CPU shape (shakespeare-char on CPU: n_layer=4, n_head=4, n_embd=128,
+   block_size=64, batch_size=12) as a GPT-NeoX, through a manifest written here.
+2. tokens/s and model-FLOP utilization: 6 x matmul params x tokens/s over this machine's fp32
+   matmul rate, measured here with torch.mm 1024x1024 (2 threads, median of several).
+3. checkpoint + keyframe write time as a share of training time over full runs of the `tiny`
+   schedule (manifests/tiny.yaml: 300 steps, checkpoints 0,1,2,4,..,256 + every 50, keyframes
+   every 50), measured by wrapping RunStore.write_checkpoint / write_keyframe and the loop's
+   _write_step (which also gathers state_dicts and RNG states) with timers.
+
+    python benchmarks/bench_training.py                 # ~3-4 min on the 2-core machine
+    python benchmarks/bench_training.py --steps 20 --reps 2 --sizes 1l64   # quicker
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import training.loop as loop_module
+from data_index import global_batch
+from training.loop import train_run
+from zoo.corpora import ensure_corpus, publish_corpus
+from zoo.manifest import load_manifest
+from zoo.models import build_model
+from zoo.store import RunStore, Store
+from zoo.train_step import make_training_state
+
+THREADS = 2
+TINY = ROOT / "manifests" / "tiny.yaml"
+# nanoGPT README, "I only have a MacBook" CPU recipe for shakespeare-char:
+#   python train.py config/train_shakespeare_char.py --device=cpu --compile=False --eval_iters=20
+#     --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
+#     --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0
+NANOGPT_SIZE = {"name": "4l128", "layers": 4, "width": 128, "heads": 4}
+NANOGPT_BATCH = 12  # block_size 64 = tiny's seq_len, so the tiny corpus serves as is
+
+
+# --- timers around the store writes ----------------------------------------------------------
+class WriteTimers:
+    """Wall time spent in the store's write calls, installed by wrapping methods in this process."""
+
+    def __init__(self) -> None:
+        self.seconds = {"write_checkpoint": 0.0, "write_keyframe": 0.0, "_write_step": 0.0,
+                        "training_step": 0.0}
+        self.calls = dict.fromkeys(self.seconds, 0)
+
+    def install(self) -> None:
+        for owner, name in ((RunStore, "write_checkpoint"), (RunStore, "write_keyframe"),
+                            (loop_module, "_write_step"), (loop_module, "training_step")):
+            setattr(owner, name, self._timed(name, getattr(owner, name)))
+
+    def reset(self) -> None:
+        for name in self.seconds:
+            self.seconds[name], self.calls[name] = 0.0, 0
+
+    def _timed(self, name, fn):
+        def wrapper(*args, **kwargs):
+            tic = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - tic
+                self.calls[name] += 1
+        return wrapper
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def matmul_gflops(n: int = 1024, repeat: int = 7) -> float:
+    """Median fp32 GFLOP/s of torch.mm n x n x n with the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    rates = []
+    for _ in range(repeat):
+        tic = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        rates.append(4 * 2 * n**3 / (time.perf_counter() - tic) / 1e9)
+    return statistics.median(rates)
+
+
+def matmul_params(model: torch.nn.Module) -> int:
+    """Parameters that take part in matmuls: all but the input embedding (a lookup, no FLOPs)."""
+    embed = model.get_input_embeddings().weight
+    return sum(p.numel() for p in model.parameters() if p is not embed)
+
+
+def write_nanogpt_manifest(folder: Path) -> str:
+    doc = yaml.safe_load(TINY.read_text())
+    doc.update(family="nanogpt-cpu", sizes=[NANOGPT_SIZE], seeds=[1], batch_size=NANOGPT_BATCH)
+    path = folder / "nanogpt-cpu.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+def fresh_store(root: Path, corpus) -> Store:
+    store = Store.open(tempfile.mkdtemp(dir=root))
+    publish_corpus(store, corpus)  # one-time per store, outside the timed region
+    return store
+
+
+def run_harness(cfg, corpus, root: Path, steps: int) -> tuple[float, float]:
+    store = fresh_store(root, corpus)
+    tic = time.perf_counter()
+    outcome = train_run(cfg, store=store, corpus=corpus, threads=THREADS, progress=False,
+                        stop_after_step=steps)
+    return time.perf_counter() - tic, outcome.final_loss
+
+
+def run_bare(cfg, corpus, steps: int, step_seconds: list | None = None) -> tuple[float, float]:
+    """The same model, batches and optimizer in a plain PyTorch loop that writes nothing.
+    Appends the time spent in the update itself (zero_grad .. scheduler.step) to step_seconds."""
+    tic = time.perf_counter()
+    in_step = 0.0
+    model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id)
+    optimizer, scheduler = make_training_state(model, cfg)
+    model.train()
+    loss = None
+    for step in range(1, steps + 1):
+        ids = global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
+                           n_samples=corpus.n_samples)
+        batch = torch.from_numpy(corpus.samples(ids))
+        step_tic = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.clip)
+        optimizer.step()
+        scheduler.step()
+        in_step += time.perf_counter() - step_tic
+    if step_seconds is not None:
+        step_seconds.append(in_step)
+    return time.perf_counter() - tic, float(loss.detach())
+
+
+def table(rows: list[tuple], header: tuple) -> str:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=30, help="steps per harness/bare repetition")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each (alternating)")
+    parser.add_argument("--sizes", default="1l64", help="tiny sizes for the write share, comma-separated")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads for both loops (2 = the machine's cores)")
+    args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
+    torch.set_num_threads(THREADS)
+    timers = WriteTimers()
+    timers.install()
+
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        root = Path(tmp)
+        family = load_manifest(write_nanogpt_manifest(root))
+        cfg = family.runs()[0]
+        corpus = ensure_corpus(Store.open(root / "prep"), family.data, progress=False)
+        model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id)
+        n_total = sum(p.numel() for p in model.parameters())
+        n_matmul = matmul_params(model)
+        tokens = args.steps * cfg.batch_size * cfg.data.seq_len
+        gflops = [matmul_gflops()]
+
+        # 1. harness vs bare, alternating A B B A A B ...
+        harness, bare, losses, write_share = [], [], set(), []
+        harness_step, bare_step = [], []  # seconds inside the update itself, per repetition
+        run_bare(cfg, corpus, 2)  # warm-up: first-call costs of torch/transformers
+        for rep in range(args.reps):
+            order = ("harness", "bare") if rep % 2 == 0 else ("bare", "harness")
+            for which in order:
+                if which == "harness":
+                    timers.reset()
+                    seconds, loss = run_harness(cfg, corpus, root, args.steps)
+                    harness.append(seconds)
+                    harness_step.append(timers.seconds["training_step"])
+                    write_share.append(timers.seconds["_write_step"] / seconds)
+                else:
+                    seconds, loss = run_bare(cfg, corpus, args.steps, bare_step)
+                    bare.append(seconds)
+                losses.add(loss)
+                print(f"  rep {rep + 1} {which:7s} {tokens / seconds:8.0f} tok/s  loss {loss:.6f}",
+                      file=sys.stderr)
+        gflops.append(matmul_gflops())
+        h_tps, b_tps = tokens / statistics.median(harness), tokens / statistics.median(bare)
+        rate = statistics.median(gflops)
+        mfu = lambda tps: 6 * n_matmul * tps / (rate * 1e9)
+
+        # 3. write share over full runs of the tiny schedule
+        tiny = load_manifest(str(TINY))
+        tiny_corpus = ensure_corpus(Store.open(root / "prep"), tiny.data, progress=False)
+        share_rows = []
+        for size in args.sizes.split(","):
+            run_cfg = tiny.run(size, tiny.seeds[0].seed)
+            store = fresh_store(root, tiny_corpus)
+            timers.reset()
+            tic = time.perf_counter()
+            train_run(run_cfg, store=store, corpus=tiny_corpus, threads=THREADS, progress=False)
+            total = time.perf_counter() - tic
+            store_s = timers.seconds["write_checkpoint"] + timers.seconds["write_keyframe"]
+            share_rows.append((
+                run_cfg.model_name, run_cfg.steps, f"{total:.1f}",
+                f"{timers.calls['write_checkpoint']} / {timers.calls['write_keyframe']}",
+                f"{store_s:.2f}", f"{timers.seconds['_write_step']:.2f}",
+                f"{timers.seconds['_write_step'] / total:.1%}",
+                "met" if timers.seconds["_write_step"] / total <= 0.05 else "MISSED",
+            ))
+            print(f"  {run_cfg.model_name}: {total:.1f}s, writes {timers.seconds['_write_step']:.2f}s",
+                  file=sys.stderr)
+        gflops.append(matmul_gflops())
+
+    ratio = h_tps / b_tps
+    # Noise-robust view: time outside the update is what bookkeeping adds; the update itself is
+    # the same computation in both loops, so estimate the ratio with the harness's own step time.
+    h_other = statistics.median(h - s for h, s in zip(harness, harness_step))
+    b_other = statistics.median(b - s for b, s in zip(bare, bare_step))
+    h_in = statistics.median(harness_step)
+    ratio_decomposed = (h_in + b_other) / (h_in + h_other)
+    print(f"\nModel: GPT-NeoX {NANOGPT_SIZE['layers']}x{NANOGPT_SIZE['width']}, "
+          f"{NANOGPT_SIZE['heads']} heads, batch {cfg.batch_size} x {cfg.data.seq_len} tokens, "
+          f"vocab {corpus.vocab_size}; params {n_total:,} (matmul params {n_matmul:,}); "
+          f"{args.steps} steps x {args.reps} reps, {THREADS} threads; "
+          f"final losses identical: {len(losses) == 1}")
+    print(f"Matmul fp32 1024^3, {THREADS} threads: {rate:.1f} GFLOP/s "
+          f"(start/middle/end: {', '.join(f'{g:.1f}' for g in gflops)})\n")
+    print(table([
+        ("harness (ckpt+keyframes+index+metrics)", f"{h_tps:,.0f}", f"{mfu(h_tps):.1%}",
+         f"{statistics.median(harness):.2f}", f"{ratio:.3f}"),
+        ("bare PyTorch loop (writes nothing)", f"{b_tps:,.0f}", f"{mfu(b_tps):.1%}",
+         f"{statistics.median(bare):.2f}", "1.000"),
+    ], ("loop", "tokens/s", "MFU", "median s", "ratio vs bare")))
+    print(f"\nharness/bare tokens/s: {ratio:.3f} (target >= 0.97: {'met' if ratio >= 0.97 else 'MISSED'}); "
+          f"harness runs: {', '.join(f'{s:.2f}' for s in harness)} s; bare: "
+          f"{', '.join(f'{s:.2f}' for s in bare)} s; write share inside these harness runs "
+          f"(first {args.steps} steps: dense log-spaced checkpoints): "
+          f"{statistics.median(write_share):.1%}")
+    print(f"time outside the update per run (median): harness {h_other:.2f} s, bare {b_other:.2f} s; "
+          f"inside the update: harness {h_in:.2f} s, bare {statistics.median(bare_step):.2f} s; "
+          f"ratio from this decomposition {ratio_decomposed:.3f}\n")
+    print(table(share_rows, ("run (full tiny schedule)", "steps", "train_run s",
+                             "ckpt / keyframe writes", "store write s", "write s (incl. state_dict)",
+                             "share", "target <= 5%")))
+
+
+if __name__ == "__main__":
+    main()
