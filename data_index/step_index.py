@@ -18,6 +18,10 @@ from data_index.fsio import Location
 from data_index.order import positions_to_samples
 from data_index.part_log import PartLog
 
+# The first queries scan the ids (linear, milliseconds, nothing to build); a caller who asks more
+# than this many pays one sort and then answers in microseconds.
+_SCAN_QUERIES = 16
+
 HEADER = "index.json"
 FORMAT = "zoo-step-index"
 SCHEMA = pa.schema([("step", pa.int64()), ("position", pa.int32()), ("sample", pa.int64())])
@@ -137,6 +141,7 @@ class StepIndex:
         self.last_step = first_step + len(samples) // self.batch_size - 1
         self._samples = samples
         self._sorted_rows: np.ndarray | None = None
+        self._queries = 0
         self._sorted_samples: np.ndarray | None = None
 
     @classmethod
@@ -180,10 +185,14 @@ class StepIndex:
         """(step, position) of every time `sample_id` was in a batch, sorted; [] if never."""
         if not 0 <= sample_id < self.n_samples:
             raise ZooError(f"sample {sample_id} is outside the corpus: valid ids 0..{self.n_samples - 1}")
-        if self._sorted_rows is None:
-            self._build_inverted_index()
-        lo, hi = np.searchsorted(self._sorted_samples, [sample_id, sample_id + 1])
-        rows = self._sorted_rows[lo:hi]
+        self._queries += 1
+        if self._sorted_rows is None and self._queries <= _SCAN_QUERIES:
+            rows = np.flatnonzero(self._samples == sample_id)  # ~5 ms per 3.2M rows, no setup
+        else:
+            if self._sorted_rows is None:
+                self._build_inverted_index()
+            lo, hi = np.searchsorted(self._sorted_samples, [sample_id, sample_id + 1])
+            rows = self._sorted_rows[lo:hi]
         return [(int(self.first_step + r // self.batch_size), int(r % self.batch_size)) for r in rows]
 
     def _build_inverted_index(self) -> None:

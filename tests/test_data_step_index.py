@@ -132,3 +132,16 @@ def test_part_log_crash_during_truncation_reads_trimmed_twin(tmp_path):
     import pyarrow.parquet as pq
     pq.write_table(pa.table({"step": pa.array([1, 2, 3], pa.int64())}), tmp_path / "log" / "part-00000000-000000000001-000000000003.parquet")
     assert PartLog(loc, schema=schema).read().column("step").to_pylist() == [1, 2, 3]
+
+
+def test_steps_of_scan_and_inverted_index_agree_with_brute_force(tmp_path):
+    """The first queries scan, later ones use the sorted index: both must give the same answer."""
+    loc = open_location(tmp_path / "idx")
+    _write(loc, 30)
+    index = StepIndex.open(loc)
+    brute = {x: [(s, p) for s in range(1, 31) for p, y in enumerate(index.batch_ids(s)) if y == x]
+             for x in range(N)}
+    first = [index.steps_of(x) for x in range(N)]  # crosses from scanning to the sorted index
+    again = [index.steps_of(x) for x in range(N)]
+    assert index._sorted_rows is not None
+    assert first == again == [brute[x] for x in range(N)]
