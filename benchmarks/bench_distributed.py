@@ -87,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--rounds", type=int, default=1,
                         help="configurations run interleaved this many times; the best is kept "
                              "(a shared machine's load varies over a minute)")
     args = parser.parse_args()

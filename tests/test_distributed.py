@@ -95,18 +95,35 @@ def test_replay_on_one_process_reports_the_world_size_difference(plain):
     assert "world_size 2 -> 1" in report.verdict() and report.verdict().startswith("DIFFERS")
 
 
-def test_invariant_mode_two_processes_equal_one_and_replay_exactly(folder):
+@pytest.fixture(scope="module")
+def invariant(folder):
+    """The micro family with world-size-invariant numerics, trained on 1 process."""
     manifest = write_manifest(folder, "invariant.yaml", seeds=[1], micro_batch_size=2)
     single = Store.open(str(folder / "inv-single"))
     train_family(manifest, store=single, threads=2, progress=False)  # invariant mode: 1 thread
+    return manifest, single
+
+
+def test_invariant_mode_two_processes_equal_one_and_replay_exactly(invariant, folder):
+    manifest, single = invariant
     _run(_zoo_train(manifest, folder / "inv-ddp", "--only", "1l32/1", "--nproc", "2"))
     two = Store.open(str(folder / "inv-ddp"))
     assert two.run(RUN).read_json("run.json")["config"]["micro_batch_size"] == 2
+    assert single.run(RUN).read_json("environment.json")["threads"] == 1
     assert two.run(RUN).read_json("environment.json")["world_size"] == 2
     ours, theirs = _weights(two), _weights(single)
     assert len(ours) > 3 and ours == theirs
     report = replay_run(two.run(RUN), 18, store=two, progress=False)
     assert report.verdict().startswith("EXACT"), report.verdict()
+
+
+def test_invariant_run_resumes_on_another_world_size(invariant, folder):
+    manifest, single = invariant
+    partial = Store.open(str(folder / "inv-partial"))
+    train_family(manifest, store=partial, progress=False, stop_after_step=13)  # 1 process
+    _run(_zoo_train(manifest, folder / "inv-partial", "--only", "1l32/1", "--nproc", "2"))
+    assert partial.run(RUN).read_json("status.json")["finished"] is True
+    assert _weights(partial) == _weights(single)
 
 
 def _children(pid: int) -> list[int]:
