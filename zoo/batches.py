@@ -5,8 +5,6 @@ cost milliseconds (steps_of builds its inverted index on first use).
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
 from data_index import Corpus, StepIndex
@@ -36,22 +34,22 @@ def steps_of(name: str, *, seed: int, sample: int, store: str | Store | None = N
 
 def open_run_data(name: str, *, seed: int, store=None) -> tuple[Corpus, StepIndex]:
     """The run's corpus and data index, opened once per process and checked to belong together."""
-    from zoo.registry import _store
+    from zoo.registry import _store, resolve_run
 
     store = _store(store)
-    return _open_cached(store.url, name, int(seed))
+    key = (store.url, name, int(seed))
+    if key not in _OPENED:
+        run = resolve_run(name, int(seed), store=store)
+        corpus = open_corpus(store, run.read_json("run.json")["corpus_fingerprint"])
+        index = StepIndex.open(run.index_location)
+        if index.corpus_fingerprint != corpus.fingerprint:
+            raise ZooError(f"{run.run_id.key}: index fingerprint {index.corpus_fingerprint[:16]}… "
+                           f"does not match corpus {corpus.fingerprint[:16]}…")
+        if len(_OPENED) >= 32:
+            _OPENED.pop(next(iter(_OPENED)))
+        _OPENED[key] = (corpus, index)
+    return _OPENED[key]
 
 
-
-@lru_cache(maxsize=32)
-def _open_cached(store_url: str, name: str, seed: int) -> tuple[Corpus, StepIndex]:
-    from zoo.registry import resolve_run
-
-    store = Store.open(store_url)
-    run = resolve_run(name, seed, store=store)
-    corpus = open_corpus(store, run.read_json("run.json")["corpus_fingerprint"])
-    index = StepIndex.open(run.index_location)
-    if index.corpus_fingerprint != corpus.fingerprint:
-        raise ZooError(f"{run.run_id.key}: index fingerprint {index.corpus_fingerprint[:16]}… does "
-                       f"not match corpus {corpus.fingerprint[:16]}…")
-    return corpus, index
+# (store url, name, seed) -> (corpus, index); a run's recorded data never changes once written.
+_OPENED: dict[tuple[str, str, int], tuple[Corpus, StepIndex]] = {}

@@ -9,7 +9,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import platform
 import shutil
+import sys
+import uuid
+from pathlib import Path
 
 from data_index import Corpus, prepare_corpus
 from data_index.errors import ZooError
@@ -19,19 +24,42 @@ _LAST_FILE = "corpus.json"  # written last on publish: its presence means the co
 
 
 def ensure_corpus(store, data_cfg, *, progress: bool = True) -> Corpus:
-    """Prepare the corpus a family's `data` section describes and publish it into `store`."""
-    recipe = json.dumps(dataclasses.asdict(data_cfg), sort_keys=True)
+    """Prepare the corpus a family's `data` section describes and publish it into `store`.
+
+    The prepared corpus is cached under a key made of the data section and the state of its
+    source (Python version for built-ins, size and mtime of local files), so a second `zoo train`
+    opens it in milliseconds instead of re-tokenizing; any change to the source prepares anew.
+    """
+    recipe = json.dumps({"data": dataclasses.asdict(data_cfg), "source": _source_state(data_cfg)},
+                        sort_keys=True)
     folder = cache_dir("prepared") / hashlib.sha256(recipe.encode()).hexdigest()[:24]
-    corpus = prepare_corpus(
-        data_cfg.source,
-        folder,
-        tokenizer=data_cfg.tokenizer,
-        vocab_size=data_cfg.vocab_size,
-        seq_len=data_cfg.seq_len,
-        progress=progress,
-    )
+    if (folder / _LAST_FILE).exists():
+        corpus = Corpus.open(folder)
+    else:
+        corpus = prepare_corpus(
+            data_cfg.source,
+            folder,
+            tokenizer=data_cfg.tokenizer,
+            vocab_size=data_cfg.vocab_size,
+            seq_len=data_cfg.seq_len,
+            progress=progress,
+        )
     publish_corpus(store, corpus)
     return corpus
+
+
+def _source_state(data_cfg) -> list:
+    """What a prepared corpus depends on besides the data section."""
+    if data_cfg.source.startswith("builtin:"):
+        return [platform.python_version(), sys.prefix]
+    paths = [data_cfg.source.split("#", 1)[0]]
+    if data_cfg.tokenizer:
+        paths.append(data_cfg.tokenizer)
+    state = []
+    for path in map(Path, paths):
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        state += [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.exists()]
+    return state
 
 
 def publish_corpus(store, corpus: Corpus) -> None:
@@ -58,10 +86,15 @@ def open_corpus(store, fingerprint: str) -> Corpus:
     else:
         local = cache_dir("corpora") / fingerprint
         if not (local / _LAST_FILE).exists():
-            staging = local.with_name(local.name + ".partial")
-            shutil.rmtree(staging, ignore_errors=True)
-            source.fs.get(source.path(""), str(staging), recursive=True)
-            staging.rename(local)
+            staging = local.with_name(f"{local.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            try:
+                source.fs.get(source.path(""), str(staging), recursive=True)
+                staging.rename(local)
+            except OSError:
+                if not (local / _LAST_FILE).exists():  # not a race lost to another fetcher
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         corpus = Corpus.open(local)
     if corpus.fingerprint != fingerprint:
         raise ZooError(
