@@ -39,33 +39,39 @@ def _demo(store_url: str | None, family_name: str) -> int:
     outcomes = train_family(family_name, store=store)
     print(f"   {len(outcomes)} runs in {time.perf_counter() - tic:.0f}s")
 
-    cfg = family.runs()[0]
+    cfg = family.runs()[-1]  # the largest size: its text is the most readable
     name, seed = cfg.model_name, cfg.seed.seed
     stored = zoo.steps(name, seed=seed, store=store)
-    mid = stored[len(stored) // 2]
-    print(f"\n== 2. load {name} seed {seed} at step {mid} as a stock transformers model")
-    model, tokenizer = zoo.load(name, seed=seed, step=mid, store=store)
-    prompt = "Return the"
+    final = stored[-1]
+    print(f"\n== 2. load {name} seed {seed} at step {final} as a stock transformers model")
+    model, tokenizer = zoo.load(name, seed=seed, step=final, store=store)
+    prompt = "Return the number of"
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=12, do_sample=False,
+        out = model.generate(ids, max_new_tokens=16, do_sample=False,
                              pad_token_id=tokenizer.eos_token_id)
     print(f"   {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters")
     print(f"   greedy continuation of {prompt!r}: {tokenizer.decode(out[0])!r}")
 
-    keyframes = store.run(outcomes[0].run_id).keyframe_steps()
-    target = next((s for s in reversed(stored) if s not in keyframes and s > 0), stored[-1])
+    keyframes = store.run(zoo.names.RunId(cfg.family, cfg.size.name, seed)).keyframe_steps()
+    target = next((s for s in reversed(stored) if s not in keyframes and s > 0), final)
     print(f"\n== 3. replay {name} seed {seed} step {target} from the keyframe before it")
     report = zoo.replay(name, seed=seed, step=target, store=store)
     print(f"   {report.verdict()} in {report.seconds:.2f}s")
-    between = next((s for s in range(1, stored[-1]) if s not in stored), None)
-    if between is not None:
-        tic = time.perf_counter()
-        zoo.load(name, seed=seed, step=between, store=store)
-        print(f"   step {between} is not stored: served by replay in {time.perf_counter() - tic:.2f}s")
+    between = next(s for s in range(final - 1, 0, -1) if s not in stored)
+    tic = time.perf_counter()
+    zoo.load(name, seed=seed, step=between, store=store)
+    print(f"   step {between} is not stored: served by exact replay in "
+          f"{time.perf_counter() - tic:.2f}s")
+    batch = zoo.batch(name, seed=seed, step=between, store=store)
+    sample = int(zoo.batches.batch_ids(name, seed=seed, step=between, store=store)[0])
+    seen = zoo.steps_of(name, seed=seed, sample=sample, store=store)
+    print(f"   step {between} trained on a batch of {tuple(batch.shape)} tokens; its first sample "
+          f"({sample}) was also seen at steps {seen}")
 
     print("\n== 4. summary")
     _summary(store, family)
+    print(f"   replay: {report.verdict()}")
     return 0 if report.exact else 1
 
 
@@ -75,7 +81,7 @@ def _summary(store, family) -> None:
 
     total_bytes = store.location.fs.du(store.location.root, total=True)
     print(f"   store {store.url}: {total_bytes / 1e6:.1f} MB")
-    print(f"   {'model':<16} {'seeds':>5} {'steps':>6} {'stored':>6}  final loss mean ± sd (per seed)")
+    print(f"   {'model':<16} {'seeds':>5} {'steps':>6} {'stored':>6}  train loss, last 10 steps: mean ± sd over seeds (per seed)")
     for size in family.sizes:
         name = f"{family.family}-{size.name}"
         losses = []
@@ -83,7 +89,7 @@ def _summary(store, family) -> None:
         for run_cfg in (r for r in family.runs() if r.size.name == size.name):
             run = store.run(RunId(family.family, size.name, run_cfg.seed.seed))
             table = read_run_metrics(run)
-            losses.append(float(table.column("loss")[-1].as_py()))
+            losses.append(statistics.mean(table.column("loss").to_pylist()[-10:]))
             stored_counts.append(len(run.checkpoint_steps()))
         spread = statistics.stdev(losses) if len(losses) > 1 else 0.0
         per_seed = ", ".join(f"{x:.3f}" for x in losses)
