@@ -16,11 +16,13 @@ world size when it uses world-size-invariant numerics (`micro_batch_size`).
 """
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -263,7 +265,6 @@ def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World 
         rng = {**rng, "per_rank": [rng] * world.world_size}
     _write_step(cfg, run, model, optimizer, scheduler, step=0, fingerprint=fingerprint,
                 checkpoint=True, keyframe=True, rng=rng)
-    run.write_json("status.json", {"last_step": 0, "finished": False, "total_steps": cfg.steps})
     return state
 
 
@@ -275,24 +276,72 @@ def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World
 
 
 def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, fingerprint: dict,
-                checkpoint: bool, keyframe: bool, rng: dict | None = None) -> None:
-    weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}
+                checkpoint: bool, keyframe: bool, rng: dict | None = None,
+                writer: "_BackgroundWriter | None" = None) -> None:
+    """Write step's checkpoint and/or keyframe (and, with a keyframe, the run's status).
+
+    With a `writer`, the state is copied here (the next update changes it in place) and encoding,
+    hashing and writing happen on the writer's thread while training goes on.
+    """
+    weights = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
     tokens_seen = step * cfg.batch_size * cfg.data.seq_len
-    if checkpoint:
-        run.write_checkpoint(step, weights, tokens_seen=tokens_seen, config_hash=cfg.config_hash())
-    if keyframe:
-        run.write_keyframe(
-            step,
-            model=weights,
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler_state(scheduler),
-            rng=rng if rng is not None else rng_state.capture(),
-            extra={"data_cursor": {"next_step": step + 1, "data_seed": cfg.seed.data_seed,
-                                   "batch_size": cfg.batch_size},
-                   "environment": fingerprint},
-            tokens_seen=tokens_seen,
-            config_hash=cfg.config_hash(),
-        )
+    optimizer_state = copy.deepcopy(optimizer.state_dict()) if keyframe else None
+    position = scheduler_state(scheduler) if keyframe else None
+    if keyframe and rng is None:
+        rng = rng_state.capture()
+
+    def write() -> None:
+        if checkpoint:
+            run.write_checkpoint(step, weights, tokens_seen=tokens_seen,
+                                 config_hash=cfg.config_hash())
+        if keyframe:
+            run.write_keyframe(
+                step,
+                model=weights,
+                optimizer=optimizer_state,
+                scheduler=position,
+                rng=rng,
+                extra={"data_cursor": {"next_step": step + 1, "data_seed": cfg.seed.data_seed,
+                                       "batch_size": cfg.batch_size},
+                       "environment": fingerprint},
+                tokens_seen=tokens_seen,
+                config_hash=cfg.config_hash(),
+            )
+            run.write_json("status.json", {"last_step": step, "finished": step == cfg.steps,
+                                           "total_steps": cfg.steps})
+
+    if writer is None:
+        write()
+    else:
+        writer.submit(write)
+
+
+class _BackgroundWriter:
+    """One write in flight at a time, in order, on a thread of its own.
+
+    Checkpoint writing (encode, sha256, fsync, rename) then overlaps training instead of stopping
+    it. Submitting waits for the previous write, so memory stays bounded and manifests land in
+    step order; `drain` waits for the last one and re-raises any error from the thread.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-writer")
+        self._pending: Future | None = None
+
+    def submit(self, job) -> None:
+        self.drain()
+        self._pending = self._pool.submit(job)
+
+    def drain(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, scheduler, *,
@@ -314,6 +363,7 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                dynamic_ncols=True, leave=False)
     step, loss = first_step, None
     interrupt = _InterruptAtStepBoundary(also_sigterm=world.distributed)
+    writer = _BackgroundWriter()
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
@@ -339,16 +389,14 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                 if world.is_main:
                     _write_step(cfg, run, model, optimizer, scheduler, step=step,
                                 fingerprint=fingerprint, checkpoint=step in ckpt_steps,
-                                keyframe=step in key_steps, rng=rng)
-            if step in key_steps and world.is_main:
-                run.write_json("status.json", {"last_step": step, "finished": step == cfg.steps,
-                                               "total_steps": cfg.steps})
+                                keyframe=step in key_steps, rng=rng, writer=writer)
             bar.update(1)
             bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{tokens_per_step / max(wall, 1e-9):,.0f}")
             if any_rank(world, interrupt.requested):  # every rank stops after the same step
                 raise KeyboardInterrupt(f"stopped after step {step}")
     finally:
         interrupt.restore()
+        writer.close()  # the write in flight completes (or raises) before anything else closes
         if index is not None:
             index.close()
             metrics.close()
