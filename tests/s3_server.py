@@ -7,6 +7,7 @@ credentials are passed through storage_options, never read from the environment.
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,8 +29,12 @@ def storage_options_for(endpoint: str) -> dict:
 
 
 @contextmanager
-def s3_bucket(bucket: str = "zoo-test", prefix: str = "store") -> Iterator[tuple[str, dict]]:
-    """Start a loopback S3 server with one bucket; yields (s3:// URL, storage_options)."""
+def s3_bucket(bucket: str | None = None, prefix: str = "store") -> Iterator[tuple[str, dict]]:
+    """Start a loopback S3 server with one bucket; yields (s3:// URL, storage_options).
+
+    moto keeps its buckets in process-global state shared by every server it starts, so each
+    call makes a bucket of its own name (two fixtures in one pytest process never collide).
+    """
     import logging
 
     import s3fs
@@ -37,6 +42,7 @@ def s3_bucket(bucket: str = "zoo-test", prefix: str = "store") -> Iterator[tuple
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
+    bucket = bucket or f"zoo-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
