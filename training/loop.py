@@ -317,20 +317,29 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
 
 
 class _BackgroundWriter:
-    """One write in flight at a time, in order, on a thread of its own.
+    """One write in flight at a time, in order, on a thread of its own — when a core is free.
 
     Checkpoint writing (encode, sha256, fsync, rename) then overlaps training instead of stopping
     it. Submitting waits for the previous write, so memory stays bounded and manifests land in
     step order; `drain` waits for the last one and re-raises any error from the thread.
+    When the training threads already use every core (CPU training at full thread count), a
+    writer thread only steals from them and the update slows by more than the write costs
+    (measured: benchmarks/RESULTS.md), so writes then run inline.
     """
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-writer")
+    def __init__(self, *, device: str) -> None:
+        spare_core = torch.get_num_threads() < (os.cpu_count() or 1)
+        self.background = torch.device(device).type != "cpu" or spare_core
+        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-writer")
+                      if self.background else None)
         self._pending: Future | None = None
 
     def submit(self, job) -> None:
         self.drain()
-        self._pending = self._pool.submit(job)
+        if self._pool is None:
+            job()
+        else:
+            self._pending = self._pool.submit(job)
 
     def drain(self) -> None:
         pending, self._pending = self._pending, None
@@ -341,7 +350,8 @@ class _BackgroundWriter:
         try:
             self.drain()
         finally:
-            self._pool.shutdown(wait=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
 
 def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, scheduler, *,
@@ -363,7 +373,7 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                dynamic_ncols=True, leave=False)
     step, loss = first_step, None
     interrupt = _InterruptAtStepBoundary(also_sigterm=world.distributed)
-    writer = _BackgroundWriter()
+    writer = _BackgroundWriter(device=device)
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
