@@ -26,10 +26,16 @@ def batch_ids(name: str, *, seed: int, step: int, store: str | Store | None = No
 
 def steps_of(name: str, *, seed: int, sample: int, store: str | Store | None = None) -> list[int]:
     """The steps whose batch held `sample` (ascending; a sample appears once per epoch)."""
+    return sorted({step for step, _ in placements_of(name, seed=seed, sample=sample, store=store)})
+
+
+def placements_of(name: str, *, seed: int, sample: int,
+                  store: str | Store | None = None) -> list[tuple[int, int]]:
+    """(step, position) of every batch slot that held `sample`, ascending."""
     corpus, index = open_run_data(name, seed=seed, store=store)
     if not 0 <= sample < corpus.n_samples:
         raise ZooError(f"sample {sample} does not exist: the corpus has samples 0..{corpus.n_samples - 1}")
-    return sorted({step for step, _ in index.steps_of(sample)})
+    return index.steps_of(sample)
 
 
 def open_run_data(name: str, *, seed: int, store=None) -> tuple[Corpus, StepIndex]:

@@ -59,15 +59,9 @@ def _batch(args) -> int:
 
 
 def _steps_of(args) -> int:
-    from zoo.batches import open_run_data
+    from zoo.batches import placements_of
 
-    corpus, index = open_run_data(args.name, seed=args.seed, store=open_store(args))
-    if not 0 <= args.sample < corpus.n_samples:
-        from data_index.errors import ZooError
-
-        raise ZooError(f"sample {args.sample} does not exist: the corpus has samples "
-                       f"0..{corpus.n_samples - 1}")
-    hits = index.steps_of(args.sample)
+    hits = placements_of(args.name, seed=args.seed, sample=args.sample, store=open_store(args))
     print(f"sample {args.sample} appeared in {len(hits)} batch(es) of {args.name} seed {args.seed}")
     for step, position in hits:
         print(f"  step {step}  position {position}")
