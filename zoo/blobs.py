@@ -65,7 +65,8 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     return flat.view(torch.uint8).numpy().data
 
 
-def tensor_from_bytes(raw: bytearray, dtype_text: str, shape: list[int]) -> torch.Tensor:
+def tensor_from_bytes(raw: np.ndarray, dtype_text: str, shape: list[int]) -> torch.Tensor:
+    """A tensor over the decoded bytes (no copy: the tensor owns that memory from here on)."""
     if dtype_text not in DTYPES:
         raise ZooError(
             f"stored dtype {dtype_text!r} is unknown to this version; supported: {', '.join(DTYPES)}"
@@ -73,7 +74,7 @@ def tensor_from_bytes(raw: bytearray, dtype_text: str, shape: list[int]) -> torc
     dtype = DTYPES[dtype_text]
     if len(raw) == 0:
         return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(raw, dtype=torch.uint8).view(dtype).reshape(shape)
+    return torch.from_numpy(raw).view(dtype).reshape(shape)
 
 
 class BlobStore:
@@ -158,7 +159,7 @@ class BlobStore:
 
     def verify_encoded(
         self, sha: str, blob: bytes, *, what: str = "", nbytes: int | None = None
-    ) -> bytearray:
+    ) -> np.ndarray:
         """Decode and check size and hash; IntegrityError naming `what` and the file otherwise."""
         prefix = f"{what + ': ' if what else ''}blob file {self.url(sha)}"
         try:
@@ -174,7 +175,7 @@ class BlobStore:
             )
         return raw
 
-    def get_raw(self, sha: str, *, nbytes: int | None = None, what: str = "") -> bytearray:
+    def get_raw(self, sha: str, *, nbytes: int | None = None, what: str = "") -> np.ndarray:
         return self.verify_encoded(sha, self.read_encoded(sha, what=what), what=what, nbytes=nbytes)
 
     def get_tensor(self, ref: dict, *, what: str = "") -> torch.Tensor:
@@ -202,5 +203,14 @@ class BlobStore:
         def one(item: tuple[str, dict]) -> torch.Tensor:
             return self.get_tensor(item[1], what=f"{what} tensor {item[0]!r}")
 
+        # Largest first, so the two biggest tensors (embedding, unembedding) do not end up last on
+        # one thread while the others idle.
+        by_size = sorted(refs.items(), key=lambda item: -_ref_nbytes(item[1]))
         with ThreadPoolExecutor(_WORKERS) as pool:
-            return dict(zip(refs.keys(), pool.map(one, refs.items())))
+            loaded = dict(zip((name for name, _ in by_size), pool.map(one, by_size)))
+        return {name: loaded[name] for name in refs}
+
+
+def _ref_nbytes(ref) -> int:
+    nbytes = ref.get("nbytes") if isinstance(ref, dict) else None
+    return nbytes if isinstance(nbytes, int) else 0
