@@ -4,11 +4,16 @@ Both the data index and the store write through a Location so that the same code
 folder, `s3://bucket/prefix` and `hf://...`. Writes are atomic: on a local disk we write a temporary
 file, fsync it and rename it into place; on an object store a single PUT is already atomic (readers
 see the old object or the new one, never half).
+
+A write can also be staged: the temporary file is written now and made durable and renamed into
+place later (`commit_staged`), so a writer can hand the slow part (fsync waits on the disk, not the
+CPU) to a thread while it computes on. Until the commit, readers see nothing of it.
 """
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +40,7 @@ class Location:
                 raise ZooError(f"refusing path {part!r}: it leaves the store folder {self.url}")
         return "/".join([self.root.rstrip("/"), *[p.strip("/") for p in parts if p]])
 
-    def child(self, *parts: str) -> "Location":
+    def child(self, *parts: str) -> Location:
         joined = "/".join(p.strip("/") for p in parts)
         return Location(self.fs, self.path(*parts), self.url.rstrip("/") + "/" + joined)
 
@@ -51,28 +56,53 @@ class Location:
 
     def write_atomic(self, relpath: str, data: bytes) -> None:
         """Write `data` so that readers see either nothing/old bytes or all of the new bytes."""
+        staged = self.write_staged(relpath, data)
+        if staged is not None:
+            self.commit_staged([staged])
+
+    def write_staged(self, relpath: str, data: bytes) -> StagedFile | None:
+        """Write `data` to a temporary file beside `relpath`, not yet durable nor visible; None
+        when the write is already complete (object stores: one PUT is atomic and durable)."""
         target = self.path(relpath)
         if not self.is_local:
             self.fs.pipe_file(target, data)
-            return
+            return None
         folder = os.path.dirname(target)
-        tmp = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}")
+        staged = StagedFile(os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}"), target)
         try:
             os.makedirs(folder, exist_ok=True)
-            with open(tmp, "wb") as handle:
+            with open(staged.tmp, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
         except BaseException as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                raise ZooError(
-                    f"cannot write {target}: {exc.strerror or exc} (is {self.url} a writable "
-                    f"folder with free space?); nothing was half-written"
-                ) from None
-            raise
+            staged.discard()
+            raise self._write_error(target, exc) if isinstance(exc, OSError) else exc
+        return staged
+
+    def commit_staged(self, staged: Iterable[StagedFile]) -> None:
+        """fsync every staged file, then rename each into place: after a crash a final name holds
+        complete bytes or does not exist. On error the remaining temporary files are removed."""
+        pending = list(staged)
+        try:
+            for item in pending:
+                fd = os.open(item.tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            while pending:
+                os.replace(pending[0].tmp, pending[0].target)
+                pending.pop(0)
+        except BaseException as exc:
+            for item in pending:
+                item.discard()
+            target = pending[0].target if pending else self.url
+            raise self._write_error(target, exc) if isinstance(exc, OSError) else exc
+
+    def _write_error(self, target: str, exc: OSError) -> ZooError:
+        return ZooError(
+            f"cannot write {target}: {exc.strerror or exc} (is {self.url} a writable "
+            f"folder with free space?); nothing was half-written"
+        )
 
     def create_exclusive(self, relpath: str, data: bytes) -> bool:
         """Create `relpath` only if absent; False when it already exists (a lock taken by another)."""
@@ -111,6 +141,20 @@ class Location:
         if not self.is_local:
             raise ZooError(f"{self.url} is not a local folder")
         return Path(self.path(*parts))
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A written temporary file and the name it will be renamed to on commit."""
+
+    tmp: str
+    target: str
+
+    def discard(self) -> None:
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

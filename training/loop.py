@@ -46,6 +46,7 @@ from zoo.config import RunConfig
 from zoo.models import build_model
 from zoo.names import RunId
 from zoo.run_metrics import metrics_log
+from zoo.run_write import RunWrite
 from zoo.store import RunStore, Store
 from zoo.train_step import make_training_state, scheduler_state, training_step
 
@@ -277,69 +278,81 @@ def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World
 
 def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, fingerprint: dict,
                 checkpoint: bool, keyframe: bool, rng: dict | None = None,
-                writer: "_BackgroundWriter | None" = None) -> None:
+                writer: _BackgroundWriter | None = None) -> None:
     """Write step's checkpoint and/or keyframe (and, with a keyframe, the run's status).
 
-    With a `writer`, the state is copied here (the next update changes it in place) and encoding,
-    hashing and writing happen on the writer's thread while training goes on.
+    The state is encoded into a staged RunWrite while training waits (both cores encode); its
+    commit (fsync, rename, manifests: waiting on the disk, not the CPU) runs on the writer's thread
+    while training goes on. When a core is free, the encoding moves to that thread too, and the
+    state is copied first, since the next update changes it in place.
     """
-    weights = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
+    copy_state = writer is not None and writer.encodes_in_background
+    weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}
+    if copy_state:
+        weights = {name: t.clone() for name, t in weights.items()}
     tokens_seen = step * cfg.batch_size * cfg.data.seq_len
-    optimizer_state = copy.deepcopy(optimizer.state_dict()) if keyframe else None
+    optimizer_state = None
+    if keyframe:
+        optimizer_state = copy.deepcopy(optimizer.state_dict()) if copy_state else optimizer.state_dict()
     position = scheduler_state(scheduler) if keyframe else None
     if keyframe and rng is None:
         rng = rng_state.capture()
 
-    def write() -> None:
-        if checkpoint:
-            run.write_checkpoint(step, weights, tokens_seen=tokens_seen,
-                                 config_hash=cfg.config_hash())
-        if keyframe:
-            run.write_keyframe(
-                step,
-                model=weights,
-                optimizer=optimizer_state,
-                scheduler=position,
-                rng=rng,
-                extra={"data_cursor": {"next_step": step + 1, "data_seed": cfg.seed.data_seed,
-                                       "batch_size": cfg.batch_size},
-                       "environment": fingerprint},
-                tokens_seen=tokens_seen,
-                config_hash=cfg.config_hash(),
-            )
-            run.write_json("status.json", {"last_step": step, "finished": step == cfg.steps,
-                                           "total_steps": cfg.steps})
+    def stage() -> RunWrite:
+        into = run.begin_write()
+        try:
+            if checkpoint:
+                run.write_checkpoint(step, weights, tokens_seen=tokens_seen,
+                                     config_hash=cfg.config_hash(), into=into)
+            if keyframe:
+                run.write_keyframe(
+                    step,
+                    model=weights,
+                    optimizer=optimizer_state,
+                    scheduler=position,
+                    rng=rng,
+                    extra={"data_cursor": {"next_step": step + 1, "data_seed": cfg.seed.data_seed,
+                                           "batch_size": cfg.batch_size},
+                           "environment": fingerprint},
+                    tokens_seen=tokens_seen,
+                    config_hash=cfg.config_hash(),
+                    into=into,
+                )
+                run.write_json("status.json", {"last_step": step, "finished": step == cfg.steps,
+                                               "total_steps": cfg.steps}, into=into)
+        except BaseException:
+            into.discard()
+            raise
+        return into
 
     if writer is None:
-        write()
+        stage().commit()
+    elif writer.encodes_in_background:
+        writer.submit(lambda: stage().commit())
     else:
-        writer.submit(write)
+        writer.submit(stage().commit)
 
 
 class _BackgroundWriter:
-    """One write in flight at a time, in order, on a thread of its own — when a core is free.
+    """One write in flight at a time, in order, on a thread of its own.
 
-    Checkpoint writing (encode, sha256, fsync, rename) then overlaps training instead of stopping
-    it. Submitting waits for the previous write, so memory stays bounded and manifests land in
-    step order; `drain` waits for the last one and re-raises any error from the thread.
-    When the training threads already use every core (CPU training at full thread count), a
-    writer thread only steals from them and the update slows by more than the write costs
-    (measured: benchmarks/RESULTS.md), so writes then run inline.
+    Every commit (fsync, rename, manifests) runs here, overlapping training. Encoding runs here
+    too when a core is free (GPU training, or fewer training threads than cores); when the
+    training threads already use every core, an encoding thread only steals from them and the
+    update slows by more than the encoding costs (measured: benchmarks/RESULTS.md), so encoding
+    then happens inline. Submitting waits for the previous job, so memory stays bounded and
+    manifests land in step order; `drain` waits for the last one and re-raises its error.
     """
 
     def __init__(self, *, device: str) -> None:
         spare_core = torch.get_num_threads() < (os.cpu_count() or 1)
-        self.background = torch.device(device).type != "cpu" or spare_core
-        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-writer")
-                      if self.background else None)
+        self.encodes_in_background = torch.device(device).type != "cpu" or spare_core
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-writer")
         self._pending: Future | None = None
 
     def submit(self, job) -> None:
         self.drain()
-        if self._pool is None:
-            job()
-        else:
-            self._pending = self._pool.submit(job)
+        self._pending = self._pool.submit(job)
 
     def drain(self) -> None:
         pending, self._pending = self._pending, None
@@ -350,8 +363,7 @@ class _BackgroundWriter:
         try:
             self.drain()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True)
 
 
 def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, scheduler, *,

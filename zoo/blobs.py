@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -46,6 +47,18 @@ _DTYPE_NAMES = (
 )
 DTYPES: dict[str, torch.dtype] = {n: getattr(torch, n) for n in _DTYPE_NAMES if hasattr(torch, n)}
 _WORKERS = max(1, min(8, (os.cpu_count() or 1) * 2))  # hashing and zstd release the GIL
+_pool: ThreadPoolExecutor | None = None
+_pool_guard = threading.Lock()
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    """One pool for the process: starting threads per call cost ~1 ms each (a tenth of a tiny
+    checkpoint write). Tasks never submit to it themselves, so it cannot deadlock on itself."""
+    global _pool
+    with _pool_guard:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="zoo-blobs")
+        return _pool
 
 
 def sha256_hex(raw: bytes | memoryview) -> str:
@@ -105,18 +118,28 @@ class BlobStore:
         ]
 
     # --- writing -------------------------------------------------------------------------------
-    def put_tensor(self, tensor: torch.Tensor) -> dict:
-        """Store one tensor (once) and return its manifest reference."""
+    def put_tensor(self, tensor: torch.Tensor, staged: dict | None = None) -> dict:
+        """Store one tensor (once) and return its manifest reference.
+
+        With `staged` (relpath -> StagedFile), a new blob is only staged: written to a temporary
+        file and added to the dict, and the caller commits them (Location.commit_staged) before
+        writing anything that references them. Blobs staged in the same dict are reused."""
         name = dtype_name(tensor.dtype)
         raw = tensor_bytes(tensor)
         sha = sha256_hex(raw)
         relpath = self.relpath(sha)
-        if self.location.exists(relpath):
+        if staged is not None and relpath in staged:
+            pass
+        elif self.location.exists(relpath):
             self._touch(relpath)
         else:
-            self.location.write_atomic(
-                relpath, codec.encode(raw, itemsize=tensor.element_size(), level=self.level)
-            )
+            blob = codec.encode(raw, itemsize=tensor.element_size(), level=self.level)
+            if staged is None:
+                self.location.write_atomic(relpath, blob)
+            else:
+                item = self.location.write_staged(relpath, blob)
+                if item is not None and staged.setdefault(relpath, item) is not item:
+                    item.discard()  # another thread staged the same bytes first
         return {
             "blob": sha,
             "dtype": name,
@@ -125,14 +148,17 @@ class BlobStore:
             "nbytes": len(raw),
         }
 
-    def put_tensors(self, tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
+    def put_tensors(
+        self, tensors: dict[str, torch.Tensor], staged: dict | None = None
+    ) -> dict[str, dict]:
         """Store many tensors in parallel threads; returns name -> reference in the input order."""
         for name, value in tensors.items():
             if not isinstance(value, torch.Tensor):
                 raise ZooError(f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor")
-        with ThreadPoolExecutor(_WORKERS) as pool:
-            refs = list(pool.map(self.put_tensor, tensors.values()))
-        return dict(zip(tensors.keys(), refs))
+        pool = _shared_pool()
+        futures = [pool.submit(self.put_tensor, t, staged) for t in tensors.values()]
+        wait(futures)  # all settled before an error propagates: nothing is staged after it
+        return {name: future.result() for name, future in zip(tensors.keys(), futures)}
 
     def write_encoded(self, sha: str, blob: bytes) -> None:
         """Store an already-encoded blob (push/pull), after checking it decodes to `sha`."""
@@ -206,8 +232,7 @@ class BlobStore:
         # Largest first, so the two biggest tensors (embedding, unembedding) do not end up last on
         # one thread while the others idle.
         by_size = sorted(refs.items(), key=lambda item: -_ref_nbytes(item[1]))
-        with ThreadPoolExecutor(_WORKERS) as pool:
-            loaded = dict(zip((name for name, _ in by_size), pool.map(one, by_size)))
+        loaded = dict(zip((name for name, _ in by_size), _shared_pool().map(one, by_size)))
         return {name: loaded[name] for name in refs}
 
 

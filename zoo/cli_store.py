@@ -190,6 +190,8 @@ def _gc(args: argparse.Namespace) -> int:
     print(
         f"{verb} {len(report.removed)} unreferenced blobs ({report.removed_bytes / 1e6:.1f} MB); "
         f"kept {report.referenced} referenced and {report.kept_young} younger than the grace period"
+        + (f"; {verb} {report.removed_temporary} temporary files of interrupted writers"
+           if report.removed_temporary else "")
     )
     return 0
 

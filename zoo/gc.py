@@ -7,6 +7,9 @@ its references would be unknown — and (2) it is older than a grace period (def
 fresh blobs of a writer whose manifest is not written yet survive. Writers refresh the modification
 time of a blob they reuse on local disks (blobs.py), so reuse is protected too; on object stores
 keep the grace period longer than any single checkpoint write.
+
+Temporary files (`blobs/xx/.tmp-*`) of writers that were killed before they committed are removed
+under the same grace period (local stores; object stores have no temporary files).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from data_index.errors import ZooError
+from zoo.blobs import BLOB_FOLDER
 from zoo.store import CHECKPOINTS, KEYFRAMES, Store, reaching
 from zoo.verify import manifest_refs
 
@@ -29,6 +33,7 @@ class GcReport:
     removed_bytes: int
     kept_young: int
     dry_run: bool
+    removed_temporary: int = 0  # temporary files of killed writers
 
 
 def referenced_blobs(store: Store) -> set[str]:
@@ -68,7 +73,17 @@ def collect_garbage(
             removed_bytes += int(info.get("size", 0))
             if not dry_run:
                 store.location.remove(store.blobs.relpath(sha))
-    return GcReport(len(keep), removed, removed_bytes, young, dry_run)
+        temporary = [p for p in _temporary_files(store) if now - p.stat().st_mtime >= grace_seconds]
+        if not dry_run:
+            for path in temporary:
+                path.unlink(missing_ok=True)
+    return GcReport(len(keep), removed, removed_bytes, young, dry_run, len(temporary))
+
+
+def _temporary_files(store: Store) -> list:
+    if not store.location.is_local:
+        return []
+    return sorted(store.location.local_path(BLOB_FOLDER).glob("*/.tmp-*"))
 
 
 def _mtime(store: Store, path: str, info: dict) -> float:

@@ -44,6 +44,7 @@ from zoo import state_tree
 from zoo.blobs import BlobStore
 from zoo.names import RunId, check_family, check_size
 from zoo.run_lock import RunLease, write_guard
+from zoo.run_write import RunWrite
 
 DEFAULT_STORE = "./zoo-store"
 STORE_ENV = "ZOO_STORE"
@@ -84,9 +85,22 @@ def check_format(obj: Any, what: str) -> dict:
     return obj
 
 
-def _dump(obj: Any, what: str) -> bytes:
+@contextmanager
+def _discard_on_error(write: RunWrite, *, own: bool) -> Iterator[None]:
+    """A write this call began itself is discarded if the call fails (nothing stays staged)."""
     try:
-        return json.dumps(obj, indent=1, allow_nan=False).encode()
+        yield
+    except BaseException:
+        if own:
+            write.discard()
+        raise
+
+
+def _dump(obj: Any, what: str) -> bytes:
+    # No indent: json's C encoder only runs without one (a keyframe's optimizer tree took ~10 ms
+    # to encode indented). `zoo show` and `python -m json.tool` print the files readably.
+    try:
+        return json.dumps(obj, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
         raise ZooError(f"cannot store {what} as JSON: {exc}") from None
 
@@ -238,9 +252,12 @@ class RunStore:
         return RunLease(self.location, owner, label=self.label)
 
     # --- JSON records ------------------------------------------------------------------------
-    def write_json(self, name: str, obj: Any) -> None:
+    def write_json(self, name: str, obj: Any, *, into: RunWrite | None = None) -> None:
         self._check_json_name(name)
         data = _dump(obj, f"{self.label} {name}")
+        if into is not None:
+            into.add_file(name, data)
+            return
         with reaching(self.store.url), write_guard(self.location, label=self.label):
             self.store.ensure_created()
             self.location.write_atomic(name, data)
@@ -306,19 +323,35 @@ class RunStore:
         return self._manifest(KEYFRAMES, step)
 
     # --- checkpoints ---------------------------------------------------------------------------
+    def begin_write(self) -> RunWrite:
+        """A staged write: pass it as `into=` to the write methods, then `commit()` it."""
+        return RunWrite(self)
+
     def write_checkpoint(
-        self, step: int, tensors: dict[str, torch.Tensor], *, tokens_seen: int, config_hash: str
+        self,
+        step: int,
+        tensors: dict[str, torch.Tensor],
+        *,
+        tokens_seen: int,
+        config_hash: str,
+        into: RunWrite | None = None,
     ) -> None:
-        """Blobs first, then the manifest by one atomic write: readers see all of it or none."""
+        """Blobs first, then the manifest by one atomic write: readers see all of it or none.
+        With `into`, both are staged there and land when it is committed."""
         header = self._header("checkpoint", step, tokens_seen, config_hash)
         self._check_tensor_dict(tensors, "tensors")
-        with reaching(self.store.url), write_guard(self.location, label=self.label):
+        write = into or self.begin_write()
+        with reaching(self.store.url), write_guard(self.location, label=self.label), _discard_on_error(
+            write, own=into is None
+        ):
             self.store.ensure_created()
-            manifest = {**header, "tensors": self.store.blobs.put_tensors(tensors)}
-            self.location.write_atomic(
+            manifest = {**header, "tensors": self.store.blobs.put_tensors(tensors, write.blobs)}
+            write.add_file(
                 self.manifest_name(CHECKPOINTS, step),
                 _dump(manifest, f"{self.label} checkpoint {step}"),
             )
+            if into is None:
+                write.commit()
 
     def read_checkpoint(self, step: int) -> Checkpoint:
         manifest = self.checkpoint_manifest(step)
@@ -354,28 +387,49 @@ class RunStore:
         extra: dict,
         tokens_seen: int,
         config_hash: str,
+        into: RunWrite | None = None,
     ) -> None:
         """A checkpoint plus everything needed to continue bit-exactly. It does not write a
-        checkpoint manifest: call write_checkpoint for the same step too (the blobs are shared)."""
+        checkpoint manifest: call write_checkpoint for the same step too (the blobs are shared).
+        With `into`, it is staged there and lands when that is committed."""
         header = self._header("keyframe", step, tokens_seen, config_hash)
         self._check_tensor_dict(model, "model")
         blobs = self.store.blobs
-        with reaching(self.store.url), write_guard(self.location, label=self.label):
+        write = into or self.begin_write()
+        with reaching(self.store.url), write_guard(self.location, label=self.label), _discard_on_error(
+            write, own=into is None
+        ):
             self.store.ensure_created()
+            # Every tensor of the trees is stored in one parallel put with the model's (optimizer
+            # state is 2x the model); its reference is filled into the JSON form afterwards.
+            slots: list[tuple[dict, torch.Tensor]] = []
+
+            def defer(_path: str, tensor: torch.Tensor) -> dict:
+                slots.append(({}, tensor))
+                return slots[-1][0]
+
             trees = {
-                part: state_tree.to_json(tree, lambda _path, t: blobs.put_tensor(t), path=part)
+                part: state_tree.to_json(tree, defer, path=part)
                 for part, tree in (("optimizer", optimizer), ("scheduler", scheduler), ("rng", rng))
             }
+            stored = blobs.put_tensors(
+                {**{f"model/{k}": v for k, v in model.items()},
+                 **{f"tree/{i}": tensor for i, (_, tensor) in enumerate(slots)}},
+                write.blobs,
+            )
+            for i, (slot, _) in enumerate(slots):
+                slot.update(stored[f"tree/{i}"])
             manifest = {
                 **header,
-                "model": blobs.put_tensors(model),
+                "model": {k: stored[f"model/{k}"] for k in model},
                 **trees,
                 "extra": _load(_dump(extra, "keyframe extra"), "keyframe extra"),
             }
-            self.location.write_atomic(
-                self.manifest_name(KEYFRAMES, step),
-                _dump(manifest, f"{self.label} keyframe {step}"),
+            write.add_file(
+                self.manifest_name(KEYFRAMES, step), _dump(manifest, f"{self.label} keyframe {step}")
             )
+            if into is None:
+                write.commit()
 
     def read_keyframe(self, step: int) -> Keyframe:
         manifest = self.keyframe_manifest(step)
