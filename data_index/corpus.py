@@ -28,6 +28,7 @@ from tokenizers import Tokenizer
 
 from data_index import tokenizer as tok
 from data_index.errors import IntegrityError, ZooError
+from data_index.fsio import sha256_file
 from data_index.packing import (
     PACKING_RULE,
     PackedStream,
@@ -127,7 +128,7 @@ class Corpus:
     def verify(self) -> None:
         """Re-hash every file and recompute the fingerprint; IntegrityError naming what differs."""
         for relpath, info in self.meta["files"].items():
-            digest = _sha256_file(self.folder / relpath)
+            digest = sha256_file(self.folder / relpath)
             if digest != info["sha256"]:
                 raise IntegrityError(f"corpus file {self.folder / relpath} has sha256 {digest}, corpus.json records {info['sha256']}")
         recomputed = _fingerprint(self.meta["packing"], self.meta["files"])
@@ -222,7 +223,7 @@ def _build(source: str, folder: Path, *, tokenizer, vocab_size: int, seq_len: in
     _write_tables(folder, stream, seq_len)
     packing = {"rule": PACKING_RULE, "seq_len": seq_len, "dtype": dtype.name, "eos_id": eos_id,
                "n_samples": stream.n_samples}
-    files = {rel: {"bytes": (folder / rel).stat().st_size, "sha256": _sha256_file(folder / rel)}
+    files = {rel: {"bytes": (folder / rel).stat().st_size, "sha256": sha256_file(folder / rel)}
              for rel in sorted(_relative_files(folder))}
     meta = {
         "format": FORMAT, "version": VERSION, "fingerprint": _fingerprint(packing, files),
@@ -258,14 +259,6 @@ def _fingerprint(packing: dict, files: dict) -> str:
     digest.update(json.dumps(packing, sort_keys=True).encode() + b"\n")
     digest.update(files["tokenizer/tokenizer.json"]["sha256"].encode() + b"\n")
     digest.update(files["tokens.bin"]["sha256"].encode())
-    return digest.hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

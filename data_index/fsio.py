@@ -11,6 +11,7 @@ CPU) to a thread while it computes on. Until the commit, readers see nothing of 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterable
@@ -73,30 +74,39 @@ class Location:
             os.makedirs(folder, exist_ok=True)
             with open(staged.tmp, "wb") as handle:
                 handle.write(data)
-        except BaseException as exc:
+        except OSError as exc:
             staged.discard()
-            raise self._write_error(target, exc) if isinstance(exc, OSError) else exc
+            raise self._write_error(target, exc) from None
+        except BaseException:
+            staged.discard()
+            raise
         return staged
 
     def commit_staged(self, staged: Iterable[StagedFile]) -> None:
         """fsync every staged file, then rename each into place: after a crash a final name holds
         complete bytes or does not exist. On error the remaining temporary files are removed."""
-        pending = list(staged)
+        items, renamed = list(staged), 0
         try:
-            for item in pending:
+            for item in items:
                 fd = os.open(item.tmp, os.O_RDONLY)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            while pending:
-                os.replace(pending[0].tmp, pending[0].target)
-                pending.pop(0)
-        except BaseException as exc:
-            for item in pending:
-                item.discard()
-            target = pending[0].target if pending else self.url
-            raise self._write_error(target, exc) if isinstance(exc, OSError) else exc
+            for item in items:
+                os.replace(item.tmp, item.target)
+                renamed += 1
+        except OSError as exc:
+            self._discard(items[renamed:])
+            raise self._write_error(items[renamed].target, exc) from None
+        except BaseException:
+            self._discard(items[renamed:])
+            raise
+
+    @staticmethod
+    def _discard(items: list[StagedFile]) -> None:
+        for item in items:
+            item.discard()
 
     def _write_error(self, target: str, exc: OSError) -> ZooError:
         return ZooError(
@@ -155,6 +165,12 @@ class StagedFile:
             os.unlink(self.tmp)
         except OSError:
             pass
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a local file, read in blocks (corpus manifests, exported snapshots)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

@@ -82,6 +82,20 @@ def test_cold_and_cached_loads_give_the_same_model(store, tmp_path, monkeypatch)
         assert torch.equal(cold(_tokens()).logits, cached(_tokens()).logits)
 
 
+def test_cold_load_writes_the_same_weights_file_as_save_file(store, tmp_path, monkeypatch):
+    """The cold path writes model.safetensors tensor by tensor as blobs are verified; the file
+    must be byte-identical to what safetensors itself writes for the same tensors."""
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    zoo.load(NAME, seed=1, step=4, store=store)
+    written = next((tmp_path / "cache").rglob("step-4/model.safetensors"))
+    tensors = store.run(RunId("micro", "1l32", 1)).read_checkpoint(4).tensors
+    save_file(tensors, str(tmp_path / "reference.safetensors"), metadata={"format": "pt"})
+    assert written.read_bytes() == (tmp_path / "reference.safetensors").read_bytes()
+    assert not list(written.parent.parent.glob(".*.partial"))  # no staging folder left behind
+
+
 def test_snapshot_is_reused_not_rewritten(store):
     first = zoo.snapshot(NAME, seed=1, step=8, store=store)
     weights = first / "model.safetensors"
@@ -165,3 +179,32 @@ def test_step_beyond_the_run_says_the_range(store, step):
 def test_step_must_be_an_integer(store):
     with pytest.raises(ZooError, match="step must be an integer, got '8'"):
         zoo.load(NAME, seed=1, step="8", store=store)
+
+
+@pytest.mark.parametrize("architecture,size", [
+    ("llama", {"name": "1l32", "layers": 1, "width": 32, "heads": 2, "mlp_width": 64}),
+    ("toy", {"name": "1l32", "layers": 1, "width": 32, "heads": 2, "mlp_width": 64,
+             "activation": "solu"}),
+])
+def test_cold_load_equals_a_plain_folder_load_for_each_architecture(tmp_path, monkeypatch,
+                                                                    architecture, size):
+    """The cold path builds the model without from_pretrained when it can; whatever the
+    architecture, the result must equal transformers' own load of the snapshot folder."""
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    store = Store.open(str(tmp_path / "store"))
+    manifest = write_manifest(tmp_path, architecture=architecture, sizes=[size], seeds=[1], steps=4,
+                              checkpoints={"log_spaced_until": 4, "every": 4, "keyframe_every": 4})
+    train_family(manifest, store=store, threads=2, progress=False)
+    cold, _ = zoo.load("micro-1l32", seed=1, step=4, store=store)
+    plain = AutoModelForCausalLM.from_pretrained(
+        zoo.snapshot("micro-1l32", seed=1, step=4, store=store), attn_implementation="eager"
+    ).eval()
+    assert type(cold) is type(plain) and cold.config.to_dict() == plain.config.to_dict()
+    cold_state, plain_state = cold.state_dict(), plain.state_dict()
+    assert list(cold_state) == list(plain_state)
+    assert all(torch.equal(cold_state[k], plain_state[k]) for k in cold_state)
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(cold.named_buffers(), plain.named_buffers()))
+    with torch.no_grad():
+        assert torch.equal(cold(_tokens()).logits, plain(_tokens()).logits)

@@ -72,6 +72,16 @@ def test_codec_groups_bytes_and_beats_plain_zstd_on_floats():
     assert len(grouped) < 0.95 * len(plain)
 
 
+@pytest.mark.parametrize("claimed", [41, 39, 10**15])
+def test_codec_refuses_a_header_whose_size_disagrees_with_the_payload(claimed):
+    """Memory is sized from the header, so a tampered size is caught before it is allocated."""
+    blob = codec.encode(bits(torch.arange(10.0)), itemsize=4)
+    header, payload = blob.split(b"\n", 1)
+    tampered = header.replace(b'"nbytes":40', f'"nbytes":{claimed}'.encode()) + b"\n" + payload
+    with pytest.raises(IntegrityError, match="header says"):
+        codec.decode(tampered)
+
+
 def test_identical_tensors_are_stored_once_across_steps_and_runs(store):
     frozen = torch.randn(64, 64)
     for seed in (1, 2):

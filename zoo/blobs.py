@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
@@ -223,11 +224,21 @@ class BlobStore:
             )
         return tensor_from_bytes(raw, dtype_text, shape)
 
-    def get_tensors(self, refs: dict[str, dict], *, what: str = "") -> dict[str, torch.Tensor]:
-        """Load many tensors in parallel; `what` is prefixed to each tensor's name in errors."""
+    def get_tensors(
+        self,
+        refs: dict[str, dict],
+        *,
+        what: str = "",
+        each: Callable[[str, torch.Tensor], None] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Load many tensors in parallel; `what` is prefixed to each tensor's name in errors.
+        `each(name, tensor)` runs in the loading thread right after a tensor is verified."""
 
         def one(item: tuple[str, dict]) -> torch.Tensor:
-            return self.get_tensor(item[1], what=f"{what} tensor {item[0]!r}")
+            tensor = self.get_tensor(item[1], what=f"{what} tensor {item[0]!r}")
+            if each is not None:
+                each(item[0], tensor)
+            return tensor
 
         # Largest first, so the two biggest tensors (embedding, unembedding) do not end up last on
         # one thread while the others idle.

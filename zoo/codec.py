@@ -107,7 +107,8 @@ def read_header(blob: bytes) -> dict:
 
 
 def decode(blob: bytes) -> np.ndarray:
-    """Raw tensor bytes of an encoded blob (1-D uint8 array). Size is checked here; the hash is checked by blobs.py."""
+    """Raw tensor bytes of an encoded blob (1-D uint8 array). Size is checked here; the hash is
+    checked by blobs.py."""
     header = read_header(blob)
     encoding, itemsize, nbytes = header["encoding"], header["itemsize"], header["nbytes"]
     if encoding not in ENCODINGS:
@@ -118,7 +119,16 @@ def decode(blob: bytes) -> np.ndarray:
     if not isinstance(itemsize, int) or not isinstance(nbytes, int) or itemsize < 1 or nbytes < 0:
         raise IntegrityError(f"damaged blob header (itemsize {itemsize!r}, nbytes {nbytes!r})")
     payload = memoryview(blob)[header["offset"] :]
-    scratch = _scratch.take(nbytes)
+    try:
+        declared = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"damaged blob payload ({exc})") from None
+    if declared not in (nbytes, -1):  # checked before memory is sized from an untrusted header
+        raise IntegrityError(f"blob payload holds {declared} bytes, header says {nbytes}")
+    try:
+        scratch = _scratch.take(nbytes)
+    except MemoryError:
+        raise IntegrityError(f"blob header claims {nbytes} bytes, more than this machine can hold") from None
     try:
         body = _decompress_into(payload, memoryview(scratch)[:nbytes])
         return ungroup_bytes(body, itemsize if encoding == BYTEGROUP_ZSTD else 1)

@@ -12,7 +12,6 @@ works with nothing but transformers. Pythia once served its final weights on mos
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from data_index.errors import ZooError
+from data_index.fsio import sha256_file
 from zoo.store import Store, format_steps
 
 EXPORT_RECORD = "zoo_export.json"
@@ -65,7 +65,7 @@ def export_run(name: str, *, seed: int, to: str | os.PathLike, steps: list[int] 
         "format": 1, "run": run.run_id.key, "model_name": name, "seed": seed, "steps": wanted,
         "main": final, "config_hash": record["config_hash"],
         "corpus_fingerprint": record["corpus_fingerprint"],
-        "sha256": {f"step{s}": _sha256(staging / f"step{s}" / WEIGHTS) for s in wanted},
+        "sha256": {f"step{s}": sha256_file(staging / f"step{s}" / WEIGHTS) for s in wanted},
     }, indent=1))
     previous = target.with_name(f".{target.name}.old")
     shutil.rmtree(previous, ignore_errors=True)
@@ -170,9 +170,3 @@ def _copy_snapshot(source: Path, destination: Path, card: str) -> None:
     (destination / "README.md").write_text(card)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

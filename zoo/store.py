@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -353,11 +353,14 @@ class RunStore:
             if into is None:
                 write.commit()
 
-    def read_checkpoint(self, step: int) -> Checkpoint:
+    def read_checkpoint(
+        self, step: int, *, each: Callable[[str, torch.Tensor], None] | None = None
+    ) -> Checkpoint:
+        """All tensors of a stored checkpoint, verified; `each(name, tensor)` sees each as it lands."""
         manifest = self.checkpoint_manifest(step)
         with reaching(self.store.url):
             tensors = self.store.blobs.get_tensors(
-                manifest["tensors"], what=f"{self.label} step {step}"
+                manifest["tensors"], what=f"{self.label} step {step}", each=each
             )
         return Checkpoint(step, manifest["tokens_seen"], manifest["config_hash"], tensors)
 
