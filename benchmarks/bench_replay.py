@@ -36,6 +36,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from markdown_table import table  # noqa: E402  (benchmarks/, beside this file)
+
 import zoo
 from data_index import StepIndex
 from training.sweep import train_family
@@ -180,14 +182,6 @@ def timed_load(name: str, step: int, store: Store, cache: Path) -> float:
         return time.perf_counter() - tic
     finally:
         os.environ.pop("ZOO_CACHE", None)
-
-
-def table(rows: list[tuple], header: tuple) -> str:
-    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
 
 
 def mb(n: int) -> str:

@@ -35,6 +35,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from markdown_table import table  # noqa: E402  (benchmarks/, beside this file)
+
 import training.loop as loop_module
 from data_index import global_batch
 from training.loop import train_run
@@ -149,14 +151,6 @@ def run_bare(cfg, corpus, steps: int, step_seconds: list | None = None) -> tuple
     if step_seconds is not None:
         step_seconds.append(in_step)
     return time.perf_counter() - tic, float(loss.detach())
-
-
-def table(rows: list[tuple], header: tuple) -> str:
-    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
 
 
 # --- the benchmark ---------------------------------------------------------------------------
