@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 import torch
 
+from data_index.errors import ZooError
 from zoo import run_lock
 from zoo.gc import collect_garbage
 from zoo.names import RunId
@@ -94,3 +96,10 @@ def test_lease_refresh_is_throttled_but_happens(tmp_path, monkeypatch):
         time.sleep(0.01)
         run.write_checkpoint(1, _state(1), tokens_seen=1, config_hash="h")
         assert lease.read_bytes() != first
+
+
+def test_gc_refuses_a_negative_grace_period(tmp_path):
+    store = Store.open(tmp_path / "store")
+    store.run(RUN).write_checkpoint(0, _state(0), tokens_seen=0, config_hash="h")
+    with pytest.raises(ZooError, match="grace period must be 0 or more"):
+        collect_garbage(store, grace_seconds=-3600)

@@ -63,8 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         _gc,
         "remove blobs no checkpoint references",
         "Remove blobs that no checkpoint or keyframe references (left by killed writers or by\n"
-        "resumes). Blobs younger than the grace period are kept, so a writer that is running\n"
-        "right now loses nothing. Use --dry-run to see what would go.",
+        "resumes), and the temporary files of writers killed before they committed. Anything\n"
+        "younger than the grace period is kept, so a writer that is running right now loses\n"
+        "nothing. Use --dry-run to see what would go.",
     )
     gc.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     gc.add_argument(

@@ -57,6 +57,11 @@ def referenced_blobs(store: Store) -> set[str]:
 def collect_garbage(
     store: Store, *, grace_seconds: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False
 ) -> GcReport:
+    if not grace_seconds >= 0:  # also refuses NaN
+        raise ZooError(
+            f"the grace period must be 0 or more, got {grace_seconds / 3600:g} hours "
+            f"(it protects what a running writer has not committed yet; default 1 hour)"
+        )
     with reaching(store.url):
         keep = referenced_blobs(store)
         now = time.time()
