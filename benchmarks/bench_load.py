@@ -84,10 +84,10 @@ def bench_size(store, name: str, step: int, scratch: Path) -> dict:
         times["cached"].append(timed(ours))
         times["bare"].append(timed(bare))
     medians = {k: statistics.median(v) for k, v in times.items()}
-    return {"name": name, "mb": n_bytes / 1e6, **medians, **cold_parts(store, name, step, scratch)}
+    return {"name": name, "mb": n_bytes / 1e6, **medians, **cold_parts(store, name, step)}
 
 
-def cold_parts(store, name: str, step: int, scratch: Path) -> dict:
+def cold_parts(store, name: str, step: int) -> dict:
     """The part of a cold load that only the store does: the verified read of every blob."""
     from zoo.registry import resolve_run
 
