@@ -208,3 +208,25 @@ def test_cold_load_equals_a_plain_folder_load_for_each_architecture(tmp_path, mo
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(cold.named_buffers(), plain.named_buffers()))
     with torch.no_grad():
         assert torch.equal(cold(_tokens()).logits, plain(_tokens()).logits)
+
+
+def test_cold_load_of_a_corrupt_blob_fails_clearly_and_caches_nothing(tmp_path, monkeypatch):
+    """The streaming cold path writes tensors into the snapshot as they verify; a bad blob must
+    still be an error naming the file, with no snapshot or staging folder left behind."""
+    from data_index.errors import IntegrityError
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    store = Store.open(str(tmp_path / "store"))
+    manifest = write_manifest(tmp_path, seeds=[1], steps=4,
+                              checkpoints={"log_spaced_until": 4, "every": 4, "keyframe_every": 4})
+    train_family(manifest, store=store, threads=2, progress=False)
+    refs = store.run(RunId("micro", "1l32", 1)).checkpoint_manifest(4)["tensors"]
+    sha = max(refs.values(), key=lambda r: r["nbytes"])["blob"]
+    blob = store.location.local_path(store.blobs.relpath(sha))
+    data = bytearray(blob.read_bytes())
+    data[-10] ^= 0x01
+    blob.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=sha):
+        zoo.load(NAME, seed=1, step=4, store=store)
+    assert not list((tmp_path / "cache").rglob("step-4*"))
+    assert not list((tmp_path / "cache").rglob(".*partial"))
