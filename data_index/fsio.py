@@ -12,9 +12,11 @@ CPU) to a thread while it computes on. Until the commit, readers see nothing of 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,17 +57,24 @@ class Location:
         except FileNotFoundError:
             raise ZooError(f"missing file {target} in {self.url}") from None
 
-    def write_atomic(self, relpath: str, data: bytes) -> None:
+    def write_atomic(self, relpath: str, data: bytes | Callable[[BinaryIO], None]) -> None:
         """Write `data` so that readers see either nothing/old bytes or all of the new bytes."""
         staged = self.write_staged(relpath, data)
         if staged is not None:
             self.commit_staged([staged])
 
-    def write_staged(self, relpath: str, data: bytes) -> StagedFile | None:
+    def write_staged(self, relpath: str, data: bytes | Callable[[BinaryIO], None]) -> StagedFile | None:
         """Write `data` to a temporary file beside `relpath`, not yet durable nor visible; None
-        when the write is already complete (object stores: one PUT is atomic and durable)."""
+        when the write is already complete (object stores: one PUT is atomic and durable).
+
+        `data` may be a function that writes into the open file, so that large content is
+        streamed to disk instead of being assembled in memory first."""
         target = self.path(relpath)
         if not self.is_local:
+            if callable(data):
+                sink = io.BytesIO()
+                data(sink)
+                data = sink.getvalue()
             self.fs.pipe_file(target, data)
             return None
         folder = os.path.dirname(target)
@@ -73,7 +82,10 @@ class Location:
         try:
             os.makedirs(folder, exist_ok=True)
             with open(staged.tmp, "wb") as handle:
-                handle.write(data)
+                if callable(data):
+                    data(handle)
+                else:
+                    handle.write(data)
         except OSError as exc:
             staged.discard()
             raise self._write_error(target, exc) from None
@@ -82,15 +94,23 @@ class Location:
             raise
         return staged
 
-    def commit_staged(self, staged: Iterable[StagedFile]) -> None:
+    def commit_staged(self, staged: Iterable[StagedFile], *, drop_cache: bool = False) -> None:
         """fsync every staged file, then rename each into place: after a crash a final name holds
-        complete bytes or does not exist. On error the remaining temporary files are removed."""
+        complete bytes or does not exist. On error the remaining temporary files are removed.
+
+        `drop_cache` evicts the files' pages from the page cache once they are on disk, for
+        writers that will not read them back (a training loop's checkpoints): the cache does not
+        grow by every checkpoint written, and the next write reuses those pages. On virtual
+        machines that is also faster: a page the guest has not used before costs a fault in the
+        host, and writing 10 MB to a file measured 20-27 ms into new pages, 5-6 ms into reused ones."""
         items, renamed = list(staged), 0
         try:
             for item in items:
                 fd = os.open(item.tmp, os.O_RDONLY)
                 try:
                     os.fsync(fd)
+                    if drop_cache and hasattr(os, "posix_fadvise"):
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 finally:
                     os.close(fd)
             for item in items:

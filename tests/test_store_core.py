@@ -72,6 +72,19 @@ def test_codec_groups_bytes_and_beats_plain_zstd_on_floats():
     assert len(grouped) < 0.95 * len(plain)
 
 
+def test_codec_reuses_plane_buffers_across_sizes_and_writes_the_same_bytes_to_a_file(tmp_path):
+    gen = torch.Generator().manual_seed(2)
+    tensors = [torch.randn(n, generator=gen) for n in (50_000, 7, 50_000, 3_000, 1)]
+    tensors.append(torch.randn(4_000, generator=gen).to(torch.bfloat16))
+    for tensor in tensors:  # a scratch buffer left by a larger tensor must not leak into a smaller
+        raw = bits(tensor)
+        blob = codec.encode(raw, itemsize=tensor.element_size())
+        assert bytes(codec.decode(blob)) == raw
+        with open(tmp_path / "blob", "wb") as sink:
+            codec.encode_into(sink, raw, itemsize=tensor.element_size())
+        assert (tmp_path / "blob").read_bytes() == blob
+
+
 @pytest.mark.parametrize("claimed", [41, 39, 10**15])
 def test_codec_refuses_a_header_whose_size_disagrees_with_the_payload(claimed):
     """Memory is sized from the header, so a tampered size is caught before it is allocated."""

@@ -299,7 +299,7 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
         rng = rng_state.capture()
 
     def stage() -> RunWrite:
-        into = run.begin_write()
+        into = run.begin_write(drop_cache=True)  # the loop never reads its checkpoints back
         try:
             if checkpoint:
                 run.write_checkpoint(step, weights, tokens_seen=tokens_seen,

@@ -22,8 +22,9 @@ class RunWrite:
     """Created by RunStore.begin_write(); pass it as `into=` to write_checkpoint / write_keyframe /
     write_json, then call commit() once (from any thread)."""
 
-    def __init__(self, run: RunStore) -> None:
+    def __init__(self, run: RunStore, *, drop_cache: bool = False) -> None:
         self.run = run
+        self.drop_cache = drop_cache  # see Location.commit_staged
         self.blobs: dict[str, StagedFile] = {}  # blob relpath -> its staged temporary file
         self.files: list[tuple[str, bytes]] = []  # run-relative name -> bytes, written in order
         self._committed = False
@@ -41,7 +42,7 @@ class RunWrite:
         from zoo.store import reaching  # store.py imports this module
 
         with reaching(self.run.store.url), write_guard(self.run.location, label=self.run.label):
-            self.run.store.location.commit_staged(self.blobs.values())
+            self.run.store.location.commit_staged(self.blobs.values(), drop_cache=self.drop_cache)
             for name, data in self.files:
                 self.run.location.write_atomic(name, data)
 

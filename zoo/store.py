@@ -323,9 +323,10 @@ class RunStore:
         return self._manifest(KEYFRAMES, step)
 
     # --- checkpoints ---------------------------------------------------------------------------
-    def begin_write(self) -> RunWrite:
-        """A staged write: pass it as `into=` to the write methods, then `commit()` it."""
-        return RunWrite(self)
+    def begin_write(self, *, drop_cache: bool = False) -> RunWrite:
+        """A staged write: pass it as `into=` to the write methods, then `commit()` it.
+        `drop_cache`: the writer will not read these blobs back (Location.commit_staged)."""
+        return RunWrite(self, drop_cache=drop_cache)
 
     def write_checkpoint(
         self,
