@@ -96,6 +96,23 @@ def test_cold_load_writes_the_same_weights_file_as_save_file(store, tmp_path, mo
     assert not list(written.parent.parent.glob(".*.partial"))  # no staging folder left behind
 
 
+def test_training_a_cold_loaded_model_in_place_leaves_its_cached_snapshot_intact(
+        store, tmp_path, monkeypatch):
+    """A cold load's weights are copy-on-write maps of the snapshot file (as from_pretrained's
+    are): changing them must never reach the file the next load reads."""
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    model, _ = zoo.load(NAME, seed=2, step=8, store=store)
+    weights = next((tmp_path).rglob("step-8/model.safetensors"))
+    before = weights.read_bytes()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    assert weights.read_bytes() == before
+    again, _ = zoo.load(NAME, seed=2, step=8, store=store)
+    stored = store.run(RunId("micro", "1l32", 2)).read_checkpoint(8).tensors
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in stored.items())
+
+
 def test_snapshot_is_reused_not_rewritten(store):
     first = zoo.snapshot(NAME, seed=1, step=8, store=store)
     weights = first / "model.safetensors"

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -185,18 +186,45 @@ class BlobStore:
         try:
             return self.location.fs.cat_file(self.location.path(relpath))
         except FileNotFoundError:
-            raise IntegrityError(
-                f"{what + ': ' if what else ''}blob file {self.url(sha)} is missing"
-                f" (run `zoo verify`; `zoo pull` can restore it from another store)"
-            ) from None
+            raise self._missing(sha, what) from None
+
+    @contextmanager
+    def _encoded(self, sha: str, *, what: str = "") -> Iterator[bytes | memoryview]:
+        """The encoded bytes of a blob for the with-block. From a local disk they are read into a
+        reused buffer: fresh memory is the costly part of a read (see codec.py)."""
+        if not self.location.is_local:
+            yield self.read_encoded(sha, what=what)
+            return
+        try:
+            handle = open(self.location.path(self.relpath(sha)), "rb", buffering=0)
+        except FileNotFoundError:
+            raise self._missing(sha, what) from None
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            with codec.scratch_buffer(size) as buffer:
+                view, filled = memoryview(buffer)[:size], 0
+                while filled < size:
+                    got = handle.readinto(view[filled:])
+                    if not got:
+                        break
+                    filled += got
+                yield view[:filled]
+
+    def _missing(self, sha: str, what: str) -> IntegrityError:
+        return IntegrityError(
+            f"{what + ': ' if what else ''}blob file {self.url(sha)} is missing"
+            f" (run `zoo verify`; `zoo pull` can restore it from another store)"
+        )
 
     def verify_encoded(
-        self, sha: str, blob: bytes, *, what: str = "", nbytes: int | None = None
+        self, sha: str, blob: bytes | memoryview, *, what: str = "", nbytes: int | None = None,
+        out=None,
     ) -> np.ndarray:
-        """Decode and check size and hash; IntegrityError naming `what` and the file otherwise."""
+        """Decode (into `out`, a buffer of exactly `nbytes`, when given) and check size and hash;
+        IntegrityError naming `what` and the file otherwise."""
         prefix = f"{what + ': ' if what else ''}blob file {self.url(sha)}"
         try:
-            raw = codec.decode(blob)
+            raw = codec.decode(blob) if out is None else codec.decode_into(blob, out)
         except IntegrityError as exc:
             raise IntegrityError(f"{prefix} is corrupt: {exc}") from None
         if nbytes is not None and len(raw) != nbytes:
@@ -208,15 +236,13 @@ class BlobStore:
             )
         return raw
 
-    def get_raw(self, sha: str, *, nbytes: int | None = None, what: str = "") -> np.ndarray:
-        return self.verify_encoded(sha, self.read_encoded(sha, what=what), what=what, nbytes=nbytes)
+    def get_raw(self, sha: str, *, nbytes: int | None = None, what: str = "", out=None) -> np.ndarray:
+        with self._encoded(sha, what=what) as blob:
+            return self.verify_encoded(sha, blob, what=what, nbytes=nbytes, out=out)
 
     def get_tensor(self, ref: dict, *, what: str = "") -> torch.Tensor:
         """Load one verified tensor from its manifest reference."""
-        try:
-            sha, dtype_text, shape, nbytes = ref["blob"], ref["dtype"], ref["shape"], ref["nbytes"]
-        except (KeyError, TypeError):
-            raise ZooError(f"{what}: malformed tensor reference {ref!r}") from None
+        sha, dtype_text, shape, nbytes = _unpack(ref, what)
         raw = self.get_raw(sha, nbytes=nbytes, what=what)
         expected = (
             int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype_text].itemsize
@@ -230,27 +256,41 @@ class BlobStore:
             )
         return tensor_from_bytes(raw, dtype_text, shape)
 
-    def get_tensors(
-        self,
-        refs: dict[str, dict],
-        *,
-        what: str = "",
-        each: Callable[[str, torch.Tensor], None] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Load many tensors in parallel; `what` is prefixed to each tensor's name in errors.
-        `each(name, tensor)` runs in the loading thread right after a tensor is verified."""
-
-        def one(item: tuple[str, dict]) -> torch.Tensor:
-            tensor = self.get_tensor(item[1], what=f"{what} tensor {item[0]!r}")
-            if each is not None:
-                each(item[0], tensor)
-            return tensor
-
-        # Largest first, so the two biggest tensors (embedding, unembedding) do not end up last on
-        # one thread while the others idle.
-        by_size = sorted(refs.items(), key=lambda item: -_ref_nbytes(item[1]))
-        loaded = dict(zip((name for name, _ in by_size), _shared_pool().map(one, by_size)))
+    def get_tensors(self, refs: dict[str, dict], *, what: str = "") -> dict[str, torch.Tensor]:
+        """Load many tensors in parallel; `what` is prefixed to each tensor's name in errors."""
+        loaded = _largest_first(refs, lambda name, ref: self.get_tensor(ref, what=f"{what} tensor {name!r}"))
         return {name: loaded[name] for name in refs}
+
+    def read_each(self, refs: dict[str, dict], each: Callable[[str, memoryview], None], *,
+                  what: str = "") -> None:
+        """Verify every tensor's bytes and hand them to `each(name, raw)` in the loading threads.
+        `raw` is a reused buffer, valid only during the call: for readers that pass the bytes on
+        (a cold load writing its snapshot file), so no tensor-sized memory is allocated."""
+
+        def one(name: str, ref: dict) -> None:
+            label = f"{what} tensor {name!r}"
+            sha, _, _, nbytes = _unpack(ref, label)
+            with codec.scratch_buffer(nbytes) as buffer:
+                raw = memoryview(buffer)[:nbytes]
+                self.get_raw(sha, nbytes=nbytes, what=label, out=raw)
+                each(name, raw)
+
+        _largest_first(refs, one)
+
+
+def _unpack(ref, what: str) -> tuple:
+    try:
+        return ref["blob"], ref["dtype"], ref["shape"], ref["nbytes"]
+    except (KeyError, TypeError):
+        raise ZooError(f"{what}: malformed tensor reference {ref!r}") from None
+
+
+def _largest_first(refs: dict[str, dict], load: Callable[[str, dict], object]) -> dict:
+    """name -> load(name, ref) on the shared pool. Largest first, so the two biggest tensors
+    (embedding, unembedding) do not end up last on one thread while the others idle."""
+    by_size = sorted(refs.items(), key=lambda item: -_ref_nbytes(item[1]))
+    results = _shared_pool().map(lambda item: load(*item), by_size)
+    return dict(zip((name for name, _ in by_size), results))
 
 
 def _ref_nbytes(ref) -> int:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 import numpy as np
@@ -60,13 +62,14 @@ def group_bytes(raw: bytes | memoryview, itemsize: int, *, out: bytearray | None
     return out
 
 
-def ungroup_bytes(planes: bytes | memoryview, itemsize: int) -> np.ndarray:
-    """Inverse of group_bytes, into fresh uint8 memory that torch can wrap without a copy.
+def ungroup_bytes(planes: bytes | memoryview, itemsize: int, *, out=None) -> np.ndarray:
+    """Inverse of group_bytes, into `out` (a writable buffer of the same length) or else fresh
+    uint8 memory that torch can wrap without a copy.
 
     np.empty, not bytearray: bytearray zero-fills while holding the GIL, which serializes the page
     faults of parallel decodes (measured: 2 decode threads gained nothing over 1)."""
     flat = np.frombuffer(planes, dtype=np.uint8)
-    out = np.empty(flat.size, dtype=np.uint8)
+    out = np.empty(flat.size, dtype=np.uint8) if out is None else np.frombuffer(out, dtype=np.uint8)
     if itemsize == 1 or flat.size == 0:
         out[:] = flat
         return out
@@ -138,13 +141,14 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
 _compressors = threading.local()
 
 
-def read_header(blob: bytes) -> dict:
+def read_header(blob: bytes | memoryview) -> dict:
     """The header of an encoded blob; IntegrityError when it is not one of ours."""
-    end = blob.find(b"\n", 0, _MAX_HEADER)
+    head = bytes(blob[:_MAX_HEADER])
+    end = head.find(b"\n")
     try:
         if end < 0:
             raise ValueError("no header line")
-        header = json.loads(blob[:end])
+        header = json.loads(head[:end])
         if not isinstance(header, dict) or {"encoding", "itemsize", "nbytes"} - header.keys():
             raise ValueError("incomplete header")
     except ValueError as exc:
@@ -153,9 +157,28 @@ def read_header(blob: bytes) -> dict:
     return header
 
 
-def decode(blob: bytes) -> np.ndarray:
-    """Raw tensor bytes of an encoded blob (1-D uint8 array). Size is checked here; the hash is
-    checked by blobs.py."""
+def decode(blob: bytes | memoryview) -> np.ndarray:
+    """Raw tensor bytes of an encoded blob (1-D uint8 array, fresh memory). Size is checked here;
+    the hash is checked by blobs.py."""
+    encoding, itemsize, nbytes, payload = _parse(blob)
+    try:
+        out = np.empty(nbytes, dtype=np.uint8)
+    except MemoryError:
+        raise IntegrityError(f"blob header claims {nbytes} bytes, more than this machine can hold") from None
+    return _decode_payload(payload, encoding, itemsize, out)
+
+
+def decode_into(blob: bytes | memoryview, out) -> np.ndarray:
+    """Decode into `out`, a writable buffer exactly as long as the raw bytes; returns it as uint8."""
+    encoding, itemsize, nbytes, payload = _parse(blob)
+    out = np.frombuffer(out, dtype=np.uint8)
+    if out.size != nbytes:
+        raise IntegrityError(f"blob holds {nbytes} bytes, {out.size} were expected")
+    return _decode_payload(payload, encoding, itemsize, out)
+
+
+def _parse(blob: bytes | memoryview) -> tuple[str, int, int, memoryview]:
+    """Encoding, item size, raw size and payload of a blob, with the header checked."""
     header = read_header(blob)
     encoding, itemsize, nbytes = header["encoding"], header["itemsize"], header["nbytes"]
     if encoding not in ENCODINGS:
@@ -172,13 +195,20 @@ def decode(blob: bytes) -> np.ndarray:
         raise IntegrityError(f"damaged blob payload ({exc})") from None
     if declared not in (nbytes, -1):  # checked before memory is sized from an untrusted header
         raise IntegrityError(f"blob payload holds {declared} bytes, header says {nbytes}")
+    return encoding, itemsize, nbytes, payload
+
+
+def _decode_payload(payload: memoryview, encoding: str, itemsize: int, out: np.ndarray) -> np.ndarray:
+    if encoding == PLAIN_ZSTD or itemsize == 1:
+        _decompress_into(payload, memoryview(out))
+        return out
     try:
-        scratch = _scratch.take(nbytes)
+        scratch = _scratch.take(out.size)
     except MemoryError:
-        raise IntegrityError(f"blob header claims {nbytes} bytes, more than this machine can hold") from None
+        raise IntegrityError(f"blob header claims {out.size} bytes, more than this machine can hold") from None
     try:
-        body = _decompress_into(payload, memoryview(scratch)[:nbytes])
-        return ungroup_bytes(body, itemsize if encoding == BYTEGROUP_ZSTD else 1)
+        body = _decompress_into(payload, memoryview(scratch)[: out.size])
+        return ungroup_bytes(body, itemsize, out=out)
     finally:
         _scratch.give_back(scratch)
 
@@ -225,3 +255,13 @@ class _ScratchPool:
 
 
 _scratch = _ScratchPool()
+
+
+@contextmanager
+def scratch_buffer(nbytes: int) -> Iterator[bytearray]:
+    """A reused buffer of at least `nbytes` for the with-block (valid only inside it)."""
+    buffer = _scratch.take(nbytes)
+    try:
+        yield buffer
+    finally:
+        _scratch.give_back(buffer)

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from data_index.errors import ZooError
+from zoo.blobs import DTYPES
 from zoo.cache import cache_dir
 from zoo.names import RunId
 from zoo.safetensors_file import SafetensorsWriter, can_write
@@ -123,36 +124,41 @@ def _cold_load(run: RunStore, store: Store, step: int, folder: Path, manifest: d
                options: dict):
     """Load a stored step whose snapshot is not cached yet, and cache it on the way.
 
-    One pass decodes, verifies and writes each tensor into the snapshot's model.safetensors
-    (zoo/safetensors_file.py); the model is built from the same tensors while the rest of the
-    folder (config, tokenizer, record) is written beside it. On a local store the tokenizer is
-    read from the corpus's tokenizer files (the ones the snapshot copies) while the blobs decode.
+    One pass decodes each blob into a reused buffer, verifies it and writes it into the snapshot's
+    model.safetensors (zoo/safetensors_file.py); the model's tensors are then copy-on-write maps of
+    that file, as `from_pretrained` makes them, so the weights occupy the page cache once and no
+    tensor-sized memory is allocated (fresh memory is the costly part of a load, see codec.py).
+    The empty model is built while the blobs decode (config and dtypes come from the manifest),
+    and the rest of the folder while the tensors are assigned to it. On a local store the
+    tokenizer is read from the corpus's tokenizer files while the blobs decode.
     """
+    from safetensors.torch import load_file
     from transformers import AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     record = run.read_json("run.json")
     tokenizer_files = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
+    refs = manifest["tensors"]
+    direct = can_write(refs)  # else: tensors in memory, written by safetensors' save_file
+    config = _hf_config(record, {DTYPES[r["dtype"]] for r in refs.values() if r.get("dtype") in DTYPES})
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # what the Auto class would pick
     staging = _begin_snapshot(folder)
     try:
         with ThreadPoolExecutor(2) as pool:
             tokenizing = (pool.submit(AutoTokenizer.from_pretrained, tokenizer_files.root)
                           if tokenizer_files.is_local else None)
-            refs = manifest["tensors"]
-            weights = (SafetensorsWriter(staging / "model.safetensors", refs)
-                       if can_write(refs) else None)
-            try:
-                checkpoint = run.read_checkpoint(step, each=weights.write if weights else None)
-            finally:
-                if weights is not None:
-                    weights.close()
-            config = _hf_config(record, checkpoint.tensors)
-            model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # what the Auto class would pick
+            weights_file = staging / "model.safetensors"
+            decoding = pool.submit(_write_weights, run, step, refs, weights_file) if direct else None
+            skeleton = _empty_model(model_class, config, refs, options)  # while the blobs decode
+            if decoding is not None:
+                decoding.result()
+                tensors = load_file(weights_file)  # copy-on-write views of the file's page cache
+            else:
+                tensors = run.read_checkpoint(step).tensors
             writing = pool.submit(_complete_snapshot, staging, folder, run=run, store=store,
-                                  step=step, tensors=checkpoint.tensors,
-                                  tokens_seen=checkpoint.tokens_seen,
-                                  weights_id=_weights_id(manifest), write_weights=weights is None)
-            model = _model_from_tensors(model_class, config, checkpoint.tensors, options)
+                                  step=step, tensors=tensors, tokens_seen=manifest["tokens_seen"],
+                                  weights_id=_weights_id(manifest), write_weights=not direct)
+            model = _model_from_tensors(model_class, config, tensors, options, skeleton=skeleton)
             folder = writing.result()
             tokenizer = (tokenizing.result() if tokenizing is not None
                          else AutoTokenizer.from_pretrained(folder))
@@ -163,23 +169,40 @@ def _cold_load(run: RunStore, store: Store, step: int, folder: Path, manifest: d
     return model, tokenizer
 
 
-def _model_from_tensors(model_class, config, tensors: dict, options: dict):
-    """The stock model holding exactly `tensors`. For fp32 checkpoints that name every tensor of
-    the model, the model is built without initializing weights and the tensors are assigned (no
-    copy): 13 ms instead of 31 ms for a 21 MB model (benchmarks/bench_load.py), with the same
-    weights, buffers, config and logits as `from_pretrained` of the snapshot (tested). Anything
-    else goes through `from_pretrained(state_dict=...)`, which handles dtypes and renamed keys."""
+def _write_weights(run: RunStore, step: int, refs: dict, path: Path) -> None:
+    """Decode, verify and write every tensor of the checkpoint into a safetensors file."""
+    weights = SafetensorsWriter(path, refs)
+    try:
+        run.read_checkpoint_bytes(step, weights.write)
+    finally:
+        weights.close()
+
+
+def _empty_model(model_class, config, refs: dict, options: dict):
+    """For an fp32 checkpoint, the stock model built without initializing its weights (the tensors
+    are assigned later, see _model_from_tensors); None otherwise."""
     from transformers.initialization import no_init_weights
 
-    if all(t.dtype == torch.float32 for t in tensors.values() if t.is_floating_point()):
-        direct_config = copy.deepcopy(config)
-        direct_config._attn_implementation = options["attn_implementation"]
-        with no_init_weights():
-            model = model_class(direct_config)
-        if set(model.state_dict()) == set(tensors):
-            model.load_state_dict(tensors, assign=True, strict=True)
-            model.tie_weights()
-            return model.eval()
+    dtypes = [DTYPES.get(ref.get("dtype")) for ref in refs.values()]
+    if any(d is None or (d.is_floating_point and d != torch.float32) for d in dtypes):
+        return None
+    direct_config = copy.deepcopy(config)
+    direct_config._attn_implementation = options["attn_implementation"]
+    with no_init_weights():
+        return model_class(direct_config)
+
+
+def _model_from_tensors(model_class, config, tensors: dict, options: dict, *, skeleton=None):
+    """The stock model holding exactly `tensors`. For fp32 checkpoints that name every tensor of
+    the model, the tensors are assigned (no copy) to `skeleton` (_empty_model): 13 ms instead of
+    31 ms for a 21 MB model, and built while the blobs decode (benchmarks/bench_load.py), with the
+    same weights, buffers, config and logits as `from_pretrained` of the snapshot (tested).
+    Anything else goes through `from_pretrained(state_dict=...)`, which handles dtypes and renamed
+    keys."""
+    if skeleton is not None and set(skeleton.state_dict()) == set(tensors):
+        skeleton.load_state_dict(tensors, assign=True, strict=True)
+        skeleton.tie_weights()
+        return skeleton.eval()
     return model_class.from_pretrained(None, config=config, state_dict=tensors, **options)
 
 
@@ -229,7 +252,7 @@ def _complete_snapshot(staging: Path, folder: Path, *, run: RunStore, store: Sto
     from safetensors.torch import save_file
 
     record = run.read_json("run.json")
-    _hf_config(record, tensors).save_pretrained(staging)
+    _hf_config(record, {t.dtype for t in tensors.values()}).save_pretrained(staging)
     if write_weights:
         save_file({k: v.contiguous() for k, v in tensors.items()},
                   str(staging / "model.safetensors"), metadata={"format": "pt"})
@@ -252,7 +275,7 @@ def _complete_snapshot(staging: Path, folder: Path, *, run: RunStore, store: Sto
     return folder
 
 
-def _hf_config(record: dict, tensors: dict):
+def _hf_config(record: dict, dtypes: set[torch.dtype]):
     """The run's transformers config, naming its model class and dtype for any HF tool."""
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -262,9 +285,9 @@ def _hf_config(record: dict, tensors: dict):
     config = AutoConfig.for_model(model_type, **hf_config)
     if not config.architectures and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         config.architectures = [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type]]
-    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
-    if len(dtypes) == 1:
-        config.dtype = dtypes.pop()
+    floating = {dtype for dtype in dtypes if dtype.is_floating_point}
+    if len(floating) == 1:
+        config.dtype = floating.pop()
     return config
 
 

@@ -57,9 +57,12 @@ class SafetensorsWriter:
             os.close(self._fd)
             raise
 
-    def write(self, name: str, tensor: torch.Tensor) -> None:
+    def write(self, name: str, raw) -> None:
+        """Write a tensor's raw bytes (a buffer, or a tensor) at its place in the file."""
         offset, nbytes = self._offsets[name]
-        raw = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+        if isinstance(raw, torch.Tensor):
+            raw = raw.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+        raw = np.frombuffer(raw, dtype=np.uint8)
         if raw.nbytes != nbytes:
             raise ValueError(f"tensor {name!r} has {raw.nbytes} bytes, the layout expects {nbytes}")
         _pwrite_all(self._fd, raw, self._data_start + offset)

@@ -354,16 +354,20 @@ class RunStore:
             if into is None:
                 write.commit()
 
-    def read_checkpoint(
-        self, step: int, *, each: Callable[[str, torch.Tensor], None] | None = None
-    ) -> Checkpoint:
-        """All tensors of a stored checkpoint, verified; `each(name, tensor)` sees each as it lands."""
+    def read_checkpoint(self, step: int) -> Checkpoint:
+        """All tensors of a stored checkpoint, verified."""
         manifest = self.checkpoint_manifest(step)
         with reaching(self.store.url):
-            tensors = self.store.blobs.get_tensors(
-                manifest["tensors"], what=f"{self.label} step {step}", each=each
-            )
+            tensors = self.store.blobs.get_tensors(manifest["tensors"], what=f"{self.label} step {step}")
         return Checkpoint(step, manifest["tokens_seen"], manifest["config_hash"], tensors)
+
+    def read_checkpoint_bytes(self, step: int, each: Callable[[str, memoryview], None]) -> dict:
+        """Hand each tensor's verified raw bytes to `each(name, raw)` (BlobStore.read_each: raw is
+        valid only during the call); returns the checkpoint's manifest."""
+        manifest = self.checkpoint_manifest(step)
+        with reaching(self.store.url):
+            self.store.blobs.read_each(manifest["tensors"], each, what=f"{self.label} step {step}")
+        return manifest
 
     def read_tensor(self, step: int, name: str) -> torch.Tensor:
         """One tensor of a checkpoint, without reading the others."""
