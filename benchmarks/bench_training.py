@@ -7,8 +7,9 @@ Three measurements, side by side in one process, 2 threads for everything:
    (zoo.models.build_model from the same RunConfig), the same batches (global_batch +
    corpus.samples) and the same optimizer (make_training_state), writing nothing. Both are timed
    end to end (model build included) over the first STEPS steps; repetitions alternate
-   A B B A ... because the machine is noisy, and the table reports medians. The model is
-   nanoGPT's published CPU shape (shakespeare-char on CPU: n_layer=4, n_head=4, n_embd=128,
+   A B B A ... because the machine is noisy, and the table reports medians. Process CPU time
+   (all threads) is reported beside: time the VM's host takes the cores away does not count in
+   it. The model is nanoGPT's published CPU shape (shakespeare-char on CPU: n_layer=4, n_head=4, n_embd=128,
    block_size=64, batch_size=12) as a GPT-NeoX, through a manifest written here.
 2. tokens/s and model-FLOP utilization: 6 x matmul params x tokens/s over this machine's fp32
    matmul rate, measured here with torch.mm 1024x1024 (2 threads, median of several).
@@ -119,18 +120,24 @@ def fresh_store(root: Path, corpus) -> Store:
     return store
 
 
-def run_harness(cfg, corpus, root: Path, steps: int) -> tuple[float, float]:
+def run_harness(cfg, corpus, root: Path, steps: int,
+                cpu_seconds: list | None = None) -> tuple[float, float]:
+    """Appends the process CPU time of the run (all threads) to cpu_seconds."""
     store = fresh_store(root, corpus)
-    tic = time.perf_counter()
+    tic, cpu = time.perf_counter(), time.process_time()
     outcome = train_run(cfg, store=store, corpus=corpus, threads=THREADS, progress=False,
                         stop_after_step=steps)
+    if cpu_seconds is not None:
+        cpu_seconds.append(time.process_time() - cpu)
     return time.perf_counter() - tic, outcome.final_loss
 
 
-def run_bare(cfg, corpus, steps: int, step_seconds: list | None = None) -> tuple[float, float]:
+def run_bare(cfg, corpus, steps: int, step_seconds: list | None = None,
+             cpu_seconds: list | None = None) -> tuple[float, float]:
     """The same model, batches and optimizer in a plain PyTorch loop that writes nothing.
-    Appends the time spent in the update itself (zero_grad .. scheduler.step) to step_seconds."""
-    tic = time.perf_counter()
+    Appends the time spent in the update itself (zero_grad .. scheduler.step) to step_seconds
+    and the process CPU time to cpu_seconds."""
+    tic, cpu = time.perf_counter(), time.process_time()
     in_step = 0.0
     model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id)
     optimizer, scheduler = make_training_state(model, cfg)
@@ -150,6 +157,8 @@ def run_bare(cfg, corpus, steps: int, step_seconds: list | None = None) -> tuple
         in_step += time.perf_counter() - step_tic
     if step_seconds is not None:
         step_seconds.append(in_step)
+    if cpu_seconds is not None:
+        cpu_seconds.append(time.process_time() - cpu)
     return time.perf_counter() - tic, float(loss.detach())
 
 
@@ -182,18 +191,19 @@ def main() -> None:
         # 1. harness vs bare, alternating A B B A A B ...
         harness, bare, losses, write_share = [], [], set(), []
         harness_step, bare_step = [], []  # seconds inside the update itself, per repetition
+        harness_cpu, bare_cpu = [], []  # process CPU seconds (all threads), per repetition
         run_bare(cfg, corpus, 2)  # warm-up: first-call costs of torch/transformers
         for rep in range(args.reps):
             order = ("harness", "bare") if rep % 2 == 0 else ("bare", "harness")
             for which in order:
                 if which == "harness":
                     timers.reset()
-                    seconds, loss = run_harness(cfg, corpus, root, args.steps)
+                    seconds, loss = run_harness(cfg, corpus, root, args.steps, harness_cpu)
                     harness.append(seconds)
                     harness_step.append(timers.seconds["training_step"])
                     write_share.append(timers.seconds["_write_step"] / seconds)
                 else:
-                    seconds, loss = run_bare(cfg, corpus, args.steps, bare_step)
+                    seconds, loss = run_bare(cfg, corpus, args.steps, bare_step, bare_cpu)
                     bare.append(seconds)
                 losses.add(loss)
                 print(f"  rep {rep + 1} {which:7s} {tokens / seconds:8.0f} tok/s  loss {loss:.6f}",
@@ -251,6 +261,11 @@ def main() -> None:
           f"{', '.join(f'{s:.2f}' for s in bare)} s; write share inside these harness runs "
           f"(first {args.steps} steps: dense log-spaced checkpoints): "
           f"{statistics.median(write_share):.1%}")
+    cpu_ratio = statistics.median(bare_cpu) / statistics.median(harness_cpu)
+    print(f"process CPU seconds per run (median, all threads): harness "
+          f"{statistics.median(harness_cpu):.2f}, bare {statistics.median(bare_cpu):.2f}; ratio "
+          f"bare/harness {cpu_ratio:.3f} (CPU time does not count time the VM's host took the "
+          f"cores away, so it moves less than wall time between repetitions)")
     print(f"time outside the update per run (median): harness {h_other:.2f} s, bare {b_other:.2f} s; "
           f"inside the update: harness {h_in:.2f} s, bare {statistics.median(bare_step):.2f} s; "
           f"ratio from this decomposition {ratio_decomposed:.3f}\n")

@@ -109,8 +109,14 @@ def training_step(
     else:
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             outputs = model(input_ids=batch, labels=batch)
-        outputs.loss.backward()
-        loss = outputs.loss.detach()
+        loss = outputs.loss
+        if observe is None:
+            # Let the logits (batch x seq x vocab) go before backward: held through backward and
+            # the update they sit beside the loss's own saved copy, doubling that peak (GiBs at
+            # real vocab sizes). Only an observer needs them.
+            outputs = None
+        loss.backward()
+        loss = loss.detach()
         if world_size > 1:
             import torch.distributed as dist
 
