@@ -67,8 +67,8 @@ class Location:
         """Write `data` to a temporary file beside `relpath`, not yet durable nor visible; None
         when the write is already complete (object stores: one PUT is atomic and durable).
 
-        `data` may be a function that writes into the open file, so that large content is
-        streamed to disk instead of being assembled in memory first."""
+        `data` may be a function that writes into the open file, so that content made of parts
+        is written part by part instead of being joined in memory first."""
         target = self.path(relpath)
         if not self.is_local:
             if callable(data):

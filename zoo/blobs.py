@@ -139,7 +139,7 @@ class BlobStore:
         else:
             itemsize, level = tensor.element_size(), self.level
 
-            def blob(sink) -> None:  # streamed into the file: no blob-sized buffer in memory
+            def blob(sink) -> None:  # header and payload written apart: no joined copy
                 codec.encode_into(sink, raw, itemsize=itemsize, level=level)
 
             if staged is None:
