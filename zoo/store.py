@@ -346,7 +346,7 @@ class RunStore:
             write, own=into is None
         ):
             self.store.ensure_created()
-            manifest = {**header, "tensors": self.store.blobs.put_tensors(tensors, write.blobs)}
+            manifest = {**header, "tensors": self.store.blobs.put_tensors(tensors, write.blobs, write.drop_cache)}
             write.add_file(
                 self.manifest_name(CHECKPOINTS, step),
                 _dump(manifest, f"{self.label} checkpoint {step}"),
@@ -424,6 +424,7 @@ class RunStore:
                 {**{f"model/{k}": v for k, v in model.items()},
                  **{f"tree/{i}": tensor for i, (_, tensor) in enumerate(slots)}},
                 write.blobs,
+                write.drop_cache,
             )
             for i, (slot, _) in enumerate(slots):
                 slot.update(stored[f"tree/{i}"])
