@@ -412,8 +412,10 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                     _write_step(cfg, run, model, optimizer, scheduler, step=step,
                                 fingerprint=fingerprint, checkpoint=step in ckpt_steps,
                                 keyframe=step in key_steps, rng=rng, writer=writer)
-            bar.update(1)
-            bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{tokens_per_step / max(wall, 1e-9):,.0f}")
+            if progress:  # a disabled bar still formats its postfix
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats.loss:.3f}",
+                                tok_s=f"{tokens_per_step / max(wall, 1e-9):,.0f}")
             if any_rank(world, interrupt.requested):  # every rank stops after the same step
                 raise KeyboardInterrupt(f"stopped after step {step}")
     finally:
