@@ -14,20 +14,48 @@
 
 Every function takes `store=` (a folder or fsspec URL); the default is $ZOO_STORE, else ./zoo-store.
 Importing zoo registers the interpretability architecture ("zoo-toy": SoLU / attention-only) with
-transformers' Auto classes, so its checkpoints load with AutoModelForCausalLM like any other.
+transformers' Auto classes (as soon as transformers is imported: zoo/auto_registration.py), so its
+checkpoints load with AutoModelForCausalLM like any other.
 """
+from importlib import import_module
+
 from data_index.errors import IntegrityError, ZooError
-from zoo import stats
-from zoo.batches import batch, steps_of
-from zoo.history import tensor_history
-from zoo.registry import list_models, load, snapshot, steps
-from zoo.step_replay import replay
-from zoo.tables import metrics_table as metrics
-from zoo.toy_model import register_toy_model
+from zoo.auto_registration import register_when_transformers_loads
 
-register_toy_model()
+register_when_transformers_loads()
 
-__all__ = [
-    "IntegrityError", "ZooError", "batch", "list_models", "load", "metrics", "replay", "snapshot",
-    "stats", "steps", "steps_of", "tensor_history",
-]
+# Public name -> (module, attribute), imported on first use: `import zoo` stays cheap (no torch)
+# until a function is called, so `zoo --help` and the lightweight commands start at once.
+_PUBLIC = {
+    "batch": ("zoo.batches", "batch"),
+    "steps_of": ("zoo.batches", "steps_of"),
+    "tensor_history": ("zoo.history", "tensor_history"),
+    "list_models": ("zoo.registry", "list_models"),
+    "load": ("zoo.registry", "load"),
+    "snapshot": ("zoo.registry", "snapshot"),
+    "steps": ("zoo.registry", "steps"),
+    "replay": ("zoo.step_replay", "replay"),
+    "metrics": ("zoo.tables", "metrics_table"),
+    "stats": ("zoo.stats", None),
+}
+
+__all__ = ["IntegrityError", "ZooError", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:  # a submodule, as `zoo.batches` is once imported (eagerly or not)
+        try:
+            return import_module(f"zoo.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"zoo.{name}":
+                raise
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    module_name, attribute = _PUBLIC[name]
+    module = import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

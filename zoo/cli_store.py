@@ -7,7 +7,6 @@ import argparse
 from data_index.errors import ZooError
 from zoo.cli_common import add_store_argument, open_store
 from zoo.names import RunId, parse_model_name
-from zoo.store import Store
 
 _S3_NOTE = (
     "S3 credentials come from the usual AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
@@ -98,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
 
 
-def select_runs(store: Store, name: str | None, seed: int | None) -> list[RunId]:
+def select_runs(store, name: str | None, seed: int | None) -> list[RunId]:
     """The runs NAME/--seed designate, or an error listing what the store holds."""
     runs = store.runs()
     if name is None:
@@ -197,7 +196,7 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
-def _copy(source: Store, destination: Store, args: argparse.Namespace) -> int:
+def _copy(source, destination, args: argparse.Namespace) -> int:
     from zoo.transfer import copy_runs
 
     report = copy_runs(
@@ -216,10 +215,14 @@ def _copy(source: Store, destination: Store, args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
+    from zoo.store import Store
+
     return _copy(open_store(args), Store.open(args.other), args)
 
 
 def _pull(args: argparse.Namespace) -> int:
+    from zoo.store import Store
+
     return _copy(Store.open(args.other), open_store(args), args)
 
 
