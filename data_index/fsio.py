@@ -7,7 +7,9 @@ see the old object or the new one, never half).
 
 A write can also be staged: the temporary file is written now and made durable and renamed into
 place later (`commit_staged`), so a writer can hand the slow part (fsync waits on the disk, not the
-CPU) to a thread while it computes on. Until the commit, readers see nothing of it.
+CPU) to a thread while it computes on. Until the commit, readers see nothing of it. A writer that
+never reads its files back stages them in memory instead, and the commit writes them around the
+page cache (data_index/direct_io.py).
 """
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ import io
 import os
 import uuid
 from collections.abc import Callable, Iterable
-from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import fsspec
 
@@ -84,7 +86,7 @@ class Location:
             self.fs.pipe_file(target, data)
             return None
         folder = os.path.dirname(target)
-        staged = StagedFile(os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}"), target)
+        tmp = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}")
         if bypass_cache:
             content = AlignedBuffer()
             try:
@@ -92,7 +94,8 @@ class Location:
             except BaseException:
                 content.release()
                 raise
-            return StagedFile(staged.tmp, target, content)
+            return StagedFile(tmp, target, content)
+        staged = StagedFile(tmp, target)
         try:
             os.makedirs(folder, exist_ok=True)
             with open(staged.tmp, "wb") as handle:
@@ -108,15 +111,10 @@ class Location:
             raise
         return staged
 
-    def commit_staged(self, staged: Iterable[StagedFile], *, drop_cache: bool = False) -> None:
+    def commit_staged(self, staged: Iterable[StagedFile]) -> None:
         """fsync every staged file, then rename each into place: after a crash a final name holds
         complete bytes or does not exist. On error the remaining temporary files are removed.
-
-        `drop_cache` evicts the files' pages from the page cache once they are on disk, for
-        writers that will not read them back (a training loop's checkpoints): the cache does not
-        grow by every checkpoint written, and the next write reuses those pages. On virtual
-        machines that is also faster: a page the guest has not used before costs a fault in the
-        host, and writing 10 MB to a file measured 20-27 ms into new pages, 5-6 ms into reused ones."""
+        Files staged in memory (`write_staged(bypass_cache=True)`) are written here first."""
         items, renamed = list(staged), 0
         try:
             for item in items:  # written now if staged in memory; fsynced below with the rest
@@ -132,8 +130,6 @@ class Location:
                 fd = os.open(item.tmp, os.O_RDONLY)
                 try:
                     os.fsync(fd)
-                    if drop_cache and item.content is None and hasattr(os, "posix_fadvise"):
-                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 finally:
                     os.close(fd)
             for item in items:

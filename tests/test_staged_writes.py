@@ -38,12 +38,12 @@ def _blob_files(root) -> list:
     return [p for p in (root / "blobs").glob("*/*") if not p.name.startswith(".tmp-")]
 
 
-@pytest.mark.parametrize("drop_cache", [False, True])
-def test_staged_step_is_invisible_until_commit_then_whole_and_shares_blobs(tmp_path, drop_cache):
+@pytest.mark.parametrize("bypass_cache", [False, True])
+def test_staged_step_is_invisible_until_commit_then_whole_and_shares_blobs(tmp_path, bypass_cache):
     store = Store.open(tmp_path / "store")
     run = store.run(RUN)
     weights = _state(0)
-    into = run.begin_write(drop_cache=drop_cache)  # evicting written pages changes no byte
+    into = run.begin_write(bypass_cache=bypass_cache)  # writing around the page cache: same bytes
     _write_step(run, 5, weights, into)
     assert run.checkpoint_steps() == [] and run.keyframe_steps() == []
     assert not run.location.exists("status.json") and _blob_files(tmp_path / "store") == []

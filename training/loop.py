@@ -282,8 +282,8 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
     """Write step's checkpoint and/or keyframe (and, with a keyframe, the run's status).
 
     The state is encoded into a staged RunWrite while training waits (both cores encode); its
-    commit (fsync, rename, manifests: waiting on the disk, not the CPU) runs on the writer's thread
-    while training goes on. When a core is free, the encoding moves to that thread too, and the
+    commit (blob files, fsync, rename, manifests: mostly waiting on the disk) runs on the writer's
+    thread while training goes on. When a core is free, the encoding moves to that thread too, and the
     state is copied first, since the next update changes it in place.
     """
     copy_state = writer is not None and writer.encodes_in_background
@@ -299,7 +299,7 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
         rng = rng_state.capture()
 
     def stage() -> RunWrite:
-        into = run.begin_write(drop_cache=True)  # the loop never reads its checkpoints back
+        into = run.begin_write(bypass_cache=True)  # the loop never reads its checkpoints back
         try:
             if checkpoint:
                 run.write_checkpoint(step, weights, tokens_seen=tokens_seen,
@@ -336,7 +336,7 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
 class _BackgroundWriter:
     """One write in flight at a time, in order, on a thread of its own.
 
-    Every commit (fsync, rename, manifests) runs here, overlapping training. Encoding runs here
+    Every commit (blob files, fsync, rename, manifests) runs here, overlapping training. Encoding runs here
     too when a core is free (GPU training, or fewer training threads than cores); when the
     training threads already use every core, an encoding thread only steals from them and the
     update slows by more than the encoding costs (measured: benchmarks/RESULTS.md), so encoding

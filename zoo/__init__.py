@@ -39,7 +39,10 @@ _PUBLIC = {
     "stats": ("zoo.stats", None),
 }
 
-__all__ = ["IntegrityError", "ZooError", *sorted(_PUBLIC)]
+__all__ = [
+    "IntegrityError", "ZooError", "batch", "list_models", "load", "metrics", "replay", "snapshot",
+    "stats", "steps", "steps_of", "tensor_history",
+]
 
 
 def __getattr__(name: str):

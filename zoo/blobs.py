@@ -49,13 +49,13 @@ _DTYPE_NAMES = (
     "complex128",
 )
 DTYPES: dict[str, torch.dtype] = {n: getattr(torch, n) for n in _DTYPE_NAMES if hasattr(torch, n)}
-# One thread per core (hashing, zstd and file writes release the GIL). Not more: the work is CPU,
-# and on 2 cores 4 threads wrote a training checkpoint 1.3x slower than 2 (RESULTS.md).
 _BLOB_ID = re.compile(r"[0-9a-f]{64}")
 # Tensors up to this size are stored by the calling thread, one after another, while the pool
 # takes the large ones: for a bias or a norm's gain a pool task costs more than the work itself
 # (measured: 34 such tensors took 4.4 ms through the pool of 2 threads, 2.7 ms in one thread).
 _SMALL_TENSOR = 64 << 10
+# One thread per core (hashing, zstd and file writes release the GIL). Not more: the work is CPU,
+# and on 2 cores 4 threads wrote a training checkpoint 1.3x slower than 2 (RESULTS.md).
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
 _pool: ThreadPoolExecutor | None = None
 _pool_guard = threading.Lock()
@@ -128,12 +128,14 @@ class BlobStore:
         ]
 
     # --- writing -------------------------------------------------------------------------------
-    def put_tensor(self, tensor: torch.Tensor, staged: dict | None = None, bypass_cache: bool = False) -> dict:
+    def put_tensor(self, tensor: torch.Tensor, staged: dict | None = None,
+                   bypass_cache: bool = False) -> dict:
         """Store one tensor (once) and return its manifest reference.
 
         With `staged` (relpath -> StagedFile), a new blob is only staged: written to a temporary
         file and added to the dict, and the caller commits them (Location.commit_staged) before
-        writing anything that references them. Blobs staged in the same dict are reused."""
+        writing anything that references them. Blobs staged in the same dict are reused.
+        `bypass_cache`: staged in memory and written around the page cache (Location.write_staged)."""
         name = dtype_name(tensor.dtype)
         raw = tensor_bytes(tensor)
         sha = sha256_hex(raw)
@@ -163,7 +165,8 @@ class BlobStore:
         }
 
     def put_tensors(
-        self, tensors: dict[str, torch.Tensor], staged: dict | None = None, bypass_cache: bool = False
+        self, tensors: dict[str, torch.Tensor], staged: dict | None = None,
+        bypass_cache: bool = False,
     ) -> dict[str, dict]:
         """Store many tensors in parallel threads; returns name -> reference in the input order."""
         for name, value in tensors.items():
@@ -177,7 +180,7 @@ class BlobStore:
             if name not in large and error is None:
                 try:
                     small[name] = self.put_tensor(tensor, staged, bypass_cache)
-                except BaseException as exc:  # raised after the pool's tasks have settled
+                except BaseException as exc:  # noqa: BLE001 (re-raised once the pool's tasks settle)
                     error = exc
         wait(large.values())  # all settled before an error propagates: nothing is staged after it
         if error is not None:

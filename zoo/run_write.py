@@ -1,10 +1,11 @@
 """A staged write to a run: encode now, make durable and visible later, in order.
 
 Why: on a local disk most of a checkpoint write's wall time is fsync, which waits on the disk, not
-the CPU. The training loop stages a step's checkpoint, keyframe and status (blobs encoded and written
-to temporary files, manifests rendered) and hands `commit` to a thread, which fsyncs the blobs,
-renames them into place and only then writes the manifests. A crash before the commit leaves no
-visible trace (temporary files, removed by `zoo gc`); after it, everything is whole. Blobs staged by
+the CPU. The training loop stages a step's checkpoint, keyframe and status (blobs encoded into
+memory, manifests rendered; `bypass_cache`) and hands `commit` to a thread, which writes the blobs
+around the page cache, fsyncs them, renames them into place and only then writes the manifests. A
+crash before the commit leaves no visible trace (at most temporary files, removed by `zoo gc`);
+after it, everything is whole. Blobs staged by
 one RunWrite are shared between its checkpoint and keyframe (the keyframe's model is the same bytes).
 """
 from __future__ import annotations
@@ -22,9 +23,9 @@ class RunWrite:
     """Created by RunStore.begin_write(); pass it as `into=` to write_checkpoint / write_keyframe /
     write_json, then call commit() once (from any thread)."""
 
-    def __init__(self, run: RunStore, *, drop_cache: bool = False) -> None:
+    def __init__(self, run: RunStore, *, bypass_cache: bool = False) -> None:
         self.run = run
-        self.drop_cache = drop_cache  # see Location.commit_staged
+        self.bypass_cache = bypass_cache  # see Location.write_staged
         self.blobs: dict[str, StagedFile] = {}  # blob relpath -> its staged temporary file
         self.files: list[tuple[str, bytes]] = []  # run-relative name -> bytes, written in order
         self._committed = False
@@ -42,7 +43,7 @@ class RunWrite:
         from zoo.store import reaching  # store.py imports this module
 
         with reaching(self.run.store.url), write_guard(self.run.location, label=self.run.label):
-            self.run.store.location.commit_staged(self.blobs.values(), drop_cache=self.drop_cache)
+            self.run.store.location.commit_staged(self.blobs.values())
             for name, data in self.files:
                 self.run.location.write_atomic(name, data)
 

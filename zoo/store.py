@@ -323,10 +323,11 @@ class RunStore:
         return self._manifest(KEYFRAMES, step)
 
     # --- checkpoints ---------------------------------------------------------------------------
-    def begin_write(self, *, drop_cache: bool = False) -> RunWrite:
+    def begin_write(self, *, bypass_cache: bool = False) -> RunWrite:
         """A staged write: pass it as `into=` to the write methods, then `commit()` it.
-        `drop_cache`: the writer will not read these blobs back (Location.commit_staged)."""
-        return RunWrite(self, drop_cache=drop_cache)
+        `bypass_cache`: the writer will not read these blobs back, so they are written around the
+        page cache (Location.write_staged)."""
+        return RunWrite(self, bypass_cache=bypass_cache)
 
     def write_checkpoint(
         self,
@@ -346,7 +347,8 @@ class RunStore:
             write, own=into is None
         ):
             self.store.ensure_created()
-            manifest = {**header, "tensors": self.store.blobs.put_tensors(tensors, write.blobs, write.drop_cache)}
+            manifest = {**header, "tensors": self.store.blobs.put_tensors(
+                tensors, write.blobs, write.bypass_cache)}
             write.add_file(
                 self.manifest_name(CHECKPOINTS, step),
                 _dump(manifest, f"{self.label} checkpoint {step}"),
@@ -424,7 +426,7 @@ class RunStore:
                 {**{f"model/{k}": v for k, v in model.items()},
                  **{f"tree/{i}": tensor for i, (_, tensor) in enumerate(slots)}},
                 write.blobs,
-                write.drop_cache,
+                write.bypass_cache,
             )
             for i, (slot, _) in enumerate(slots):
                 slot.update(stored[f"tree/{i}"])
