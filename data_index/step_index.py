@@ -9,6 +9,7 @@ the data order (or point past the end of the corpus).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +44,13 @@ def _read_header(location: Location) -> dict | None:
 
 
 class StepIndexWriter:
-    """Append each step's global batch; `after_step=k` resumes a run from its keyframe at step k."""
+    """Append each step's global batch; `after_step=k` resumes a run from its keyframe at step k.
+
+    Every `flush_every` steps (and on `flush`/`close`) the buffered steps become one part file.
+    `append` only checks the step number and shape and keeps a copy of the ids: the range check
+    and the table work run once per flush, because right after a training step every numpy and
+    Python call runs on cold caches, ~10x slower than warm (benchmarks/RESULTS.md, 2026-11-29).
+    """
 
     def __init__(
         self,
@@ -55,6 +62,7 @@ class StepIndexWriter:
         n_samples: int,
         flush_every: int = 64,
         after_step: int | None = None,
+        write_part: Callable[[str, bytes], None] | None = None,
     ):
         if batch_size <= 0 or n_samples <= 0:
             raise ZooError(f"batch_size and n_samples must be > 0, got {batch_size} and {n_samples}")
@@ -79,7 +87,12 @@ class StepIndexWriter:
         self.location = location
         self.batch_size = int(batch_size)
         self.n_samples = int(n_samples)
-        self._log = PartLog(location, schema=SCHEMA, key="step", flush_every=flush_every, parquet_options=PARQUET_OPTIONS)
+        if flush_every <= 0:
+            raise ZooError(f"flush_every must be > 0, got {flush_every}")
+        self._flush_every = flush_every
+        self._pending: list[np.ndarray] = []  # ids of the steps after the last flush
+        self._log = PartLog(location, schema=SCHEMA, key="step", parquet_options=PARQUET_OPTIONS,
+                            write_part=write_part)  # see PartLog
         recorded = self._log.last_key
         if after_step is None:
             if recorded is not None:
@@ -107,19 +120,40 @@ class StepIndexWriter:
     def append(self, step: int, sample_ids: np.ndarray) -> None:
         if step != self._last_step + 1:
             raise ZooError(f"step index expects step {self._last_step + 1} next, got step {step}")
-        ids = np.asarray(sample_ids, dtype=np.int64)
+        ids = np.array(sample_ids, dtype=np.int64)  # a copy: the caller may reuse its array
         if ids.shape != (self.batch_size,):
             raise ZooError(f"step {step}: expected {self.batch_size} sample ids, got shape {ids.shape}")
-        if ids.min() < 0 or ids.max() >= self.n_samples:
-            raise ZooError(f"step {step}: sample ids must lie in 0..{self.n_samples - 1}")
-        self._log.append({"step": np.full(self.batch_size, step, dtype=np.int64), "position": self._positions, "sample": ids})
+        self._pending.append(ids)
         self._last_step = step
+        if len(self._pending) >= self._flush_every:
+            self.flush()
 
     def flush(self) -> None:
-        self._log.flush()
+        """Write the buffered steps as one part; steps before a bad one are written, then the bad
+        one is refused by step number."""
+        if not self._pending:
+            return
+        ids, first = np.concatenate(self._pending), self._last_step - len(self._pending) + 1
+        self._pending = []
+        outside = np.flatnonzero((ids < 0) | (ids >= self.n_samples))
+        good_steps = len(ids) // self.batch_size if outside.size == 0 else int(outside[0]) // self.batch_size
+        if good_steps:
+            rows = good_steps * self.batch_size
+            self._log.append({
+                "step": np.repeat(np.arange(first, first + good_steps, dtype=np.int64), self.batch_size),
+                "position": np.tile(self._positions, good_steps),
+                "sample": ids[:rows],
+            })
+            self._log.flush()
+        if outside.size:
+            self._last_step = first + good_steps - 1
+            raise ZooError(f"step {first + good_steps}: sample ids must lie in 0..{self.n_samples - 1}")
 
     def close(self) -> None:
-        self._log.close()
+        try:
+            self.flush()
+        finally:
+            self._log.close()
 
     def __enter__(self) -> StepIndexWriter:
         return self

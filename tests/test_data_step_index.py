@@ -145,3 +145,36 @@ def test_steps_of_scan_and_inverted_index_agree_with_brute_force(tmp_path):
     again = [index.steps_of(x) for x in range(N)]
     assert index._sorted_rows is not None
     assert first == again == [brute[x] for x in range(N)]
+
+
+def test_ids_outside_the_corpus_are_refused_by_step_and_earlier_steps_kept(tmp_path):
+    loc = open_location(tmp_path / "idx")
+    writer = StepIndexWriter(loc, corpus_fingerprint="abc", data_seed=SEED, batch_size=B, n_samples=N,
+                             flush_every=4)
+    for step in (1, 2):
+        writer.append(step, global_batch(step, data_seed=SEED, batch_size=B, n_samples=N))
+    writer.append(3, np.full(B, N))  # one past the last sample: checked when the steps are flushed
+    with pytest.raises(ZooError, match=r"step 3: sample ids must lie in 0\.\.49"):
+        writer.append(4, global_batch(4, data_seed=SEED, batch_size=B, n_samples=N))
+    index = StepIndex.open(loc)
+    assert (index.first_step, index.last_step) == (1, 2)
+    with pytest.raises(ZooError, match="expects step 3 next"):
+        writer.append(4, global_batch(4, data_seed=SEED, batch_size=B, n_samples=N))
+
+
+def test_part_files_go_where_write_part_sends_them(tmp_path):
+    loc = open_location(tmp_path / "idx")
+    sent = []
+    with StepIndexWriter(loc, corpus_fingerprint="abc", data_seed=SEED, batch_size=B, n_samples=N,
+                         flush_every=2, write_part=lambda name, data: sent.append((name, data))) as writer:
+        for step in range(1, 6):
+            writer.append(step, global_batch(step, data_seed=SEED, batch_size=B, n_samples=N))
+    assert [name for name, _ in sent] == [
+        "part-00000000-000000000001-000000000002.parquet",
+        "part-00000001-000000000003-000000000004.parquet",
+        "part-00000002-000000000005-000000000005.parquet",
+    ]
+    assert not list((tmp_path / "idx").glob("part-*"))  # nothing written behind the hook's back
+    for name, data in sent:
+        loc.write_atomic(name, data)
+    StepIndex.open(loc).verify()

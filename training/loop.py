@@ -22,7 +22,6 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 from data_index import Corpus, StepIndexWriter, global_batch
 from data_index.errors import ZooError
 from data_index.order import rank_slice
+from training.background_writer import BackgroundWriter
 from training.distributed import (
     SINGLE,
     World,
@@ -45,7 +45,7 @@ from zoo.checkpoint_policy import checkpoint_steps, keyframe_steps
 from zoo.config import RunConfig
 from zoo.models import build_model
 from zoo.names import RunId
-from zoo.run_metrics import metrics_log
+from zoo.run_metrics import MetricsWriter
 from zoo.run_write import RunWrite
 from zoo.store import RunStore, Store
 from zoo.train_step import make_training_state, scheduler_state, training_step
@@ -278,7 +278,7 @@ def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World
 
 def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, fingerprint: dict,
                 checkpoint: bool, keyframe: bool, rng: dict | None = None,
-                writer: _BackgroundWriter | None = None) -> None:
+                writer: BackgroundWriter | None = None) -> None:
     """Write step's checkpoint and/or keyframe (and, with a keyframe, the run's status).
 
     The state is encoded into a staged RunWrite while training waits (both cores encode); its
@@ -330,40 +330,8 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
     elif writer.encodes_in_background:
         writer.submit(lambda: stage().commit())
     else:
-        writer.submit(stage().commit)
-
-
-class _BackgroundWriter:
-    """One write in flight at a time, in order, on a thread of its own.
-
-    Every commit (blob files, fsync, rename, manifests) runs here, overlapping training. Encoding runs here
-    too when a core is free (GPU training, or fewer training threads than cores); when the
-    training threads already use every core, an encoding thread only steals from them and the
-    update slows by more than the encoding costs (measured: benchmarks/RESULTS.md), so encoding
-    then happens inline. Submitting waits for the previous job, so memory stays bounded and
-    manifests land in step order; `drain` waits for the last one and re-raises its error.
-    """
-
-    def __init__(self, *, device: str) -> None:
-        spare_core = torch.get_num_threads() < (os.cpu_count() or 1)
-        self.encodes_in_background = torch.device(device).type != "cpu" or spare_core
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-writer")
-        self._pending: Future | None = None
-
-    def submit(self, job) -> None:
-        self.drain()
-        self._pending = self._pool.submit(job)
-
-    def drain(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self) -> None:
-        try:
-            self.drain()
-        finally:
-            self._pool.shutdown(wait=True)
+        staged = stage()
+        writer.submit(staged.commit, on_skip=staged.discard)
 
 
 def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, scheduler, *,
@@ -372,12 +340,18 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
     ckpt_steps = set(checkpoint_steps(cfg.checkpoints, cfg.steps))
     key_steps = set(keyframe_steps(cfg.checkpoints, cfg.steps))
     fingerprint = run.read_json("environment.json")
+    writer: BackgroundWriter | None = None  # made just before the loop's try; the logs' writes use it
     index = metrics = None
     if world.is_main:
+        def queued(location):  # the logs' part files go through the writer, in order with the rest
+            return lambda name, data: writer.submit(
+                lambda: location.write_atomic(name, data), small=True)
+
         index = StepIndexWriter(run.index_location, corpus_fingerprint=corpus.fingerprint,
                                 data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                                n_samples=corpus.n_samples, after_step=first_step)
-        metrics = metrics_log(run)
+                                n_samples=corpus.n_samples, after_step=first_step,
+                                write_part=queued(run.index_location))
+        metrics = MetricsWriter(run, write_part=queued(run.metrics_location))
         metrics.truncate_after(first_step)
     end = cfg.steps if stop_after_step is None else min(cfg.steps, stop_after_step)
     tokens_per_step = cfg.batch_size * cfg.data.seq_len
@@ -385,7 +359,7 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                dynamic_ncols=True, leave=False)
     step, loss = first_step, None
     interrupt = _InterruptAtStepBoundary(also_sigterm=world.distributed)
-    writer = _BackgroundWriter(device=device)
+    writer = BackgroundWriter(device=device)
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
@@ -400,11 +374,10 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
             wall = time.perf_counter() - tic
             if world.is_main:  # the index holds the GLOBAL batch: equal to a 1-process run's
                 index.append(step, ids)
-                metrics.append({"step": [step], "loss": [stats.loss], "lr": [stats.lr],
-                                "grad_norm": [stats.grad_norm], "tokens": [step * tokens_per_step],
-                                "wall_time": [wall]})
-            if step in key_steps and world.is_main:  # a keyframe is never ahead of its index
-                index.flush()
+                metrics.record(step, loss=stats.loss, lr=stats.lr, grad_norm=stats.grad_norm,
+                               tokens=step * tokens_per_step, wall_time=wall)
+            if step in key_steps and world.is_main:  # a keyframe is never ahead of its index:
+                index.flush()  # (its parts are queued before the keyframe, and land before it)
                 metrics.flush()
             if step in ckpt_steps or step in key_steps:
                 rng = gather_rng_states(world, rng_state.capture()) if step in key_steps else None
@@ -420,11 +393,13 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                 raise KeyboardInterrupt(f"stopped after step {step}")
     finally:
         interrupt.restore()
-        writer.close()  # the write in flight completes (or raises) before anything else closes
-        if index is not None:
-            index.close()
-            metrics.close()
-        bar.close()
+        try:
+            if index is not None:  # their last parts are queued behind the last checkpoint
+                index.close()
+                metrics.close()
+        finally:
+            writer.close()  # every queued write completes (or the first error is raised)
+            bar.close()
     return step, loss
 
 
