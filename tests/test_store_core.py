@@ -22,16 +22,19 @@ def store(tmp_path):
 
 
 def every_dtype_tensors() -> dict[str, torch.Tensor]:
+    """Large ones (> 4 KiB) go to blob files, small ones inline in the manifest: both kinds."""
     g = torch.Generator().manual_seed(0)
-    base = torch.randn(7, 5, generator=g)
+    base = torch.randn(64, 33, generator=g)
     special = torch.tensor([0.0, -0.0, math.inf, -math.inf, math.nan, 1e-45, 3.4e38])
     return {
         "fp32": base,
         "fp32_special": special,
         "bf16": base.bfloat16(),
+        "bf16_small": base[:3].bfloat16(),
         "fp16": base.half(),
         "fp64": base.double(),
         "int64": torch.randint(-(2**62), 2**62, (6,), generator=g),
+        "int64_large": torch.randint(-(2**62), 2**62, (600,), generator=g),
         "int32": torch.randint(-(2**31), 2**31 - 1, (3, 2), generator=g, dtype=torch.int32),
         "uint8": torch.get_rng_state(),
         "bool": base > 0,
@@ -60,7 +63,10 @@ def test_every_dtype_round_trips_bit_exact(store):
     manifest = run.checkpoint_manifest(0)
     assert manifest["tensors"]["bf16"]["dtype"] == "bfloat16"
     assert manifest["tensors"]["fp32"]["encoding"] == "bytegroup-zstd"
-    assert json.loads((store.location.local_path("zoo.json")).read_text()) == {"format": 1}
+    encodings = {name: ref["encoding"] for name, ref in manifest["tensors"].items()}
+    assert {n for n, e in encodings.items() if e == "inline"} == {
+        "fp32_special", "bf16_small", "int64", "int32", "bool", "scalar", "empty"}
+    assert json.loads((store.location.local_path("zoo.json")).read_text()) == {"format": 2}
 
 
 def test_codec_groups_bytes_and_beats_plain_zstd_on_floats():
@@ -102,7 +108,8 @@ def test_identical_tensors_are_stored_once_across_steps_and_runs(store):
         for step in (0, 1, 2):
             run.write_checkpoint(
                 step,
-                {"frozen": frozen, "moving": torch.full((3,), float(step))},
+                {"frozen": frozen, "moving": torch.full((64, 32), float(step)),
+                 "tiny": torch.full((3,), float(step))},  # inline: no blob file
                 tokens_seen=step * 10,
                 config_hash="h",
             )
@@ -131,7 +138,7 @@ def test_damaged_blob_is_an_error_naming_run_step_tensor_and_file(store, damage)
     run = store.run(RUN)
     run.write_checkpoint(
         4,
-        {"embed.weight": torch.randn(100, 8), "ok": torch.ones(2)},
+        {"embed.weight": torch.randn(100, 16), "ok": torch.ones(2)},
         tokens_seen=4,
         config_hash="h",
     )
@@ -150,6 +157,37 @@ def test_damaged_blob_is_an_error_naming_run_step_tensor_and_file(store, damage)
     for part in ("tiny-2l128 seed 1", "step 4", "'embed.weight'", path.name):
         assert part in message
     assert torch.equal(run.read_tensor(4, "ok"), torch.ones(2))
+
+
+@pytest.mark.parametrize("damage", ["flip_bit", "not_base64", "missing"])
+def test_damaged_inline_tensor_is_an_error_naming_run_step_and_tensor(store, damage):
+    import base64
+
+    from zoo.verify import verify_store
+
+    run = store.run(RUN)
+    run.write_checkpoint(4, {"ln.bias": torch.randn(16), "big": torch.randn(64, 32)},
+                         tokens_seen=4, config_hash="h")
+    path = run.location.local_path(run.manifest_name("checkpoints", 4))
+    manifest = json.loads(path.read_text())
+    ref = manifest["tensors"]["ln.bias"]
+    assert ref["encoding"] == "inline" and not store.blobs.has(ref["blob"])  # no file of its own
+    if damage == "flip_bit":
+        raw = bytearray(base64.b64decode(ref["data"]))
+        raw[5] ^= 0x10
+        ref["data"] = base64.b64encode(bytes(raw)).decode()
+    elif damage == "not_base64":
+        ref["data"] = "not base64!"
+    else:
+        del ref["data"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError) as caught:
+        run.read_checkpoint(4)
+    for part in ("tiny-2l128 seed 1", "step 4", "'ln.bias'", "inline tensor data"):
+        assert part in str(caught.value)
+    assert run.read_tensor(4, "big").shape == (64, 32)
+    report = verify_store(store)
+    assert [p.step for p in report.problems] == [4] and "'ln.bias'" in report.problems[0].message
 
 
 def test_names_parse_on_last_dash_and_refuse_traversal(store):
@@ -178,7 +216,7 @@ def test_newer_format_store_and_manifest_are_refused(tmp_path):
     run.write_checkpoint(0, {"w": torch.zeros(1)}, tokens_seen=0, config_hash="h")
     manifest_path = run.location.local_path(run.manifest_name("checkpoints", 0))
     manifest = json.loads(manifest_path.read_text())
-    manifest_path.write_text(json.dumps({**manifest, "format": 2}))
+    manifest_path.write_text(json.dumps({**manifest, "format": 3}))
     with pytest.raises(ZooError, match="newer Model Zoo.*upgrade"):
         run.read_checkpoint(0)
     (root / "zoo.json").write_text('{"format": 99}')

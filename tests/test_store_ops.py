@@ -27,7 +27,8 @@ def fill(store: Store, run_id: RunId = RUN, steps=(0, 1, 2, 4)) -> None:
     run.metrics_location.write_atomic("metrics.parquet", b"PAR1 not really")
     for step in steps:
         g = torch.Generator().manual_seed(step)
-        tensors = {"embed": torch.randn(32, 8, generator=g), "ln": torch.ones(8)}
+        # embed (8 KiB) is a blob file; ln and the optimizer's small tensors are inline
+        tensors = {"embed": torch.randn(32, 64, generator=g), "ln": torch.ones(8)}
         run.write_checkpoint(step, tensors, tokens_seen=step * 64, config_hash="cfg")
     opt = {
         "state": {0: {"step": torch.tensor(4.0), "exp_avg": torch.randn(8)}},
@@ -53,7 +54,7 @@ def test_verify_is_clean_then_flags_planted_duplicates_order_and_missing_blobs(t
     # plant: step 8 serves the same weights as step 4 (Pythia), step 16 has fewer tokens than step 8
     run.write_checkpoint(8, run.read_checkpoint(4).tensors, tokens_seen=8 * 64, config_hash="cfg")
     run.write_checkpoint(
-        16, {"embed": torch.zeros(32, 8), "ln": torch.ones(8)}, tokens_seen=5, config_hash="cfg"
+        16, {"embed": torch.zeros(32, 64), "ln": torch.ones(8)}, tokens_seen=5, config_hash="cfg"
     )
     sha = run.checkpoint_manifest(2)["tensors"]["embed"]["blob"]
     store.location.remove(store.blobs.relpath(sha))
@@ -71,7 +72,7 @@ def test_gc_removes_only_unreferenced_old_blobs(tmp_path):
     fill(store)
     run = store.run(RUN)
     referenced = set(store.blobs.list_all())
-    run.write_checkpoint(99, {"orphan": torch.randn(50)}, tokens_seen=10**6, config_hash="cfg")
+    run.write_checkpoint(99, {"orphan": torch.randn(2000)}, tokens_seen=10**6, config_hash="cfg")
     run.delete_after(4)
     assert len(store.blobs.list_all()) == len(referenced) + 1
     young = collect_garbage(store)  # default grace: the orphan is fresh, a writer may still need it
@@ -136,7 +137,8 @@ def _refs(store: Store, run_id: RunId) -> list[str]:
     run = store.run(run_id)
     manifests = [run.checkpoint_manifest(s) for s in run.checkpoint_steps()]
     manifests += [run.keyframe_manifest(s) for s in run.keyframe_steps()]
-    return [ref["blob"] for m in manifests for ref in manifest_refs(m).values()]
+    return [ref["blob"] for m in manifests for ref in manifest_refs(m).values()
+            if ref["encoding"] != "inline"]  # blob files only
 
 
 def run_cli(*argv: str) -> tuple[int, str]:

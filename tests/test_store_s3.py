@@ -31,9 +31,9 @@ def test_s3_round_trip_keyframe_and_push_pull(s3, tmp_path):
     store = Store.open(url + "/roundtrip", storage_options=options)
     run = store.run(RUN)
     tensors = {
-        "fp32": torch.randn(40, 3),
-        "bf16": torch.randn(9).bfloat16(),
-        "i64": torch.arange(5),
+        "fp32": torch.randn(40, 30),  # all > 4 KiB: blob files (smaller ones live inline)
+        "bf16": torch.randn(2100).bfloat16(),
+        "i64": torch.arange(600),
     }
     with run.lock("s3 test"):
         run.write_json("run.json", {"seed": 1})
@@ -58,17 +58,17 @@ def test_s3_round_trip_keyframe_and_push_pull(s3, tmp_path):
         assert back.tensors[name].dtype == tensor.dtype and torch.equal(back.tensors[name], tensor)
     assert again.run(RUN).read_keyframe(1).optimizer["state"][0]["exp_avg"].tolist() == [1.0] * 3
     assert (
-        len(again.blobs.list_all()) == 5 + 1
-    )  # bf16 and i64 shared by both steps; + exp_avg + rng
+        len(again.blobs.list_all()) == 4 + 1
+    )  # bf16 and i64 shared by both steps; + rng (exp_avg is inline)
     assert verify_store(again).ok
 
     local = Store.open(tmp_path / "local")
     pulled = copy_runs(again, local)
     assert pulled.manifests_copied == 3 and verify_store(local).ok
     assert torch.equal(local.run(RUN).read_checkpoint(1).tensors["fp32"], tensors["fp32"] + 1)
-    local.run(RUN).write_checkpoint(2, {"fp32": torch.zeros(2)}, tokens_seen=16, config_hash="h")
+    local.run(RUN).write_checkpoint(2, {"fp32": torch.zeros(2000)}, tokens_seen=16, config_hash="h")
     pushed = copy_runs(local, again)
-    assert pushed.blobs_copied == 1 and pushed.manifests_copied == 1 and pushed.blobs_present == 6
+    assert pushed.blobs_copied == 1 and pushed.manifests_copied == 1 and pushed.blobs_present == 5
     assert again.run(RUN).checkpoint_steps() == [0, 1, 2]
 
 
@@ -76,7 +76,7 @@ def test_s3_corruption_is_caught(s3):
     url, options = s3
     store = Store.open(url + "/corrupt", storage_options=options)
     run = store.run(RUN)
-    run.write_checkpoint(3, {"w": torch.randn(100)}, tokens_seen=3, config_hash="h")
+    run.write_checkpoint(3, {"w": torch.randn(2000)}, tokens_seen=3, config_hash="h")
     sha = run.checkpoint_manifest(3)["tensors"]["w"]["blob"]
     path = store.location.path(store.blobs.relpath(sha))
     data = bytearray(store.location.fs.cat_file(path))

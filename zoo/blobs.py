@@ -6,6 +6,12 @@ same weights dedup across steps and runs whatever codec wrote them, and a reader
 bytes it decoded are exactly the bytes that were written. A tensor reference in a manifest is
 `{"blob": sha, "dtype": "float32", "shape": [..], "encoding": "bytegroup-zstd", "nbytes": n}`.
 
+Tensors of at most INLINE_BYTES (biases, norms, optimizer step counts, RNG states) live in the
+reference itself: `"encoding": "inline"` and `"data"`, their raw bytes in base64, still named and
+checked by `blob`, the sha256 of those bytes. They are two thirds of a small model's tensors and
+under 1 % of its bytes; as files each cost a file, an fsync and a rename per checkpoint (a PUT on
+object stores), more than the tensor (measured: benchmarks/RESULTS.md, 2026-11-29).
+
 Writes are atomic (Location.write_atomic), so a blob file is either absent or complete; a blob that
 already exists is not rewritten (dedup), only its modification time is refreshed on local disks so
 that `zoo gc`'s grace period protects it while the manifest that will reference it is being written.
@@ -13,6 +19,8 @@ that `zoo gc`'s grace period protects it while the manifest that will reference 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import re
@@ -50,6 +58,8 @@ _DTYPE_NAMES = (
 )
 DTYPES: dict[str, torch.dtype] = {n: getattr(torch, n) for n in _DTYPE_NAMES if hasattr(torch, n)}
 _BLOB_ID = re.compile(r"[0-9a-f]{64}")
+INLINE = "inline"  # the encoding of a tensor stored in its manifest reference
+INLINE_BYTES = 4096
 # Tensors up to this size are stored by the calling thread, one after another, while the pool
 # takes the large ones: for a bias or a norm's gain a pool task costs more than the work itself
 # (measured: 34 such tensors took 4.4 ms through the pool of 2 threads, 2.7 ms in one thread).
@@ -139,6 +149,9 @@ class BlobStore:
         name = dtype_name(tensor.dtype)
         raw = tensor_bytes(tensor)
         sha = sha256_hex(raw)
+        if len(raw) <= INLINE_BYTES:
+            return {"blob": sha, "dtype": name, "shape": list(tensor.shape), "encoding": INLINE,
+                    "nbytes": len(raw), "data": base64.b64encode(raw).decode("ascii")}
         relpath = self.relpath(sha)
         if staged is not None and relpath in staged:
             pass
@@ -259,10 +272,22 @@ class BlobStore:
         with self._encoded(sha, what=what) as blob:
             return self.verify_encoded(sha, blob, what=what, nbytes=nbytes, out=out)
 
+    def get_ref_raw(self, ref: dict, *, what: str = "", out=None) -> np.ndarray:
+        """The verified raw bytes a tensor reference names: from its blob file, or inline."""
+        sha, _, _, nbytes = _unpack(ref, what)
+        if is_inline(ref):
+            raw = inline_raw(ref, what)
+            if out is None:
+                return raw
+            target = np.frombuffer(out, dtype=np.uint8)
+            target[:] = raw
+            return target
+        return self.get_raw(sha, nbytes=nbytes, what=what, out=out)
+
     def get_tensor(self, ref: dict, *, what: str = "") -> torch.Tensor:
         """Load one verified tensor from its manifest reference."""
         sha, dtype_text, shape, nbytes = _unpack(ref, what)
-        raw = self.get_raw(sha, nbytes=nbytes, what=what)
+        raw = self.get_ref_raw(ref, what=what)
         expected = (
             int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype_text].itemsize
             if dtype_text in DTYPES
@@ -289,12 +314,35 @@ class BlobStore:
         def one(name: str, ref: dict) -> None:
             label = f"{what} tensor {name!r}"
             sha, _, _, nbytes = _unpack(ref, label)
+            if is_inline(ref):
+                each(name, memoryview(inline_raw(ref, label)))
+                return
             with codec.scratch_buffer(nbytes) as buffer:
                 raw = memoryview(buffer)[:nbytes]
                 self.get_raw(sha, nbytes=nbytes, what=label, out=raw)
                 each(name, raw)
 
         _largest_first(refs, one)
+
+
+def is_inline(ref) -> bool:
+    """Whether a tensor reference holds its bytes itself (no blob file)."""
+    return isinstance(ref, dict) and ref.get("encoding") == INLINE
+
+
+def inline_raw(ref: dict, what: str = "") -> np.ndarray:
+    """The raw bytes of an inline reference, checked against its size and hash."""
+    sha, _, _, nbytes = _unpack(ref, what)
+    prefix = f"{what + ': ' if what else ''}inline tensor data"
+    try:
+        raw = np.frombuffer(base64.b64decode(ref["data"], validate=True), dtype=np.uint8).copy()
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise IntegrityError(f"{prefix} is missing or not base64 (the manifest is damaged)") from None
+    if len(raw) != nbytes:
+        raise IntegrityError(f"{prefix} holds {len(raw)} bytes, the reference says {nbytes}")
+    if sha256_hex(raw) != sha:
+        raise IntegrityError(f"{prefix} is corrupt: its bytes do not hash to {sha[:16]}…")
+    return raw
 
 
 def _unpack(ref, what: str) -> tuple:

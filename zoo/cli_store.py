@@ -176,7 +176,8 @@ def _verify(args: argparse.Namespace) -> int:
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     print(
         f"{verdict}: {report.runs} runs, {report.manifests} manifests, {report.blobs} blobs "
-        f"({report.raw_bytes / 1e6:.1f} MB raw) re-hashed in {store.url}"
+        f"({report.raw_bytes / 1e6:.1f} MB raw) and {report.inline_tensors} inline tensors "
+        f"re-hashed in {store.url}"
     )
     return 0 if report.ok else 1
 

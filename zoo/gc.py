@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from data_index.errors import ZooError
-from zoo.blobs import BLOB_FOLDER
+from zoo.blobs import BLOB_FOLDER, is_inline
 from zoo.store import CHECKPOINTS, KEYFRAMES, Store, reaching
 from zoo.verify import manifest_refs
 
@@ -50,7 +50,8 @@ def referenced_blobs(store: Store) -> set[str]:
                         f"gc stopped, nothing removed: {exc}. Fix or delete that manifest "
                         f"first (`zoo verify` lists problems)"
                     ) from None
-                shas.update(ref["blob"] for ref in manifest_refs(manifest).values())
+                shas.update(ref["blob"] for ref in manifest_refs(manifest).values()
+                            if not is_inline(ref))
     return shas
 
 

@@ -9,13 +9,15 @@ commits, so use hf:// mainly to read, and `zoo push` to a local or s3 store to w
 
 Layout (everything plain JSON, Parquet or encoded blobs; nothing is pickled):
 
-    zoo.json                                   {"format": 1}; a newer format is refused
+    zoo.json                                   {"format": 2}; a newer format is refused (1 is
+                                               read too: it had no inline tensors)
     blobs/ab/<sha256>                          one tensor's bytes, encoded (codec.py), named by the
                                                sha256 of its RAW bytes: stored once across steps/runs
     corpora/<fingerprint>/                     prepared corpora (data_index layout)
     runs/<family>/<size>/seed-<S>/
         run.json, environment.json, status.json    resolved config, environment fingerprint, status
         checkpoints/step-00000512.json         checkpoint manifest: tensor name -> blob reference
+                                               (tensors <= 4 KiB inline, see blobs.py)
         keyframes/step-00000512.json           keyframe manifest: model refs + optimizer, scheduler,
                                                rng state trees (state_tree.py) + extra (data cursor)
         metrics/  index/                       per-step metrics and the data index (Parquet)
@@ -48,7 +50,7 @@ from zoo.run_write import RunWrite
 
 DEFAULT_STORE = "./zoo-store"
 STORE_ENV = "ZOO_STORE"
-FORMAT = 1
+FORMAT = 2  # 2: tensors of <= 4 KiB may be stored inline in their manifest (blobs.py)
 STORE_FILE = "zoo.json"
 CHECKPOINTS, KEYFRAMES = "checkpoints", "keyframes"
 _STEP_FILE = re.compile(r"step-(\d+)\.json")
@@ -80,7 +82,7 @@ def check_format(obj: Any, what: str) -> dict:
     if not isinstance(found, int) or found > FORMAT:
         raise ZooError(
             f"{what} has format {found!r}, written by a newer Model Zoo; this version "
-            f"reads format {FORMAT}: upgrade model-zoo (pip install -U model-zoo)"
+            f"reads formats up to {FORMAT}: upgrade model-zoo (pip install -U model-zoo)"
         )
     return obj
 

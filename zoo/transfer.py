@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from data_index.errors import ZooError
 from data_index.fsio import Location
+from zoo.blobs import inline_raw, is_inline
 from zoo.names import RunId
 from zoo.run_lock import LEASE_FILE, write_guard
 from zoo.store import CHECKPOINTS, KEYFRAMES, Store, reaching
@@ -78,6 +79,9 @@ def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: boo
                 relpath = src.manifest_name(folder, step)
                 manifests[relpath] = (src.location.read_bytes(relpath), src._manifest(folder, step))
         for relpath, (data, parsed) in manifests.items():  # conflicts stop us before any write
+            for what, ref in manifest_refs(parsed).items():  # inline bytes, checked on arrival
+                if is_inline(ref):
+                    inline_raw(ref, f"{run_id} {relpath} {what}")
             if (
                 dst.location.exists(relpath)
                 and json.loads(dst.location.read_bytes(relpath)) != parsed
@@ -95,6 +99,7 @@ def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: boo
             ref["blob"]
             for _, parsed in manifests.values()
             for ref in manifest_refs(parsed).values()
+            if not is_inline(ref)  # carried by the manifest itself
         }
         blob_counts = _copy_blobs(
             source, destination, sorted(needed), label=str(run_id), progress=progress

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from data_index.errors import ZooError
 from zoo import state_tree
+from zoo.blobs import inline_raw, is_inline
 from zoo.names import RunId
 from zoo.store import CHECKPOINTS, KEYFRAMES, Store, reaching
 
@@ -39,6 +40,7 @@ class VerifyReport:
     blobs: int
     raw_bytes: int
     problems: list[Problem] = field(default_factory=list)
+    inline_tensors: int = 0  # tensors stored in their manifests, checked there
 
     @property
     def ok(self) -> bool:
@@ -63,7 +65,7 @@ def verify_store(
     run_ids = store.runs() if run_ids is None else run_ids
     problems: list[Problem] = []
     referrers: dict[str, tuple[str, int, str, int]] = {}  # sha -> (run, step, what, nbytes)
-    manifests = 0
+    manifests = inline = 0
     for run_id in run_ids:
         run = store.run(run_id)
         label = str(run_id)
@@ -86,6 +88,13 @@ def verify_store(
                         )
                     )
                 for what, ref in manifest_refs(manifest).items():
+                    if is_inline(ref):  # the bytes are in the manifest: checked right here
+                        inline += 1
+                        try:
+                            inline_raw(ref, f"{folder[:-1]} {what}")
+                        except ZooError as exc:
+                            problems.append(Problem(label, step, str(exc)))
+                        continue
                     referrers.setdefault(
                         ref["blob"], (label, step, f"{folder[:-1]} {what}", ref["nbytes"])
                     )
@@ -116,7 +125,7 @@ def verify_store(
         ):
             if result:
                 problems.append(result)
-    return VerifyReport(len(run_ids), manifests, len(referrers), raw_bytes, problems)
+    return VerifyReport(len(run_ids), manifests, len(referrers), raw_bytes, problems, inline)
 
 
 def _weights(refs: dict[str, dict]) -> tuple:
