@@ -34,12 +34,16 @@ class BackgroundWriter:
     """
 
     def __init__(self, *, device: str) -> None:
-        spare_core = torch.get_num_threads() < (os.cpu_count() or 1)
-        self.encodes_in_background = torch.device(device).type != "cpu" or spare_core
+        self._on_cpu = torch.device(device).type == "cpu"
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-writer")
         self._pending: deque[tuple[Future, bool]] = deque()  # (future, small) in submission order
         self._error: BaseException | None = None  # the first job's failure; later jobs skip
         self._reported = False
+
+    @property
+    def encodes_in_background(self) -> bool:
+        """Asked at each write: the run sets its thread count after the writer exists."""
+        return not self._on_cpu or torch.get_num_threads() < (os.cpu_count() or 1)
 
     def submit(self, job: Callable[[], object], *, small: bool = False,
                on_skip: Callable[[], object] | None = None) -> None:

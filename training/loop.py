@@ -96,16 +96,18 @@ def train_run(
     started = time.perf_counter()
     owner = f"{socket.gethostname()}:{os.getpid()}"
     with run.lock(owner) if world.is_main else nullcontext():
-        state = _open_on_every_rank(cfg, run, corpus, device=device, threads=threads, world=world)
-        if isinstance(state, int):
-            return RunOutcome(run_id, "skipped", state, state, None, 0.0)
-        first_step, model, optimizer, scheduler = state
+        writer = BackgroundWriter(device=device)  # step 0's write, the loop's, and the logs'
         try:
+            state = _open_on_every_rank(cfg, run, corpus, device=device, threads=threads,
+                                        world=world, writer=writer)
+            if isinstance(state, int):
+                return RunOutcome(run_id, "skipped", state, state, None, 0.0)
+            first_step, model, optimizer, scheduler = state
             last_step, final_loss = _loop(
                 cfg, run, corpus, model, _parallel(model, cfg, world=world, device=device),
                 optimizer, scheduler, first_step=first_step, device=device,
                 progress=progress and world.is_main, stop_after_step=stop_after_step,
-                label=label or run_id.key, world=world,
+                label=label or run_id.key, world=world, writer=writer,
             )
         except RuntimeError as exc:
             if not (world.distributed and _lost_a_peer(exc)):
@@ -115,6 +117,8 @@ def train_run(
                 f"({str(exc).splitlines()[0][:160]}); everything written up to the last keyframe is "
                 f"valid: run the same command to resume"
             ) from exc
+        finally:
+            writer.close()  # every queued write lands (or its error is raised) before the lease goes
     return RunOutcome(
         run_id, "resumed" if first_step > 0 else "trained", first_step, last_step, final_loss,
         time.perf_counter() - started,
@@ -122,12 +126,13 @@ def train_run(
 
 
 def _open_on_every_rank(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: str,
-                        threads: int | None, world: World):
+                        threads: int | None, world: World, writer: BackgroundWriter):
     """Rank 0 opens (or creates) the run and tells the others; they load the same state read-only.
     Returns the last step (int) when the run is already finished, else the training state."""
     if world.is_main:
         try:
-            state = _open_or_create(cfg, run, corpus, device=device, threads=threads, world=world)
+            state = _open_or_create(cfg, run, corpus, device=device, threads=threads, world=world,
+                                    writer=writer)
         except BaseException:
             broadcast_ints(world, [_ERROR, 0])  # the others stop instead of waiting for rank 0
             raise
@@ -169,7 +174,8 @@ def _parallel(model, cfg: RunConfig, *, world: World, device: str):
 
 
 def _open_or_create(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: str,
-                    threads: int | None, world: World = SINGLE):
+                    threads: int | None, world: World = SINGLE,
+                    writer: BackgroundWriter | None = None):
     """Fresh run: write its records and step 0. Existing run: check it, restore its last keyframe."""
     if cfg.data.seq_len != corpus.seq_len:
         raise ZooError(f"{cfg.model_name}: data.seq_len {cfg.data.seq_len} != corpus {corpus.seq_len}")
@@ -196,7 +202,7 @@ def _open_or_create(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: st
             return None
         _check_same_world_size(cfg, run, world)
         return _resume(cfg, run, corpus, device=device, threads=threads, world=world)
-    return _start(cfg, run, corpus, device=device, threads=threads, world=world)
+    return _start(cfg, run, corpus, device=device, threads=threads, world=world, writer=writer)
 
 
 def _check_same_world_size(cfg: RunConfig, run: RunStore, world: World) -> None:
@@ -238,7 +244,8 @@ def _keyframe_state(cfg: RunConfig, run: RunStore, corpus: Corpus, step: int, *,
     return step, model, optimizer, scheduler
 
 
-def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World = SINGLE):
+def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World = SINGLE,
+           writer: BackgroundWriter | None = None):
     run.delete_after(-1)  # a run that died before its first keyframe leaves nothing to keep
     state = _fresh_state(cfg, corpus, device=device, threads=threads)
     _, model, optimizer, scheduler = state
@@ -265,7 +272,7 @@ def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World 
     if world.distributed:
         rng = {**rng, "per_rank": [rng] * world.world_size}
     _write_step(cfg, run, model, optimizer, scheduler, step=0, fingerprint=fingerprint,
-                checkpoint=True, keyframe=True, rng=rng)
+                checkpoint=True, keyframe=True, rng=rng, writer=writer)
     return state
 
 
@@ -336,11 +343,12 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
 
 def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, scheduler, *,
           first_step: int, device: str, progress: bool, stop_after_step: int | None, label: str,
-          world: World = SINGLE):
+          world: World = SINGLE, writer: BackgroundWriter):
+    """Steps first_step+1 .. the end (or stop_after_step); writes go through `writer`, which the
+    caller closes (after this returns, the index's and metrics' last parts are queued on it)."""
     ckpt_steps = set(checkpoint_steps(cfg.checkpoints, cfg.steps))
     key_steps = set(keyframe_steps(cfg.checkpoints, cfg.steps))
     fingerprint = run.read_json("environment.json")
-    writer: BackgroundWriter | None = None  # made just before the loop's try; the logs' writes use it
     index = metrics = None
     if world.is_main:
         def queued(location):  # the logs' part files go through the writer, in order with the rest
@@ -359,7 +367,6 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                dynamic_ncols=True, leave=False)
     step, loss = first_step, None
     interrupt = _InterruptAtStepBoundary(also_sigterm=world.distributed)
-    writer = BackgroundWriter(device=device)
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
@@ -398,7 +405,6 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                 index.close()
                 metrics.close()
         finally:
-            writer.close()  # every queued write completes (or the first error is raised)
             bar.close()
     return step, loss
 
