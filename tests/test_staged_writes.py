@@ -105,3 +105,26 @@ def test_gc_refuses_a_negative_grace_period(tmp_path):
     store.run(RUN).write_checkpoint(0, _state(0), tokens_seen=0, config_hash="h")
     with pytest.raises(ZooError, match="grace period must be 0 or more"):
         collect_garbage(store, grace_seconds=-3600)
+
+
+def test_keyframe_reuses_the_checkpoints_references_unless_a_tensor_changed(tmp_path, monkeypatch):
+    from zoo import blobs
+
+    hashed = []
+    real_hash = blobs.sha256_hex
+    monkeypatch.setattr(blobs, "sha256_hex", lambda raw: hashed.append(len(raw)) or real_hash(raw))
+    store = Store.open(tmp_path / "store")
+    run = store.run(RUN)
+    weights = {"w": torch.randn(64, 64), "v": torch.randn(64, 64)}
+    into = run.begin_write()
+    run.write_checkpoint(3, weights, tokens_seen=3, config_hash="h", into=into)
+    assert len(hashed) == 2
+    weights["v"].mul_(2)  # changed in place after the checkpoint was staged: must be stored anew
+    run.write_keyframe(3, model=weights, optimizer={}, scheduler={}, rng={}, extra={},
+                       tokens_seen=3, config_hash="h", into=into)
+    assert len(hashed) == 3  # only v was hashed again
+    into.commit()
+    checkpoint, keyframe = run.checkpoint_manifest(3)["tensors"], run.keyframe_manifest(3)["model"]
+    assert checkpoint["w"] == keyframe["w"] and checkpoint["v"]["blob"] != keyframe["v"]["blob"]
+    assert torch.equal(run.read_keyframe(3).model["v"], weights["v"])
+    assert torch.equal(run.read_checkpoint(3).tensors["v"], weights["v"] / 2)

@@ -179,18 +179,29 @@ class BlobStore:
 
     def put_tensors(
         self, tensors: dict[str, torch.Tensor], staged: dict | None = None,
-        bypass_cache: bool = False,
+        bypass_cache: bool = False, stored: dict[int, tuple] | None = None,
     ) -> dict[str, dict]:
-        """Store many tensors in parallel threads; returns name -> reference in the input order."""
+        """Store many tensors in parallel threads; returns name -> reference in the input order.
+
+        `stored` (RunWrite.stored_tensors) remembers each tensor object stored through it with
+        its version counter: the same tensor, unmodified since, gets its reference back without
+        being hashed again."""
         for name, value in tensors.items():
             if not isinstance(value, torch.Tensor):
                 raise ZooError(f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor")
+        known = {}
+        if stored is not None:
+            for name, tensor in tensors.items():
+                seen = stored.get(id(tensor))
+                if seen is not None and seen[0] is tensor and seen[1] == tensor._version:
+                    known[name] = seen[2]
         pool = _shared_pool()
         large = {name: pool.submit(self.put_tensor, t, staged, bypass_cache)
-                 for name, t in tensors.items() if _tensor_nbytes(t) > _SMALL_TENSOR}
+                 for name, t in tensors.items()
+                 if name not in known and _tensor_nbytes(t) > _SMALL_TENSOR}
         small, error = {}, None
         for name, tensor in tensors.items():
-            if name not in large and error is None:
+            if name not in large and name not in known and error is None:
                 try:
                     small[name] = self.put_tensor(tensor, staged, bypass_cache)
                 except BaseException as exc:  # noqa: BLE001 (re-raised once the pool's tasks settle)
@@ -198,7 +209,12 @@ class BlobStore:
         wait(large.values())  # all settled before an error propagates: nothing is staged after it
         if error is not None:
             raise error
-        return {name: small[name] if name in small else large[name].result() for name in tensors}
+        refs = {name: known[name] if name in known else small[name] if name in small
+                else large[name].result() for name in tensors}
+        if stored is not None:
+            for name, tensor in tensors.items():
+                stored[id(tensor)] = (tensor, tensor._version, refs[name])
+        return refs
 
     def write_encoded(self, sha: str, blob: bytes) -> None:
         """Store an already-encoded blob (push/pull), after checking it decodes to `sha`."""

@@ -28,6 +28,9 @@ class RunWrite:
         self.bypass_cache = bypass_cache  # see Location.write_staged
         self.blobs: dict[str, StagedFile] = {}  # blob relpath -> its staged temporary file
         self.files: list[tuple[str, bytes]] = []  # run-relative name -> bytes, written in order
+        # id(tensor) -> (tensor, its version, reference): the keyframe's model is the checkpoint's
+        # tensors, so their references are reused instead of hashed again (BlobStore.put_tensors)
+        self.stored_tensors: dict[int, tuple] = {}
         self._committed = False
 
     def add_file(self, name: str, data: bytes) -> None:
@@ -44,8 +47,10 @@ class RunWrite:
 
         with reaching(self.run.store.url), write_guard(self.run.location, label=self.run.label):
             self.run.store.location.commit_staged(self.blobs.values())
-            for name, data in self.files:
-                self.run.location.write_atomic(name, data)
+            # then the manifests and records: all written, then fsynced, then renamed in order
+            # (one journal commit for all, as for the blobs; an object store PUTs each in order)
+            staged = [self.run.location.write_staged(name, data) for name, data in self.files]
+            self.run.location.commit_staged([item for item in staged if item is not None])
 
     def discard(self) -> None:
         """Drop what was staged (nothing of it was visible)."""

@@ -350,7 +350,7 @@ class RunStore:
         ):
             self.store.ensure_created()
             manifest = {**header, "tensors": self.store.blobs.put_tensors(
-                tensors, write.blobs, write.bypass_cache)}
+                tensors, write.blobs, write.bypass_cache, write.stored_tensors)}
             write.add_file(
                 self.manifest_name(CHECKPOINTS, step),
                 _dump(manifest, f"{self.label} checkpoint {step}"),
@@ -429,6 +429,7 @@ class RunStore:
                  **{f"tree/{i}": tensor for i, (_, tensor) in enumerate(slots)}},
                 write.blobs,
                 write.bypass_cache,
+                write.stored_tensors,
             )
             for i, (slot, _) in enumerate(slots):
                 slot.update(stored[f"tree/{i}"])
