@@ -288,17 +288,12 @@ class BlobStore:
         with self._encoded(sha, what=what) as blob:
             return self.verify_encoded(sha, blob, what=what, nbytes=nbytes, out=out)
 
-    def get_ref_raw(self, ref: dict, *, what: str = "", out=None) -> np.ndarray:
+    def get_ref_raw(self, ref: dict, *, what: str = "") -> np.ndarray:
         """The verified raw bytes a tensor reference names: from its blob file, or inline."""
-        sha, _, _, nbytes = _unpack(ref, what)
         if is_inline(ref):
-            raw = inline_raw(ref, what)
-            if out is None:
-                return raw
-            target = np.frombuffer(out, dtype=np.uint8)
-            target[:] = raw
-            return target
-        return self.get_raw(sha, nbytes=nbytes, what=what, out=out)
+            return inline_raw(ref, what)
+        sha, _, _, nbytes = _unpack(ref, what)
+        return self.get_raw(sha, nbytes=nbytes, what=what)
 
     def get_tensor(self, ref: dict, *, what: str = "") -> torch.Tensor:
         """Load one verified tensor from its manifest reference."""
