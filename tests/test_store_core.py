@@ -216,6 +216,8 @@ def test_newer_format_store_and_manifest_are_refused(tmp_path):
     run.write_checkpoint(0, {"w": torch.zeros(1)}, tokens_seen=0, config_hash="h")
     manifest_path = run.location.local_path(run.manifest_name("checkpoints", 0))
     manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "format": 1}))  # before inline tensors: read
+    assert torch.equal(run.read_checkpoint(0).tensors["w"], torch.zeros(1))
     manifest_path.write_text(json.dumps({**manifest, "format": 3}))
     with pytest.raises(ZooError, match="newer Model Zoo.*upgrade"):
         run.read_checkpoint(0)
