@@ -163,7 +163,7 @@ class PartLog:
             if part.first <= key_value < part.last:
                 table = self._read_part(part)
                 kept = table.filter(pc.less_equal(table.column(self.key), key_value))
-                self._write_part(part.seq, kept)
+                self._write_part(part.seq, kept, self.location.write_atomic)  # now: see class doc
                 self.location.remove(part.name)
         remaining = list_parts(self.location)
         buffered = [int(columns[self.key][-1]) for columns in self._buffer]
@@ -177,13 +177,12 @@ class PartLog:
             if match and int(match.group(1)) == seq:
                 self.location.remove(name)
 
-    def _write_part(self, seq: int, table: pa.Table, write=None) -> None:
+    def _write_part(self, seq: int, table: pa.Table, write: Callable[[str, bytes], None]) -> None:
         keys = table.column(self.key)
         first, last = pc.min(keys).as_py(), pc.max(keys).as_py()
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd", **self.parquet_options)
-        (write or self.location.write_atomic)(
-            f"part-{seq:08d}-{first:012d}-{last:012d}.parquet", sink.getvalue())
+        write(f"part-{seq:08d}-{first:012d}-{last:012d}.parquet", sink.getvalue())
 
     def _read_part(self, part: PartFile) -> pa.Table:
         where = self.location.path(part.name)

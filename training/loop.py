@@ -174,8 +174,7 @@ def _parallel(model, cfg: RunConfig, *, world: World, device: str):
 
 
 def _open_or_create(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: str,
-                    threads: int | None, world: World = SINGLE,
-                    writer: BackgroundWriter | None = None):
+                    threads: int | None, world: World, writer: BackgroundWriter):
     """Fresh run: write its records and step 0. Existing run: check it, restore its last keyframe."""
     if cfg.data.seq_len != corpus.seq_len:
         raise ZooError(f"{cfg.model_name}: data.seq_len {cfg.data.seq_len} != corpus {corpus.seq_len}")
@@ -244,8 +243,8 @@ def _keyframe_state(cfg: RunConfig, run: RunStore, corpus: Corpus, step: int, *,
     return step, model, optimizer, scheduler
 
 
-def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World = SINGLE,
-           writer: BackgroundWriter | None = None):
+def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World,
+           writer: BackgroundWriter):
     run.delete_after(-1)  # a run that died before its first keyframe leaves nothing to keep
     state = _fresh_state(cfg, corpus, device=device, threads=threads)
     _, model, optimizer, scheduler = state
@@ -285,7 +284,7 @@ def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World
 
 def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, fingerprint: dict,
                 checkpoint: bool, keyframe: bool, rng: dict | None = None,
-                writer: BackgroundWriter | None = None) -> None:
+                writer: BackgroundWriter) -> None:
     """Write step's checkpoint and/or keyframe (and, with a keyframe, the run's status).
 
     The state is encoded into a staged RunWrite while training waits (both cores encode); its
@@ -332,9 +331,7 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
             raise
         return into
 
-    if writer is None:
-        stage().commit()
-    elif writer.encodes_in_background:
+    if writer.encodes_in_background:
         writer.submit(lambda: stage().commit())
     else:
         staged = stage()
