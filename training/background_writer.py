@@ -22,6 +22,7 @@ import torch
 # state in memory (and, when encoding in the background, a copy of the raw state), so with the one
 # the loop is staging at most this + 2 are in memory at once.
 _QUEUED_LARGE = 1
+WRITER_THREAD = "zoo-writer"  # its thread's name prefix (benchmarks find the thread by it)
 
 
 class BackgroundWriter:
@@ -35,7 +36,7 @@ class BackgroundWriter:
 
     def __init__(self, *, device: str) -> None:
         self._on_cpu = torch.device(device).type == "cpu"
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-writer")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITER_THREAD)
         self._pending: deque[tuple[Future, bool]] = deque()  # (future, small) in submission order
         self._error: BaseException | None = None  # the first job's failure; later jobs skip
         self._reported = False
