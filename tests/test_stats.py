@@ -74,6 +74,27 @@ def test_nan_is_reported_never_dropped_silently():
     assert result.n_seeds.tolist() == [3, 2]
 
 
+def test_seed_intervals_leave_out_steps_no_seed_was_measured_at():
+    """zoo.metrics' table has a row per training step; an eval metric is null where not evaluated."""
+    table = pa.table({
+        "step": [0, 0, 1, 1, 2, 2, 3, 3],
+        "seed": [1, 2] * 4,
+        "loss": [5.0, 5.5, None, None, 4.0, 4.4, None, None],
+    })
+    result = seed_intervals(table, value="loss", n_resamples=200)
+    assert result.steps.tolist() == [0, 2]
+    assert result.means.tolist() == pytest.approx([5.25, 4.2])
+    gap = pa.table({"step": [0, 0, 0, 1, 1, 1], "seed": [1, 2, 3] * 2,
+                    "loss": [5.0, 5.5, 5.2, 4.0, None, 4.2]})  # seed 2 missing at step 1: a gap
+    with pytest.raises(ZooError, match=r"1 value\(s\) are NaN, infinite or missing \(step 1 seed 2\)"):
+        seed_intervals(gap, value="loss")
+    kept = seed_intervals(gap, value="loss", nan_policy="omit", n_resamples=200)
+    assert kept.omitted == ((1, 2),) and kept.n_seeds.tolist() == [3, 2]
+    with pytest.raises(ZooError, match="every row is null"):
+        seed_intervals(pa.table({"step": [0], "seed": [1], "loss": pa.array([None], pa.float64())}),
+                       value="loss")
+
+
 def test_seed_intervals_per_step_matches_single_step_calls_and_arrow_output():
     rng = np.random.default_rng(0)
     steps, seeds = np.meshgrid([0, 1, 2, 4, 8], [11, 12, 13, 14], indexing="ij")

@@ -6,6 +6,7 @@ resumes or skips on its own, so re-submitting a whole plan is safe.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -36,9 +37,15 @@ def select_runs(family: FamilyConfig, only: list[str] | None) -> list[RunConfig]
 
 def plan_commands(manifest: str, *, store_url: str, only: list[str] | None = None,
                   nproc: int | None = None) -> list[str]:
-    """One `zoo train` command per run; with `nproc`, each trains its run on that many processes."""
+    """One `zoo train` command per run; with `nproc`, each trains its run on that many processes.
+    A manifest file and a local store are named by absolute path: a scheduler's job may start in
+    another directory."""
     family = load_manifest(manifest)
     processes = f" --nproc {nproc}" if nproc and nproc > 1 else ""
+    if os.path.isfile(manifest):
+        manifest = os.path.abspath(manifest)
+    if "://" not in store_url:
+        store_url = os.path.abspath(store_url)
     return [
         f"zoo train {shlex.quote(manifest)} --only {r.size.name}/{r.seed.seed} "
         f"--store {shlex.quote(store_url)}{processes}"

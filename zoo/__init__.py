@@ -5,7 +5,7 @@
     zoo.steps("tiny-2l128", seed=1)                     # stored steps, ascending integers
     model, tokenizer = zoo.load("tiny-2l128", seed=1, step=256)
     path = zoo.snapshot("tiny-2l128", seed=1, step=256) # local Hugging Face folder
-    report = zoo.replay("tiny-2l128", seed=1, step=257) # report.exact, report.max_abs_diff, ...
+    report = zoo.replay("tiny-2l128", seed=1, step=250) # report.exact, report.max_abs_diff, ...
     batch = zoo.batch("tiny-2l128", seed=1, step=257)   # LongTensor [batch, seq]
     zoo.steps_of("tiny-2l128", seed=1, sample=1234)     # steps whose batch held that sample
     zoo.tensor_history("tiny-2l128", seed=1, tensor="gpt_neox.layers.0.attention.dense.weight")

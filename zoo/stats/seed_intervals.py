@@ -72,7 +72,7 @@ def _describe(pairs: Sequence[tuple]) -> str:
 
 def _non_finite_error(pairs: Sequence[tuple]) -> ZooError:
     return ZooError(
-        f"{len(pairs)} value(s) are NaN or infinite ({_describe(pairs)}); a NaN usually means a "
+        f"{len(pairs)} value(s) are NaN, infinite or missing ({_describe(pairs)}); a NaN usually means a "
         "diverged run or a failed evaluation, and dropping it silently would bias the mean toward "
         "the runs that worked. Fix or remove those values, or pass nan_policy='omit' to leave them "
         "out (the result then lists what was omitted)."
@@ -142,6 +142,18 @@ def seed_interval(
     )
 
 
+def _missing(table: Any, name: str) -> np.ndarray | None:
+    """Null entries of a column (pyarrow nulls, None in a list or object array); None if none."""
+    column = table.column(name) if hasattr(table, "column_names") else table[name]
+    if hasattr(column, "is_null"):  # pyarrow: the metric was not measured in that row
+        return np.asarray(column.is_null().to_numpy(zero_copy_only=False)) if column.null_count else None
+    array = np.asarray(column)
+    if array.dtype == object:
+        mask = np.fromiter((v is None for v in array.ravel()), dtype=bool, count=array.size)
+        return mask if mask.any() else None
+    return None
+
+
 def _column(table: Any, name: str) -> np.ndarray:
     if hasattr(table, "column_names"):  # pyarrow
         names = list(table.column_names)
@@ -176,7 +188,10 @@ def seed_intervals(
 ) -> SeedIntervals:
     """Per-step mean and interval over seeds for a long table of (step, seed, value) rows.
 
-    table: a pyarrow Table, a pandas DataFrame, or a mapping of column name -> array. Steps with
+    table: a pyarrow Table, a pandas DataFrame, or a mapping of column name -> array, such as
+    `zoo.metrics(family)` filtered to one size. Steps at which the value is null for every seed
+    (a metric not evaluated there) are left out; a null or NaN for some seeds of a step is an
+    error unless nan_policy="omit". Steps with
     the same number of seeds share the same resampled seed sets (seeds sorted within each step),
     so the band of a curve is made of coherent whole-run resamples and costs one matrix product.
     """
@@ -184,7 +199,19 @@ def seed_intervals(
         confidence=confidence, n_resamples=n_resamples, method=method, nan_policy=nan_policy
     )
     steps, seeds = _column(table, step), _column(table, seed)
-    values = _column(table, value).astype(np.float64)
+    values = _column(table, value)
+    missing = _missing(table, value)
+    if missing is not None:
+        # A step where no run has a value was not measured (zoo.metrics joins training and
+        # evaluation rows, so an eval metric is null at every step that was not evaluated): left
+        # out. A step where some runs have a value and others not is a gap: reported like NaN.
+        measured_steps = np.unique(steps[~missing])
+        keep = ~missing | np.isin(steps, measured_steps)
+        if not keep.any():
+            raise ZooError(f"column {value!r} holds no values (every row is null)")
+        steps, seeds = steps[keep], seeds[keep]
+        values = np.where(missing[keep], np.nan, values[keep])
+    values = values.astype(np.float64)
     if len(values) == 0:
         raise ZooError("the table is empty: no (step, seed, value) rows to summarise")
     order = np.lexsort((seeds, steps))
