@@ -55,7 +55,12 @@ example:
 def register(subparsers) -> argparse.ArgumentParser:
     """Add `data prepare | show | find` to the zoo CLI's subparsers."""
     data = subparsers.add_parser("data", help="prepare corpora and inspect what each step trained on",
-                                 description="Prepare corpora; inspect the batches of a run's steps.")
+                                 description="Prepare corpora; inspect the batches of a run's steps.",
+                                 epilog="examples:\n"
+                                        "  zoo data prepare builtin:pydoc --out corpus/\n"
+                                        "  zoo data show --corpus corpus/ --index RUN/index --step 12\n"
+                                        "  zoo data find --corpus corpus/ --index RUN/index --sample 1234\n"
+                                        "Each subcommand's --help has more.", formatter_class=_RAW)
     commands = data.add_subparsers(dest="data_command", metavar="{prepare,show,find}", required=True)
 
     prepare = commands.add_parser("prepare", help="tokenize and pack a corpus into a folder",

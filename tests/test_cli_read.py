@@ -71,3 +71,43 @@ def test_bad_input_gets_one_clear_line(store_url, capsys, argv, message):
     assert main([*argv, "--store", store_url]) == 2
     err = capsys.readouterr().err
     assert err.startswith("zoo: error:") and message in err and "Traceback" not in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly(store_url):
+    """`zoo batch ... | head -1`: the reader leaves early; no 'Broken pipe' error, exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = ("import sys; from zoo.cli import main; "
+              f"sys.exit(main(['batch', 'micro-1l32', '--seed', '1', '--step', '5', '--store', {store_url!r}]))")
+    # wait for the whole output to be produced, then close the pipe unread: the write fails
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)})
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr
+
+
+def test_every_command_help_says_what_it_does_and_shows_an_example():
+    import argparse
+
+    from zoo.cli import build_parser
+
+    def commands(parser, path=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield (*path, name), sub
+                    yield from commands(sub, (*path, name))
+
+    found = list(commands(build_parser()))
+    assert len(found) >= 19
+    for path, sub in found:
+        text = sub.format_help()
+        assert sub.description, f"zoo {' '.join(path)} --help has no description"
+        assert "example" in text.lower(), f"zoo {' '.join(path)} --help shows no example"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from data_index.errors import ZooError
@@ -40,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # output into a closed pipe fails here (below), not at exit
+        return code
     except ZooError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `zoo batch ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 0
     except OSError as exc:  # a last resort: filesystem trouble outside the store's own checks
         where = f": {exc.filename}" if exc.filename else ""
         print(f"zoo: error: {exc.strerror or exc}{where}", file=sys.stderr)

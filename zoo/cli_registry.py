@@ -5,6 +5,23 @@ import argparse
 
 from zoo.cli_common import add_store_argument, open_store
 
+SNAPSHOT_EPILOG = """\
+examples:
+  zoo snapshot tiny-2l128 --seed 1 --step 256
+      prints the folder: AutoModelForCausalLM.from_pretrained(path), and any tool that reads a
+      Hugging Face folder, opens it
+  zoo snapshot tiny-2l128 --seed 1 --step 257
+      a step that is not stored: replayed bit-exactly from keyframe 250, then cached
+"""
+
+HISTORY_EPILOG = """\
+examples:
+  zoo history tiny-2l128 --seed 1 --tensor gpt_neox.layers.0.attention.dense.weight
+      the tensor's norm at every stored step and how far it moved since the previous one
+  zoo history tiny-2l128 --seed 1 --tensor gpt_neox.embed_in.weight --steps 0 64 128 256 --out e.safetensors
+      four steps only, values saved as one [4, vocab, width] tensor beside the steps
+"""
+
 EXPORT_EPILOG = """\
 examples:
   zoo export tiny-2l128 --seed 1 --to exports/
@@ -18,14 +35,16 @@ def register(subparsers) -> None:
     snap = subparsers.add_parser(
         "snapshot", help="materialize a step as a Hugging Face folder and print its path",
         description="Write (or reuse) the cached HF folder for a step: config.json, "
-                    "model.safetensors, tokenizer files. A step that is not stored is replayed.")
+                    "model.safetensors, tokenizer files. A step that is not stored is replayed.",
+        epilog=SNAPSHOT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _run_arguments(snap)
     snap.add_argument("--step", type=int, required=True)
     snap.set_defaults(handler=_snapshot)
 
     history = subparsers.add_parser(
         "history", help="one tensor across steps: norm per step and change between steps",
-        description="Read one tensor at every stored step (only that tensor's blobs are read).")
+        description="Read one tensor at every stored step (only that tensor's blobs are read).",
+        epilog=HISTORY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _run_arguments(history)
     history.add_argument("--tensor", required=True, help="tensor name, e.g. "
                          "gpt_neox.layers.0.attention.query_key_value.weight")
@@ -37,6 +56,9 @@ def register(subparsers) -> None:
 
     export = subparsers.add_parser(
         "export", help="export a run in Pythia's Hugging Face layout (a folder/branch per step)",
+        description="Write a run's stored steps as Hugging Face folders in Pythia's layout: one "
+                    "folder (a branch on the Hub) per stepN, the final step as main, and a model "
+                    "card naming family, seed, step and data fingerprint.",
         epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _run_arguments(export)
     export.add_argument("--to", required=True, metavar="DIR", help="destination folder")

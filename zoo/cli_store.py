@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Remove blobs that no checkpoint or keyframe references (left by killed writers or by\n"
         "resumes), and the temporary files of writers killed before they committed. Anything\n"
         "younger than the grace period is kept, so a writer that is running right now loses\n"
-        "nothing. Use --dry-run to see what would go.",
+        "nothing. Use --dry-run to see what would go.\n"
+        "Example: zoo gc --dry-run --store s3://bucket/zoo; then zoo gc --store s3://bucket/zoo",
     )
     gc.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     gc.add_argument(
