@@ -10,6 +10,7 @@ import sys
 
 from data_index.builtin_sources import BUILTIN_SOURCES
 from data_index.corpus import Corpus, prepare_corpus
+from data_index.errors import ZooError
 from data_index.fsio import open_location
 from data_index.queries import batch_tokens, check_pairing
 from data_index.step_index import StepIndex
@@ -81,7 +82,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                                epilog=SHOW_EPILOG, formatter_class=_RAW)
     _corpus_and_index(show)
     show.add_argument("--step", type=int, required=True, metavar="N", help="training step (>= 1)")
-    show.add_argument("--max-chars", type=int, default=400, metavar="N",
+    show.add_argument("--max-chars", type=_non_negative_int, default=400, metavar="N",
                       help="cut each sample's text after N characters; 0 prints all (default 400)")
     show.set_defaults(handler=cmd_show)
 
@@ -99,7 +100,19 @@ def _corpus_and_index(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, metavar="DIR", help="a run's data index folder or URL")
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
+    if not args.source.strip():
+        raise ZooError("SOURCE is empty: give a file or folder, hf:NAME or builtin:NAME")
     corpus = prepare_corpus(args.source, args.out, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
                             seq_len=args.seq_len, workers=args.workers, progress=sys.stderr.isatty())
     meta = corpus.meta

@@ -29,6 +29,13 @@ def test_replay_prints_verdict_first_and_exits_0_when_exact(store_url, capsys):
     assert any("threads=2" in line for line in out)
 
 
+def test_replay_of_a_step_that_is_not_stored_says_nothing_was_compared(store_url, capsys):
+    assert main(["replay", "micro-1l32", "--seed", "1", "--step", "3", "--store", store_url]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("REPLAYED") and "replayed (none stored at this step to compare)" in out
+    assert " compared, 0 differ" not in out
+
+
 def test_replay_exits_1_when_it_differs(store_url, capsys):
     code = main(["replay", "micro-1l32", "--seed", "1", "--step", "24", "--threads", "1",
                  "--store", store_url])
@@ -66,6 +73,12 @@ def test_batch_and_steps_of_agree_with_the_order_function(store_url, capsys):
     (["replay", "nope-1l32", "--seed", "1", "--step", "5"], "micro-1l32"),
     (["batch", "micro-1l32", "--seed", "1", "--step", "99"], "1..24"),
     (["steps-of", "micro-1l32", "--seed", "1", "--sample", "-3"], "does not exist"),
+    (["history", "micro-1l32", "--seed", "1", "--tensor", "gpt_neox.embed_in.weight",
+      "--out", "/nonexistent-folder/h.safetensors"],
+     ("--out /nonexistent-folder/h.safetensors: the folder /nonexistent-folder does not exist")),
+    (["history", "micro-1l32", "--seed", "1", "--tensor", "nope"], "gpt_neox.embed_in.weight"),
+    (["export", "micro-1l32", "--seed", "1", "--to", "exports", "--private"], "add --push"),
+    (["export", "micro-1l32", "--seed", "1", "--to", ""], "--to is empty"),
 ])
 def test_bad_input_gets_one_clear_line(store_url, capsys, argv, message):
     assert main([*argv, "--store", store_url]) == 2

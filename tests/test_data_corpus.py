@@ -150,8 +150,12 @@ def test_empty_and_unreadable_files(tmp_path):
     with pytest.raises(ZooError, match="unsupported file type '.csv'"):
         prepare_corpus(str(tmp_path / "bad.csv"), tmp_path / "out", vocab_size=300, progress=False)
     (tmp_path / "broken.jsonl").write_text('{"text": "ok"}\n{"text": ')
-    with pytest.raises(ZooError, match="cannot read .*broken.jsonl"):
+    with pytest.raises(ZooError, match="cannot read .*broken.jsonl") as raised:
         prepare_corpus(str(tmp_path / "broken.jsonl"), tmp_path / "out", vocab_size=300, progress=False)
+    assert "DatasetGenerationError" not in str(raised.value)  # the parser's own words instead
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
+    with pytest.raises(ZooError, match=r"cannot read .*latin1.txt: UnicodeDecodeError: .*not UTF-8"):
+        prepare_corpus(str(tmp_path / "latin1.txt"), tmp_path / "out", vocab_size=300, progress=False)
     (tmp_path / "other.jsonl").write_text('{"body": "some text here"}\n')
     with pytest.raises(ZooError, match=r"no column 'text'; columns: \['body'\]"):
         prepare_corpus(str(tmp_path / "other.jsonl"), tmp_path / "out", vocab_size=300, progress=False)

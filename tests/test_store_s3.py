@@ -91,6 +91,17 @@ def test_unreachable_s3_is_one_error_naming_the_url():
         Store.open("s3://nowhere/zoo", storage_options=dead)
 
 
+def test_a_missing_bucket_is_no_store_to_read_and_one_error_to_write(s3):
+    from zoo.cli_common import open_store_at
+
+    url, options = s3
+    missing = "s3://no-such-bucket-" + url.split("/")[2][-8:] + "/zoo"
+    store = Store.open(missing, storage_options=options)
+    assert not store.exists()  # zoo ls / verify then say "no Model Zoo store at ..."
+    with pytest.raises(ZooError, match=f"I/O failed on store {missing}"):
+        open_store_at(store, must_exist=False)
+
+
 def test_default_store_comes_from_env_then_default(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_STORE", str(tmp_path / "env-store"))
     assert Store.open().url == str(tmp_path / "env-store")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli_common import add_store_argument, open_store
+from zoo.cli_common import SEED_HELP, add_store_argument, open_store
 
 BATCH_EPILOG = """\
 examples:
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Print the exact batch of a step, from the run's recorded data index.")
     batch.add_argument("name", help="model name, e.g. tiny-2l128")
-    batch.add_argument("--seed", type=int, required=True)
+    batch.add_argument("--seed", type=int, required=True, help=SEED_HELP)
     batch.add_argument("--step", type=int, required=True)
     batch.add_argument("--ids", action="store_true", help="print sample ids only")
     add_store_argument(batch)
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="List every (step, position) whose batch held the sample.")
     steps_of.add_argument("name", help="model name, e.g. tiny-2l128")
-    steps_of.add_argument("--seed", type=int, required=True)
+    steps_of.add_argument("--seed", type=int, required=True, help=SEED_HELP)
     steps_of.add_argument("--sample", type=int, required=True)
     add_store_argument(steps_of)
     steps_of.set_defaults(handler=_steps_of)

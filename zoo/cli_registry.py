@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli_common import add_store_argument, open_store
+from data_index.errors import ZooError
+from zoo.cli_common import SEED_HELP, add_store_argument, open_store
 
 SNAPSHOT_EPILOG = """\
 examples:
@@ -71,7 +72,7 @@ def register(subparsers) -> None:
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="model name, e.g. tiny-2l128")
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True, help=SEED_HELP)
     add_store_argument(parser)
 
 
@@ -85,6 +86,9 @@ def _snapshot(args) -> int:
 def _history(args) -> int:
     from zoo.history import tensor_history
 
+    if args.out is not None:
+        _check_writable_file(args.out, "--out")
+
     history = tensor_history(args.name, seed=args.seed, tensor=args.tensor, steps=args.steps,
                              store=open_store(args), progress=True)
     norms, changes = history.norms().tolist(), [None, *history.changes().tolist()]
@@ -96,9 +100,12 @@ def _history(args) -> int:
         import torch
         from safetensors.torch import save_file
 
-        save_file({"values": history.values.contiguous(),
-                   "steps": torch.tensor(history.steps, dtype=torch.int64)}, args.out,
-                  metadata={"model": args.name, "seed": str(args.seed), "tensor": args.tensor})
+        try:
+            save_file({"values": history.values.contiguous(),
+                       "steps": torch.tensor(history.steps, dtype=torch.int64)}, args.out,
+                      metadata={"model": args.name, "seed": str(args.seed), "tensor": args.tensor})
+        except Exception as exc:  # noqa: BLE001 (safetensors' own error type for I/O failures)
+            raise ZooError(f"cannot write --out {args.out}: {exc}") from None
         print(f"saved {args.out}")
     return 0
 
@@ -106,12 +113,41 @@ def _history(args) -> int:
 def _export(args) -> int:
     from zoo.hf_export import export_run, push_run
 
+    if args.to is not None and not str(args.to).strip():
+        raise ZooError("--to is empty: give the folder to export into")
+    if args.private and not args.push:
+        raise ZooError("--private applies to the Hub repo --push creates; add --push REPO_ID")
     store = open_store(args)
     if args.push:
-        url = push_run(args.name, seed=args.seed, repo_id=args.push, to=args.to, steps=args.steps,
-                       store=store, private=args.private or None)
+        try:
+            url = push_run(args.name, seed=args.seed, repo_id=args.push, to=args.to,
+                           steps=args.steps, store=store, private=args.private or None)
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] not in _NETWORK_MODULES:
+                raise
+            raise ZooError(
+                f"could not upload to the Hugging Face Hub repo {args.push} (offline, not logged in "
+                f"with `huggingface-cli login`, or no permission?): {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}; the export itself is complete"
+                + (f" in {args.to}" if args.to else "")) from None
         print(f"pushed to {url}")
         return 0
     folder = export_run(args.name, seed=args.seed, to=args.to, steps=args.steps, store=store)
     print(folder)
     return 0
+
+
+_NETWORK_MODULES = {"huggingface_hub", "httpx", "httpx2", "httpcore", "requests", "urllib3"}
+
+
+def _check_writable_file(path: str, flag: str) -> None:
+    """Fail before the work, not after it: the folder must exist and take new files."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not str(path).strip() or os.path.isdir(path):
+        raise ZooError(f"{flag} {path!r} is not a file name")
+    if not os.path.isdir(folder):
+        raise ZooError(f"{flag} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ZooError(f"{flag} {path}: the folder {folder} is not writable")

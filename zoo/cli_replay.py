@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from zoo.cli_common import add_store_argument, open_store
+from zoo.cli_common import SEED_HELP, add_store_argument, device_name, open_store, positive_int
 
 EPILOG = """\
 examples:
@@ -27,15 +27,15 @@ def register(subparsers) -> None:
                     "thread count), re-run the recorded batches with the training step, compare.",
     )
     parser.add_argument("name", help="model name, e.g. tiny-2l128")
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True, help=SEED_HELP)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--step", type=int, help="the step to replay (>= 1)")
     target.add_argument("--all", action="store_true", help="check every stored step")
-    parser.add_argument("--check", action="store_true",
-                        help="compare with the stored weights (always done when they exist)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="override the recorded CPU thread count (the result will differ)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_name, default="cpu",
+                        help="cpu (default), cuda or cuda:N; another device than training's "
+                             "replays, but reports DIFFERS")
     parser.add_argument("--json", action="store_true", help="print the report(s) as JSON")
     add_store_argument(parser)
     parser.set_defaults(handler=_replay)
@@ -69,7 +69,10 @@ def _replay(args) -> int:
 
 def _details(report) -> None:
     print(f"  keyframe:     step {report.from_keyframe}")
-    print(f"  tensors:      {report.n_tensors} compared, {report.n_different} differ")
+    if report.compared:
+        print(f"  tensors:      {report.n_tensors} compared, {report.n_different} differ")
+    else:
+        print(f"  tensors:      {report.n_tensors} replayed (none stored at this step to compare)")
     print(f"  environment then: {_env(report.environment_then)}")
     print(f"  environment now:  {_env(report.environment_now)}")
     print(f"  time:         {report.seconds:.2f}s")

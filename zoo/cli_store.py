@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from data_index.errors import ZooError
-from zoo.cli_common import add_store_argument, open_store
+from zoo.cli_common import add_store_argument, open_store, open_store_at
 from zoo.names import RunId, parse_model_name
 
 _S3_NOTE = (
@@ -201,6 +201,10 @@ def _gc(args: argparse.Namespace) -> int:
 def _copy(source, destination, args: argparse.Namespace) -> int:
     from zoo.transfer import copy_runs
 
+    if source.url.rstrip("/") == destination.url.rstrip("/"):
+        raise ZooError(f"source and destination are the same store ({source.url}); "
+                       f"give the other store as {'DEST' if args.command == 'push' else 'SOURCE'}")
+
     report = copy_runs(
         source,
         destination,
@@ -217,15 +221,11 @@ def _copy(source, destination, args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from zoo.store import Store
-
-    return _copy(open_store(args), Store.open(args.other), args)
+    return _copy(open_store(args), open_store_at(args.other, must_exist=False), args)
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from zoo.store import Store
-
-    return _copy(Store.open(args.other), open_store(args), args)
+    return _copy(open_store_at(args.other, what="SOURCE"), open_store(args, must_exist=False), args)
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:

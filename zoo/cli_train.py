@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from zoo.cli_common import add_store_argument, open_store
+from zoo.cli_common import add_store_argument, device_name, open_store, positive_int
 
 EPILOG = """\
 examples:
@@ -32,12 +32,12 @@ def register(subparsers) -> None:
                         help="train only these runs (repeatable)")
     parser.add_argument("--plan", action="store_true",
                         help="print one independent command per run and exit")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="CPU threads for a new run (recorded; resume restores the recorded count)")
-    parser.add_argument("--device", default="cpu",
+    parser.add_argument("--device", type=device_name, default="cpu",
                         help="cpu (default), cuda, cuda:1, ...; with several processes, cuda means "
                              "one GPU per process")
-    parser.add_argument("--nproc", type=int, default=None, metavar="N",
+    parser.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                         help="train on N processes of this machine (launches torchrun: gloo on "
                              "CPU, nccl on GPU); with --plan, each printed command gets --nproc N")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
@@ -47,20 +47,48 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from training.distributed import launch, shutdown, world_from_env
     from training.sweep import plan_commands, train_family
+    from zoo.store import resolve_store_url
 
-    store_url = args.store or os.environ.get("ZOO_STORE") or "./zoo-store"
+    store_url = resolve_store_url(args.store)
     if args.plan:
+        if args.nproc is not None and args.nproc > 1:
+            _check_nproc(args, here=False)
         for command in plan_commands(args.manifest, store_url=store_url, only=args.only,
                                      nproc=args.nproc):
             print(command)
         return 0
     if args.nproc is not None and args.nproc > 1:
+        _check_nproc(args)
         return launch(args.manifest, nproc=args.nproc, store_url=store_url, only=args.only,
                       threads=args.threads, device=args.device, quiet=args.quiet)
     world = world_from_env(args.device)  # torchrun's environment, or a single process
     try:
-        train_family(args.manifest, store=open_store(args), only=args.only, device=args.device,
+        train_family(args.manifest, store=open_store(args, must_exist=False), only=args.only, device=args.device,
                      threads=args.threads, progress=not args.quiet, world=world)
     finally:
         shutdown(world)
     return 0
+
+
+def _check_nproc(args, *, here: bool = True) -> None:
+    """Refuse a process count before torchrun starts N processes that would each fail: it must
+    split every selected run's batch, and (`here`: run on this machine) not exceed its cores or
+    GPUs."""
+    from data_index.errors import ZooError
+    from training.distributed import check_world_size
+    from training.sweep import select_runs
+    from zoo.manifest import load_manifest
+
+    for cfg in select_runs(load_manifest(args.manifest), args.only):
+        check_world_size(cfg, args.nproc)
+    if not here:
+        return
+    if args.device.startswith("cuda"):
+        import torch
+
+        if args.nproc > torch.cuda.device_count():
+            raise ZooError(f"--nproc {args.nproc} with --device cuda needs one GPU per process; "
+                           f"this machine has {torch.cuda.device_count()}")
+    elif args.nproc > (os.cpu_count() or 1):
+        raise ZooError(f"--nproc {args.nproc} on a machine with {os.cpu_count()} CPU cores: each "
+                       f"process needs a core of its own (use at most {os.cpu_count()})")

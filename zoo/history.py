@@ -51,8 +51,8 @@ def tensor_history(name: str, *, seed: int, tensor: str, steps: list[int] | None
     names = list(refs[wanted[0]])
     if tensor not in names:
         close = difflib.get_close_matches(tensor, names, n=5, cutoff=0.4) or names[:5]
-        raise ZooError(f"{run.run_id} has no tensor {tensor!r}; closest: {', '.join(close)} "
-                       f"({len(names)} tensors; `zoo show {name}` lists them)")
+        listed = f"; all {len(names)}: {', '.join(names)}" if len(names) <= 60 else ""
+        raise ZooError(f"{run.run_id} has no tensor {tensor!r}; closest: {', '.join(close)}{listed}")
     by_blob: dict[str, torch.Tensor] = {}
     values = []
     for step in tqdm(wanted, desc=f"history {tensor}", unit="step", disable=not progress):

@@ -60,7 +60,10 @@ _SEED_FOLDER = re.compile(r"seed-(\d+)")
 
 def resolve_store_url(url: str | os.PathLike | None = None) -> str:
     """The store to use: explicit url, else $ZOO_STORE, else ./zoo-store."""
-    if url is not None and str(url):
+    if url is not None:
+        if not str(url).strip():
+            raise ZooError("the store is an empty string: give a folder or URL (--store DIR), or "
+                           f"leave it out to use ${STORE_ENV}, else {DEFAULT_STORE}")
         return os.fspath(url)
     return os.environ.get(STORE_ENV) or DEFAULT_STORE
 
@@ -148,6 +151,8 @@ class Store:
     ) -> Store:
         """Open (not create) a store; it is created on the first write. Checks reachability once."""
         text = resolve_store_url(url)
+        if "://" not in text and os.path.exists(text) and not os.path.isdir(text):
+            raise ZooError(f"store {text} is a file; a store is a folder (or an fsspec URL)")
         with reaching(text):
             store = cls(open_location(text, **(storage_options or {})))
             if store.location.exists(STORE_FILE):
@@ -156,6 +161,11 @@ class Store:
                     f"store {text}",
                 )
         return store
+
+    def exists(self) -> bool:
+        """Whether anything was ever written here (its zoo.json, or runs of an early store)."""
+        with reaching(self.url):
+            return self.location.exists(STORE_FILE) or bool(self.location.list("runs"))
 
     def ensure_created(self) -> None:
         if not self.location.exists(STORE_FILE):
@@ -219,6 +229,9 @@ _IO_MODULES = {
     "huggingface_hub",
     "requests",
     "urllib3",
+    "httpx",
+    "httpx2",
+    "httpcore",
     "gcsfs",
     "adlfs",
 }
