@@ -141,23 +141,13 @@ class Interleaved:
         self.state = None
 
     def _bare_step(self) -> None:
-        """Exactly run_bare's loop body, for the bare loop's next step."""
+        """run_bare's loop body (bare_step), for the bare loop's next step."""
         cfg, corpus, model, optimizer, scheduler = self.state
         writer_cpu = _writer_cpu()
         tic = time.perf_counter()
-        ids = global_batch(self.count, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                           n_samples=corpus.n_samples)
-        batch = torch.from_numpy(corpus.samples(ids))
-        step_tic = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.clip)
-        optimizer.step()
-        scheduler.step()
-        done = time.perf_counter()
-        self.update_seconds += done - step_tic
-        self.steps_seconds += done - tic
+        loss, in_update = bare_step(cfg, corpus, model, optimizer, scheduler, self.count)
+        self.update_seconds += in_update
+        self.steps_seconds += time.perf_counter() - tic
         self.writer_cpu += _writer_cpu() - writer_cpu
         self.last_loss = loss
 
@@ -220,6 +210,22 @@ def run_harness(cfg, corpus, root: Path, steps: int,
     return time.perf_counter() - tic, outcome.final_loss
 
 
+def bare_step(cfg, corpus, model, optimizer, scheduler, step: int):
+    """One step of the bare loop: its batch, then the update; returns (loss, seconds in the
+    update itself, zero_grad .. scheduler.step)."""
+    ids = global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
+                       n_samples=corpus.n_samples)
+    batch = torch.from_numpy(corpus.samples(ids))
+    tic = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.clip)
+    optimizer.step()
+    scheduler.step()
+    return loss, time.perf_counter() - tic
+
+
 def run_bare(cfg, corpus, steps: int, step_seconds: list | None = None,
              cpu_seconds: list | None = None) -> tuple[float, float]:
     """The same model, batches and optimizer in a plain PyTorch loop that writes nothing.
@@ -232,17 +238,8 @@ def run_bare(cfg, corpus, steps: int, step_seconds: list | None = None,
     model.train()
     loss = None
     for step in range(1, steps + 1):
-        ids = global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                           n_samples=corpus.n_samples)
-        batch = torch.from_numpy(corpus.samples(ids))
-        step_tic = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.clip)
-        optimizer.step()
-        scheduler.step()
-        in_step += time.perf_counter() - step_tic
+        loss, in_update = bare_step(cfg, corpus, model, optimizer, scheduler, step)
+        in_step += in_update
     if step_seconds is not None:
         step_seconds.append(in_step)
     if cpu_seconds is not None:
