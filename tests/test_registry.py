@@ -185,7 +185,7 @@ def test_path_traversal_in_a_name_is_refused(store, name):
 @pytest.mark.parametrize("step", [300, 25, -1])
 def test_step_beyond_the_run_says_the_range(store, step):
     expected = (f"no step {step} for micro-1l32 seed 1; stored: 0, 1, 2, 4, …, 24 (10 steps), "
-                "keyframes every 8; any step <= 24 can be replayed")
+                "keyframes every 8; any step 1..24 can be replayed")
     with pytest.raises(ZooError) as caught:
         zoo.load(NAME, seed=1, step=step, store=store)
     assert str(caught.value) == expected

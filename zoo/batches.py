@@ -8,20 +8,22 @@ from __future__ import annotations
 import torch
 
 from data_index import Corpus, StepIndex
+from data_index.arguments import whole_number
 from data_index.errors import ZooError
 from zoo.corpora import open_corpus
+from zoo.names import check_seed
 from zoo.store import Store
 
 
 def batch(name: str, *, seed: int, step: int, store: str | Store | None = None) -> torch.Tensor:
     """The token batch of `step` exactly as trained: LongTensor [batch, seq_len]."""
     corpus, index = open_run_data(name, seed=seed, store=store)
-    return torch.from_numpy(corpus.samples(index.batch_ids(step)))
+    return torch.from_numpy(corpus.samples(index.batch_ids(whole_number(step, "step"))))
 
 
 def batch_ids(name: str, *, seed: int, step: int, store: str | Store | None = None):
     """The sample ids of `step`'s batch, in order."""
-    return open_run_data(name, seed=seed, store=store)[1].batch_ids(step)
+    return open_run_data(name, seed=seed, store=store)[1].batch_ids(whole_number(step, "step"))
 
 
 def steps_of(name: str, *, seed: int, sample: int, store: str | Store | None = None) -> list[int]:
@@ -33,6 +35,7 @@ def placements_of(name: str, *, seed: int, sample: int,
                   store: str | Store | None = None) -> list[tuple[int, int]]:
     """(step, position) of every batch slot that held `sample`, ascending."""
     corpus, index = open_run_data(name, seed=seed, store=store)
+    sample = whole_number(sample, "sample")
     if not 0 <= sample < corpus.n_samples:
         raise ZooError(f"sample {sample} does not exist: the corpus has samples 0..{corpus.n_samples - 1}")
     return index.steps_of(sample)
@@ -43,9 +46,9 @@ def open_run_data(name: str, *, seed: int, store=None) -> tuple[Corpus, StepInde
     from zoo.registry import _store, resolve_run
 
     store = _store(store)
-    key = (store.url, name, int(seed))
+    key = (store.url, name, check_seed(seed))
     if key not in _OPENED:
-        run = resolve_run(name, int(seed), store=store)
+        run = resolve_run(name, key[2], store=store)
         corpus = open_corpus(store, run.read_json("run.json")["corpus_fingerprint"])
         index = StepIndex.open(run.index_location)
         if index.corpus_fingerprint != corpus.fingerprint:

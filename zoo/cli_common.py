@@ -23,25 +23,13 @@ def positive_int(text: str) -> int:
 
 def device_name(text: str) -> str:
     """argparse type: a device this machine has (cpu, cuda, cuda:N)."""
-    import torch
+    from data_index.errors import ZooError
+    from zoo.environment import check_device
 
     try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(
-                f"{text}: no CUDA GPU is usable here (torch {torch.__version__}"
-                f"{', a CPU-only build' if torch.version.cuda is None else ''}); use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(
-                f"{text}: this machine has {torch.cuda.device_count()} GPU(s), "
-                f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    elif device.type != "cpu":
-        raise argparse.ArgumentTypeError(f"device {text!r} is not supported; use cpu or cuda[:N]")
-    return text
+        return check_device(text)
+    except ZooError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:

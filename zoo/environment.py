@@ -49,6 +49,27 @@ def differences(recorded: dict, current: dict) -> dict[str, tuple]:
     }
 
 
+def check_device(device: torch.device | str) -> str:
+    """`device` when this machine can run on it (cpu, cuda, cuda:N); a ZooError saying why not."""
+    from data_index.errors import ZooError
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ZooError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ZooError(
+                f"device {device}: no CUDA GPU is usable here (torch {torch.__version__}"
+                f"{', a CPU-only build' if torch.version.cuda is None else ''}); use cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ZooError(f"device {device}: this machine has {count} GPU(s), cuda:0..cuda:{count - 1}")
+    elif parsed.type != "cpu":
+        raise ZooError(f"device {device!r} is not supported; use cpu or cuda[:N]")
+    return str(device)
+
+
 def apply(device: torch.device | str, *, threads: int | None) -> None:
     """Put this process into the deterministic regime the fingerprint describes."""
     if threads is not None:

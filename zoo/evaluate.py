@@ -24,17 +24,19 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from data_index.arguments import whole_number
 from data_index.errors import ZooError
 from zoo.corpora import open_corpus
 from zoo.eval_metrics import METRICS, heldout_loss, icl_score, induction_score
 from zoo.eval_results import ResultsLog
 from zoo.heldout import DEFAULT_SAMPLES, HeldOut, build_heldout
-from zoo.names import RunId
+from zoo.names import RunId, check_seed
 from zoo.store import Store
 
 HELDOUT_METRICS = ("loss", "icl")
@@ -91,6 +93,8 @@ def resolve_metrics(metrics) -> dict[str, Callable | str]:
     """Names and callables -> {name: "builtin" name or user function}; errors list the choices."""
     if isinstance(metrics, (str, bytes)) or callable(metrics):
         metrics = [metrics]
+    if not isinstance(metrics, (Mapping, Sequence, set, frozenset)):
+        raise ZooError(f"metrics is a name, a function, or a list / dict of them; got {metrics!r}")
     items = list(metrics.items()) if isinstance(metrics, Mapping) else [(None, m) for m in metrics]
     if not items:
         raise ZooError(f"no metric asked; built-in metrics: {', '.join(METRICS)}")
@@ -104,9 +108,12 @@ def resolve_metrics(metrics) -> dict[str, Callable | str]:
                 )
             name = name or metric
         elif callable(metric):
+            given = name is not None
             name = name or getattr(metric, "__name__", "")
-            if not name.isidentifier():
+            if not isinstance(name, str) or not name.isidentifier():
                 raise ZooError(
+                    f"metric name {name!r} is not a Python identifier (letters, digits, '_', not "
+                    "starting with a digit); rename it" if given else
                     f"a user metric needs a name to be stored under; {metric!r} has none: pass "
                     "metrics={'my_name': f} or use a def-function"
                 )
@@ -134,7 +141,16 @@ def family_runs(store: Store, family: str, *, sizes=None, seeds=None) -> list:
         raise ZooError(
             f"no family {family!r} in store {store.url}; families: {', '.join(families) or 'none'}"
         )
+    if isinstance(sizes, str):
+        sizes = [sizes]
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        seeds = [seeds]
     for wanted, attr in ((sizes, "size"), (seeds, "seed")):
+        if wanted is None:
+            continue
+        if isinstance(wanted, (str, bytes)) or not hasattr(wanted, "__iter__"):
+            raise ZooError(f"{attr}s must be a list of {attr}s, got {wanted!r}")
+        wanted = [check_seed(w) for w in wanted] if attr == "seed" else list(wanted)
         if wanted:
             have = sorted({getattr(r, attr) for r in runs})
             unknown = [w for w in wanted if w not in have]
@@ -177,7 +193,7 @@ def _as_fields(value, name: str, what: str) -> dict[str, float]:
     """A metric's result -> {field: float}; "" is the field of a plain number."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy scalars too
         return {"": float(value)}
     if isinstance(value, Mapping) and value:
         fields = {}
@@ -188,7 +204,7 @@ def _as_fields(value, name: str, what: str) -> dict[str, float]:
                 not isinstance(key, str)
                 or not key
                 or isinstance(item, bool)
-                or not isinstance(item, (int, float))
+                or not isinstance(item, numbers.Real)
             ):
                 break
             fields[key] = float(item)
@@ -220,6 +236,7 @@ def _run_metric(name, metric, model, *, tokenizer, corpus, heldout: HeldOut | No
     if metric == "induction":
         return _induction_fields(model, corpus.vocab_size)
     model.eval()
+    versions = [p._version for p in model.parameters()]
     try:
         with torch.no_grad():
             value = metric(model, tokenizer)
@@ -227,6 +244,10 @@ def _run_metric(name, metric, model, *, tokenizer, corpus, heldout: HeldOut | No
         raise
     except Exception as exc:
         raise ZooError(f"metric {name!r} failed on {what}: {type(exc).__name__}: {exc}") from exc
+    if [p._version for p in model.parameters()] != versions:  # every in-place write counts
+        raise ZooError(f"metric {name!r} changed the model's weights in place on {what}; the "
+                       "metrics after it would see the changed model. Measure on a copy "
+                       "(copy.deepcopy(model)) instead")
     return _as_fields(value, name, what)
 
 
@@ -246,6 +267,7 @@ def evaluate_family(
     from transformers import AutoTokenizer
 
     store = store if isinstance(store, Store) else Store.open(store)
+    heldout_samples = whole_number(heldout_samples, "heldout_samples", minimum=1)
     chosen = resolve_metrics(metrics)
     runs = [store.run(r) for r in family_runs(store, family, sizes=sizes, seeds=seeds)]
     records = {r.run_id: r.read_json("run.json") for r in runs}

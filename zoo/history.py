@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from data_index.arguments import whole_number
 from data_index.errors import ZooError
 from zoo.store import Store, format_steps
 
@@ -43,6 +44,8 @@ def tensor_history(name: str, *, seed: int, tensor: str, steps: list[int] | None
 
     store = _store(store)
     run = resolve_run(name, seed, store=store)
+    if not isinstance(tensor, str):
+        raise ZooError(f"tensor must be a tensor's name (a string), got {tensor!r}")
     stored = run.checkpoint_steps()
     wanted = stored if steps is None else _check_steps(steps, stored, run)
     if not wanted:
@@ -71,7 +74,10 @@ def tensor_history(name: str, *, seed: int, tensor: str, steps: list[int] | None
 
 
 def _check_steps(steps: list[int], stored: list[int], run) -> list[int]:
-    bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, int) or s not in stored]
+    if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__"):
+        raise ZooError(f"steps must be a list of stored steps (or None for all), got {steps!r}")
+    steps = [whole_number(s, "each of steps") for s in steps]
+    bad = [s for s in steps if s not in stored]
     if bad:
         raise ZooError(f"no stored checkpoint at step(s) {', '.join(map(str, bad))} for "
                        f"{run.run_id}; stored: {format_steps(stored)} (history reads stored "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from data_index.arguments import whole_number
 from zoo.store import Store
 
 
@@ -40,6 +41,7 @@ def inspect_step(name: str, *, seed: int, step: int, store: str | Store | None =
 
     store = _store(store)
     run = resolve_run(name, seed, store=store)
+    step = whole_number(step, "step")
     seen: dict = {}
 
     def observe(model, batch, outputs):

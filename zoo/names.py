@@ -8,6 +8,7 @@ spaces are refused with an error that states the rule.
 
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -33,9 +34,10 @@ def check_size(size: str) -> str:
 
 
 def check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    """A seed as a Python int (numpy integers too: seeds often come from arrays)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ZooError(f"invalid seed {seed!r}: a seed is a non-negative integer")
-    return seed
+    return int(seed)
 
 
 def parse_model_name(name: str) -> tuple[str, str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from data_index.arguments import whole_number
 from data_index.errors import ZooError
 from zoo.blobs import DTYPES
 from zoo.cache import cache_dir
@@ -78,6 +79,7 @@ def steps(name: str, *, seed: int, store: str | Store | None = None) -> list[int
 
 
 def snapshot(name: str, *, seed: int, step: int, store: str | Store | None = None) -> Path:
+    step = whole_number(step, "step")
     """A local Hugging Face folder for (name, seed, step), cached and reused."""
     store = _store(store)
     run = resolve_run(name, seed, store=store)
@@ -100,6 +102,10 @@ def load(name: str, *, seed: int, step: int, store: str | Store | None = None,
          device: str = "cpu"):
     """(model, tokenizer): a stock transformers causal LM in eval mode, and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from zoo.environment import check_device
+
+    step, device = whole_number(step, "step"), check_device(device)
 
     store = _store(store)
     run = resolve_run(name, seed, store=store)
@@ -208,8 +214,6 @@ def _model_from_tensors(model_class, config, tensors: dict, options: dict, *, sk
 
 def check_step(run: RunStore, step: int, stored: list[int]) -> None:
     """Refuse a step the run cannot serve, saying what is stored and what can be replayed."""
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise ZooError(f"step must be an integer, got {step!r}")
     if step in stored:
         return
     status = run.read_json("status.json") if run.location.exists("status.json") else {}
@@ -219,7 +223,7 @@ def check_step(run: RunStore, step: int, stored: list[int]) -> None:
         return  # reachable by replay from the keyframe before it
     config = run.read_json("run.json").get("config", {})
     every = config.get("checkpoints", {}).get("keyframe_every")
-    replay = (f"keyframes every {every}; any step <= {last} can be replayed" if keyframes
+    replay = (f"keyframes every {every}; any step 1..{last} can be replayed" if keyframes
               else "no keyframes, so only stored steps can be loaded")
     raise ZooError(f"no step {step} for {run.run_id}; stored: {format_steps(stored)}, {replay}")
 
@@ -311,4 +315,12 @@ def _snapshot_folder(store: Store, run: RunStore, step: int) -> Path:
 
 
 def _store(store: str | Store | None) -> Store:
-    return store if isinstance(store, Store) else Store.open(store)
+    """The store the registry reads. A folder or URL holding no store is an error, not an empty
+    store: almost always a mistyped path (or the default ./zoo-store in another folder)."""
+    if isinstance(store, Store):
+        return store
+    opened = Store.open(store)
+    if not opened.exists():
+        raise ZooError(f"no Model Zoo store at {opened.url}: nothing was ever trained there; check "
+                       f"the path (store=..., else $ZOO_STORE, else ./zoo-store)")
+    return opened

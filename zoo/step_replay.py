@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data_index import Corpus, StepIndex
+from data_index.arguments import whole_number
 from data_index.errors import ZooError
 from zoo import environment, rng_state
 from zoo.config import RunConfig
@@ -86,8 +87,17 @@ def replay(name: str, *, seed: int, step: int, store: str | Store | None = None,
                       device=device, progress=progress)
 
 
+def check_replay_arguments(step, threads, device) -> tuple[int, int | None, str]:
+    """The step, thread count and device of a replay, checked before any work."""
+    step = whole_number(step, "step")
+    if threads is not None:
+        threads = whole_number(threads, "threads", minimum=1)
+    return step, threads, environment.check_device(device)
+
+
 def replay_run(run: RunStore, step: int, *, store: Store, threads: int | None = None,
                device: str = "cpu", progress: bool = True) -> ReplayReport:
+    step, threads, device = check_replay_arguments(step, threads, device)
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
     try:

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from data_index.arguments import whole_number
 from data_index.errors import ZooError
 from data_index.fsio import Location, open_location
 from zoo import state_tree
@@ -61,6 +62,8 @@ _SEED_FOLDER = re.compile(r"seed-(\d+)")
 def resolve_store_url(url: str | os.PathLike | None = None) -> str:
     """The store to use: explicit url, else $ZOO_STORE, else ./zoo-store."""
     if url is not None:
+        if not isinstance(url, (str, os.PathLike)):
+            raise ZooError(f"a store is a folder or URL (str or path), got {url!r}")
         if not str(url).strip():
             raise ZooError("the store is an empty string: give a folder or URL (--store DIR), or "
                            f"leave it out to use ${STORE_ENV}, else {DEFAULT_STORE}")
@@ -312,8 +315,7 @@ class RunStore:
 
     def _manifest(self, folder: str, step: int) -> dict:
         kind = folder[:-1]
-        if isinstance(step, bool) or not isinstance(step, int):
-            raise ZooError(f"step must be an integer, got {step!r}")
+        step = whole_number(step, "step")
         name = self.manifest_name(folder, step)
         with reaching(self.store.url):
             if not self.location.exists(name):

@@ -70,6 +70,7 @@ def metrics_table(
     """Training metrics and evaluation results of every run of `family`, one row per (size, seed,
     step), sorted by size, seed, step. Pandas: `.to_pandas()`."""
     store = store if isinstance(store, Store) else Store.open(store)
+    sizes = [sizes] if isinstance(sizes, str) else sizes
     runs = family_runs(store, family, sizes=sizes)
     table = _training_table(store, family, runs)
     results = ResultsLog(store, family).read()

@@ -12,6 +12,7 @@ from the standard library's NormalDist.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from statistics import NormalDist
 
@@ -26,21 +27,42 @@ _STANDARD_NORMAL = NormalDist()
 CHUNK_RESAMPLES = 2048
 
 
-def check_options(
-    *, confidence: float, n_resamples: int, method: str | None = None, nan_policy: str | None = None
-) -> None:
-    if not 0.0 < float(confidence) < 1.0:
+_NOT_USED = object()  # an option the calling function does not take
+
+
+def check_options(*, confidence, n_resamples, rng_seed, method=_NOT_USED,
+                  nan_policy=_NOT_USED) -> None:
+    """Every resampling option checked by value and type: a wrong one must never quietly change
+    the numbers (None is not a policy, 1.5 resamples is not a count, no seed is not reproducible)."""
+    if (isinstance(confidence, bool) or not isinstance(confidence, numbers.Real)
+            or not 0.0 < float(confidence) < 1.0):
         raise ZooError(
-            f"confidence must be strictly between 0 and 1 (e.g. 0.95), got {confidence!r}"
+            f"confidence must be a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}"
         )
-    if int(n_resamples) != n_resamples or n_resamples < 1:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral) or n_resamples < 1:
         raise ZooError(f"n_resamples must be a positive integer (e.g. 10_000), got {n_resamples!r}")
-    if method is not None and method not in METHODS:
+    if isinstance(rng_seed, bool) or not isinstance(rng_seed, numbers.Integral) or rng_seed < 0:
+        raise ZooError(f"rng_seed must be a non-negative integer (results are reproducible from "
+                       f"it), got {rng_seed!r}")
+    if method is not _NOT_USED and method not in METHODS:
         raise ZooError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
-    if nan_policy is not None and nan_policy not in NAN_POLICIES:
+    if nan_policy is not _NOT_USED and nan_policy not in NAN_POLICIES:
         raise ZooError(
             f"unknown nan_policy {nan_policy!r}; choose one of {', '.join(NAN_POLICIES)}"
         )
+
+
+def integer_steps(steps, what: str) -> np.ndarray:
+    """Training steps as int64: whole numbers only (2.5 or NaN is no step; never truncated)."""
+    array = np.asarray(steps)
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer)
+                                   or np.issubdtype(array.dtype, np.floating)):
+        raise ZooError(f"{what}: steps must be whole numbers, got {array.dtype} values")
+    if np.issubdtype(array.dtype, np.floating):
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            raise ZooError(f"{what}: steps must be whole numbers, got {array[bad][:5].tolist()}")
+    return array.astype(np.int64)
 
 
 def too_few_seeds_error(n_seeds: int, where: str = "", seeds: Sequence | None = None) -> ZooError:

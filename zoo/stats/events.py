@@ -8,12 +8,14 @@ Per-seed event steps then get a median, a spread and a bootstrap interval of the
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from data_index.errors import ZooError
+from zoo.stats._resample import integer_steps
 from zoo.stats.seed_intervals import seed_interval
 
 KINDS = ("threshold", "largest_jump")
@@ -41,8 +43,11 @@ class EventTiming:
 
 
 def _curve(steps, values, what: str) -> tuple[np.ndarray, np.ndarray]:
-    steps = np.asarray(steps)
-    values = np.asarray(values, dtype=np.float64)
+    steps = integer_steps(steps, what)
+    try:
+        values = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ZooError(f"{what}: values must be numbers") from None
     if steps.ndim != 1 or values.shape != steps.shape:
         raise ZooError(
             f"{what}: steps and values must be 1-D and of equal length, got shapes "
@@ -91,6 +96,9 @@ def event_step(
     if kind == "threshold":
         if threshold is None:
             raise ZooError("kind='threshold' needs threshold=<number>")
+        if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+                or not np.isfinite(threshold)):
+            raise ZooError(f"threshold must be a finite number, got {threshold!r}")
         hits = values >= threshold if direction == "above" else values <= threshold
         return int(steps[np.argmax(hits)]) if hits.any() else None
     if threshold is not None:
@@ -125,7 +133,11 @@ def event_timing(
         raise ZooError(
             f"unknown no_event policy {no_event!r}; choose one of {', '.join(NO_EVENT_POLICIES)}"
         )
-    curves = np.asarray(per_seed_values, dtype=np.float64)
+    try:
+        curves = np.asarray(per_seed_values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ZooError("per_seed_values must be a [n_seeds, n_steps] array of numbers "
+                       "(one curve per seed, all of the same length)") from None
     if curves.ndim != 2 or curves.shape[1] != len(steps):
         raise ZooError(
             f"per_seed_values must be [n_seeds, n_steps] = [?, {len(steps)}], got "
@@ -134,6 +146,9 @@ def event_timing(
     labels = list(range(curves.shape[0])) if seeds is None else list(seeds)
     if len(labels) != curves.shape[0]:
         raise ZooError(f"{curves.shape[0]} curves but {len(labels)} seed labels")
+    repeated = sorted({str(x) for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise ZooError(f"seed label(s) {', '.join(repeated)} appear more than once; one curve per seed")
     found, missing = {}, []
     for label, curve in zip(labels, curves):
         try:

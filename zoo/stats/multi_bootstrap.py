@@ -167,7 +167,10 @@ def multi_bootstrap(
     row i of a is paired with row i of b). _resamples: private hook for tests, a tuple
     (seed_indices_a [R, n_a], seed_indices_b [R, n_b] or None, example_indices [R, n_x]).
     """
-    check_options(confidence=confidence, n_resamples=n_resamples, nan_policy=nan_policy)
+    check_options(confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed,
+                  nan_policy=nan_policy)
+    if paired is not None and not isinstance(paired, bool):
+        raise ZooError(f"paired must be True or False, got {paired!r}")
     a = _as_matrix(a, "a")
     labels = {"a": _seed_labels(seeds_a, a.shape[0], "a")}
     arms = {"a": a}

@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 
 from data_index.errors import ZooError
-from zoo.stats._resample import bootstrap_row_means, check_options, too_few_seeds_error
+from zoo.stats._resample import (
+    bootstrap_row_means,
+    check_options,
+    integer_steps,
+    too_few_seeds_error,
+)
 
 _SHOWN = 10  # how many offending (step, seed) pairs an error message lists
 
@@ -95,9 +100,8 @@ def seed_interval(
     and for omitted_seeds (default: positions). method: "percentile" or "bca" (same definitions
     as scipy.stats.bootstrap). Resampling is reproducible from rng_seed.
     """
-    check_options(
-        confidence=confidence, n_resamples=n_resamples, method=method, nan_policy=nan_policy
-    )
+    check_options(confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed,
+                  method=method, nan_policy=nan_policy)
     if isinstance(values, Mapping):
         seeds = list(values.keys()) if seeds is None else seeds
         values = list(values.values())
@@ -195,10 +199,9 @@ def seed_intervals(
     the same number of seeds share the same resampled seed sets (seeds sorted within each step),
     so the band of a curve is made of coherent whole-run resamples and costs one matrix product.
     """
-    check_options(
-        confidence=confidence, n_resamples=n_resamples, method=method, nan_policy=nan_policy
-    )
-    steps, seeds = _column(table, step), _column(table, seed)
+    check_options(confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed,
+                  method=method, nan_policy=nan_policy)
+    steps, seeds = integer_steps(_column(table, step), "seed_intervals"), _column(table, seed)
     values = _column(table, value)
     missing = _missing(table, value)
     if missing is not None:
