@@ -56,8 +56,10 @@ def test_wrong_types_get_one_error_naming_the_argument(store, call, message):
 
 
 def test_a_path_holding_no_store_is_an_error_not_an_empty_store(tmp_path):
-    with pytest.raises(ZooError, match="no Model Zoo store at"):
-        zoo.list_models(store=str(tmp_path / "typo"))
+    for call in (zoo.list_models, lambda store: zoo.metrics("micro", store=store),
+                 lambda store: evaluate_family("micro", ["loss"], store=store, progress=False)):
+        with pytest.raises(ZooError, match="no Model Zoo store at"):
+            call(store=str(tmp_path / "typo"))
     assert not (tmp_path / "typo").exists()
 
 

@@ -175,7 +175,9 @@ def compare(
     rng_seed: int = 0,
 ) -> Comparison:
     """Compare model / family `a` with `b` on `metric` (a column of zoo.metrics, e.g. loss)."""
-    store = store if isinstance(store, Store) else Store.open(store)
+    from zoo.registry import _store  # a path holding no store is an error
+
+    store = _store(store)
     arms = {"a": resolve_arm(a, store), "b": resolve_arm(b, store)}
     values = {k: _arm_values(*arm, metric, store) for k, arm in arms.items()}
     seeds = {k: sorted(set(v.column("seed").to_pylist())) for k, v in values.items()}

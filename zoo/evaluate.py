@@ -266,7 +266,9 @@ def evaluate_family(
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
-    store = store if isinstance(store, Store) else Store.open(store)
+    from zoo.registry import _store  # a path holding no store is an error
+
+    store = _store(store)
     heldout_samples = whole_number(heldout_samples, "heldout_samples", minimum=1)
     chosen = resolve_metrics(metrics)
     runs = [store.run(r) for r in family_runs(store, family, sizes=sizes, seeds=seeds)]

@@ -69,7 +69,9 @@ def metrics_table(
 ) -> pa.Table:
     """Training metrics and evaluation results of every run of `family`, one row per (size, seed,
     step), sorted by size, seed, step. Pandas: `.to_pandas()`."""
-    store = store if isinstance(store, Store) else Store.open(store)
+    from zoo.registry import _store  # a path holding no store is an error
+
+    store = _store(store)
     sizes = [sizes] if isinstance(sizes, str) else sizes
     runs = family_runs(store, family, sizes=sizes)
     table = _training_table(store, family, runs)
