@@ -5,6 +5,7 @@ float or a string must never be truncated into another run's seed or another ste
 """
 from __future__ import annotations
 
+import argparse
 import numbers
 
 from data_index.errors import ZooError
@@ -19,3 +20,18 @@ def whole_number(value, what: str, *, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ZooError(f"{what} must be >= {minimum}, got {value}")
     return value
+
+
+def count_argument(minimum: int):
+    """An argparse type: a whole number >= minimum (a thread, process or character count)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from data_index.arguments import count_argument
 from data_index.builtin_sources import BUILTIN_SOURCES
 from data_index.corpus import Corpus, prepare_corpus
 from data_index.errors import ZooError
@@ -82,7 +83,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                                epilog=SHOW_EPILOG, formatter_class=_RAW)
     _corpus_and_index(show)
     show.add_argument("--step", type=int, required=True, metavar="N", help="training step (>= 1)")
-    show.add_argument("--max-chars", type=_non_negative_int, default=400, metavar="N",
+    show.add_argument("--max-chars", type=count_argument(0), default=400, metavar="N",
                       help="cut each sample's text after N characters; 0 prints all (default 400)")
     show.set_defaults(handler=cmd_show)
 
@@ -98,16 +99,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 def _corpus_and_index(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True, metavar="DIR", help="prepared corpus folder")
     parser.add_argument("--index", required=True, metavar="DIR", help="a run's data index folder or URL")
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

@@ -1,24 +1,14 @@
-"""Arguments every command shares: where the store is."""
+"""Arguments commands share: the store, seeds, counts, devices."""
 from __future__ import annotations
 
 import argparse
 
+from data_index.arguments import count_argument
+
 STORE_HELP = ("store folder or fsspec URL (s3://bucket/prefix, hf://...); default: $ZOO_STORE, "
               "else ./zoo-store")
-
-
 SEED_HELP = "the run's seed (zoo ls lists them)"
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (thread and process counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+positive_int = count_argument(1)  # argparse type for thread and process counts
 
 
 def device_name(text: str) -> str:
