@@ -63,8 +63,9 @@ def _train(args) -> int:
                       threads=args.threads, device=args.device, quiet=args.quiet)
     world = world_from_env(args.device)  # torchrun's environment, or a single process
     try:
-        train_family(args.manifest, store=open_store(args, must_exist=False), only=args.only, device=args.device,
-                     threads=args.threads, progress=not args.quiet, world=world)
+        train_family(args.manifest, store=open_store(args, must_exist=False), only=args.only,
+                     device=args.device, threads=args.threads, progress=not args.quiet,
+                     world=world)
     finally:
         shutdown(world)
     return 0

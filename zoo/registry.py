@@ -79,8 +79,8 @@ def steps(name: str, *, seed: int, store: str | Store | None = None) -> list[int
 
 
 def snapshot(name: str, *, seed: int, step: int, store: str | Store | None = None) -> Path:
-    step = whole_number(step, "step")
     """A local Hugging Face folder for (name, seed, step), cached and reused."""
+    step = whole_number(step, "step")
     store = _store(store)
     run = resolve_run(name, seed, store=store)
     stored = run.checkpoint_steps()
