@@ -77,6 +77,13 @@ def test_a_path_holding_no_store_is_an_error_not_an_empty_store(tmp_path):
     (lambda: event_step([0, 1, 2], [0, 1, 2], threshold=np.nan), "threshold must be a finite number"),
     (lambda: seed_intervals({"step": [1, 1, np.nan, np.nan], "seed": [1, 2, 1, 2],
                              "value": [1.0, 2.0, 3.0, 4.0]}), "steps must be whole numbers"),
+    (lambda: seed_intervals({"step": [1, 1, 2], "seed": [1, 2], "value": [1.0, 2.0, 3.0]}),
+     "columns must be 1-D and of equal length; got step: 3, seed: 2, value: 3"),
+    (lambda: seed_interval([1 + 2j, 2.0, 3.0]), "must be real numbers, got complex"),
+    (lambda: seed_interval(["a", "b"]), "must be numbers"),
+    (lambda: multi_bootstrap([[1.0, 2.0], [3.0]], [[1.0, 2.0], [3.0, 4.0]], paired=True),
+     "arm a must be a rectangular array"),
+    (lambda: event_timing([0, 1], [[0, 1], [1]], threshold=0.5), "rectangular array"),
 ])
 def test_statistics_options_are_checked_never_ignored(call, message):
     with pytest.raises(ZooError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -52,6 +52,22 @@ def check_options(*, confidence, n_resamples, rng_seed, method=_NOT_USED,
         )
 
 
+def real_array(values, what: str) -> np.ndarray:
+    """`values` as float64: real numbers only (a complex part or a string is an error, never
+    dropped), one rectangular array (ragged rows are an error)."""
+    try:
+        array = np.asarray(values)
+    except ValueError:  # ragged nesting
+        raise ZooError(f"{what} must be a rectangular array of numbers (rows of equal length)") from None
+    if np.iscomplexobj(array):
+        raise ZooError(f"{what} must be real numbers, got complex values")
+    try:
+        return array.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ZooError(f"{what} must be numbers, got {array.dtype} values such as "
+                       f"{array.ravel()[:3].tolist()}") from None
+
+
 def integer_steps(steps, what: str) -> np.ndarray:
     """Training steps as int64: whole numbers only (2.5 or NaN is no step; never truncated)."""
     array = np.asarray(steps)

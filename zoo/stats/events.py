@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_index.errors import ZooError
-from zoo.stats._resample import integer_steps
+from zoo.stats._resample import integer_steps, real_array
 from zoo.stats.seed_intervals import seed_interval
 
 KINDS = ("threshold", "largest_jump")
@@ -44,10 +44,7 @@ class EventTiming:
 
 def _curve(steps, values, what: str) -> tuple[np.ndarray, np.ndarray]:
     steps = integer_steps(steps, what)
-    try:
-        values = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ZooError(f"{what}: values must be numbers") from None
+    values = real_array(values, f"{what}: values")
     if steps.ndim != 1 or values.shape != steps.shape:
         raise ZooError(
             f"{what}: steps and values must be 1-D and of equal length, got shapes "
@@ -133,11 +130,7 @@ def event_timing(
         raise ZooError(
             f"unknown no_event policy {no_event!r}; choose one of {', '.join(NO_EVENT_POLICIES)}"
         )
-    try:
-        curves = np.asarray(per_seed_values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ZooError("per_seed_values must be a [n_seeds, n_steps] array of numbers "
-                       "(one curve per seed, all of the same length)") from None
+    curves = real_array(per_seed_values, "per_seed_values (one curve per seed, all of one length)")
     if curves.ndim != 2 or curves.shape[1] != len(steps):
         raise ZooError(
             f"per_seed_values must be [n_seeds, n_steps] = [?, {len(steps)}], got "

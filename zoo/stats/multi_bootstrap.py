@@ -29,6 +29,7 @@ from zoo.stats._resample import (
     check_options,
     counts_from_indices,
     draw_indices,
+    real_array,
     too_few_seeds_error,
 )
 
@@ -62,7 +63,7 @@ class MultiBootstrapResult:
 
 
 def _as_matrix(scores, arm: str) -> np.ndarray:
-    matrix = np.asarray(scores, dtype=np.float64)
+    matrix = real_array(scores, f"arm {arm}")
     if matrix.ndim != 2:
         raise ZooError(
             f"arm {arm} must be a [n_seeds, n_examples] score matrix, got shape {matrix.shape}"

@@ -18,6 +18,7 @@ from zoo.stats._resample import (
     bootstrap_row_means,
     check_options,
     integer_steps,
+    real_array,
     too_few_seeds_error,
 )
 
@@ -105,7 +106,7 @@ def seed_interval(
     if isinstance(values, Mapping):
         seeds = list(values.keys()) if seeds is None else seeds
         values = list(values.values())
-    data = np.asarray(values, dtype=np.float64)
+    data = real_array(values, "seed_interval values")
     if data.ndim != 1:
         raise ZooError(
             f"seed_interval takes one number per seed (a 1-D array), got shape "
@@ -203,6 +204,10 @@ def seed_intervals(
                   method=method, nan_policy=nan_policy)
     steps, seeds = integer_steps(_column(table, step), "seed_intervals"), _column(table, seed)
     values = _column(table, value)
+    lengths = {step: len(steps), seed: len(seeds), value: len(values)}
+    if len(set(lengths.values())) > 1 or steps.ndim != 1 or values.ndim != 1:
+        raise ZooError(f"the table's columns must be 1-D and of equal length; got "
+                       f"{', '.join(f'{k}: {n}' for k, n in lengths.items())}")
     missing = _missing(table, value)
     if missing is not None:
         # A step where no run has a value was not measured (zoo.metrics joins training and
@@ -214,7 +219,7 @@ def seed_intervals(
             raise ZooError(f"column {value!r} holds no values (every row is null)")
         steps, seeds = steps[keep], seeds[keep]
         values = np.where(missing[keep], np.nan, values[keep])
-    values = values.astype(np.float64)
+    values = real_array(values, f"column {value!r}")
     if len(values) == 0:
         raise ZooError("the table is empty: no (step, seed, value) rows to summarise")
     order = np.lexsort((seeds, steps))
