@@ -123,7 +123,9 @@ def _export(args) -> int:
             url = push_run(args.name, seed=args.seed, repo_id=args.push, to=args.to,
                            steps=args.steps, store=store, private=args.private or None)
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] not in _NETWORK_MODULES:
+            from zoo.store import IO_ERROR_MODULES
+
+            if type(exc).__module__.split(".")[0] not in IO_ERROR_MODULES:
                 raise
             raise ZooError(
                 f"could not upload to the Hugging Face Hub repo {args.push} (offline, not logged in "
@@ -135,9 +137,6 @@ def _export(args) -> int:
     folder = export_run(args.name, seed=args.seed, to=args.to, steps=args.steps, store=store)
     print(folder)
     return 0
-
-
-_NETWORK_MODULES = {"huggingface_hub", "httpx", "httpx2", "httpcore", "requests", "urllib3"}
 
 
 def _check_writable_file(path: str, flag: str) -> None:

@@ -8,10 +8,10 @@ spaces are refused with an error that states the rule.
 
 from __future__ import annotations
 
-import numbers
 import re
 from dataclasses import dataclass
 
+from data_index.arguments import whole_number
 from data_index.errors import ZooError
 
 FAMILY_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
@@ -35,9 +35,10 @@ def check_size(size: str) -> str:
 
 def check_seed(seed: int) -> int:
     """A seed as a Python int (numpy integers too: seeds often come from arrays)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ZooError(f"invalid seed {seed!r}: a seed is a non-negative integer")
-    return int(seed)
+    try:
+        return whole_number(seed, "seed", minimum=0)
+    except ZooError:
+        raise ZooError(f"invalid seed {seed!r}: a seed is a non-negative integer") from None
 
 
 def parse_model_name(name: str) -> tuple[str, str]:

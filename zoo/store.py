@@ -220,10 +220,11 @@ def reaching(url: str) -> Iterator[None]:
 
 def _is_io_error(exc: BaseException) -> bool:
     module = type(exc).__module__.split(".")[0]
-    return isinstance(exc, (OSError, TimeoutError)) or module in _IO_MODULES
+    return isinstance(exc, (OSError, TimeoutError)) or module in IO_ERROR_MODULES
 
 
-_IO_MODULES = {
+# Packages whose exceptions mean "could not reach or write the other side" (network, cloud)
+IO_ERROR_MODULES = {
     "botocore",
     "aiobotocore",
     "aiohttp",
