@@ -15,6 +15,8 @@ import mmap
 import os
 import threading
 
+from data_index.piecewise_writes import open_piecewise
+
 BLOCK = 4096  # the largest logical block size in common use; multiples of it suit them all
 _POOL_KEPT = 256 << 20  # bytes of freed buffers kept for reuse
 _unsupported_devices: set[int] = set()  # filesystems that refused O_DIRECT once
@@ -60,7 +62,7 @@ def write_new_file(path: str, content: AlignedBuffer, *, sync: bool = True) -> N
                 raise
             _unsupported_devices.add(device)
     if fd is None:
-        with open(path, "xb") as handle:
+        with open_piecewise(path, "xb") as handle:
             handle.write(memoryview(content.memory)[: content.size])
             handle.flush()
             if sync:

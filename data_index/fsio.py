@@ -26,6 +26,7 @@ import fsspec
 
 from data_index.direct_io import AlignedBuffer, write_new_file
 from data_index.errors import ZooError
+from data_index.piecewise_writes import open_piecewise
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class Location:
         staged = StagedFile(tmp, target)
         try:
             os.makedirs(folder, exist_ok=True)
-            with open(staged.tmp, "wb") as handle:
+            with open_piecewise(staged.tmp, "wb") as handle:
                 if callable(data):
                     data(handle)
                 else:

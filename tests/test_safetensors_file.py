@@ -2,12 +2,16 @@
 tensors arrive in, and refuses a tensor whose size does not match its slot."""
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from data_index.piecewise_writes import open_piecewise, write_all
 from zoo.blobs import dtype_name
-from zoo.safetensors_file import SafetensorsWriter, can_write
+from zoo.safetensors_file import SafetensorsWriter, can_write, save_tensors
 
 
 def _refs(tensors):
@@ -39,3 +43,54 @@ def test_wrong_size_is_refused_and_unknown_dtype_is_not_writable(tmp_path):
         writer.write("w", torch.zeros(5))
     writer.close()
     assert not can_write({"w": {"dtype": "complex128", "shape": [1], "nbytes": 16}})
+
+
+def test_save_tensors_writes_save_files_bytes_and_refuses_unknown_dtypes(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    # 3 MiB of float32: written in several pieces (data_index/piecewise_writes.py)
+    tensors = {"big": torch.randn(3 << 18, generator=g), "ids": torch.arange(5),
+               "half": torch.randn(6, generator=g).to(torch.bfloat16),
+               "strided": torch.randn(4, 6, generator=g).t()}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "reference.safetensors"),
+              metadata={"format": "pt"})
+    save_tensors(tensors, tmp_path / "ours.safetensors", metadata={"format": "pt"})
+    assert (tmp_path / "ours.safetensors").read_bytes() == (tmp_path / "reference.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="complex128"):
+        save_tensors({"c": torch.zeros(2, dtype=torch.complex128)}, tmp_path / "c.safetensors")
+
+
+def test_piecewise_writes_keep_every_byte_in_place(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (5 << 20) // 2 + 7, dtype=np.uint8)
+    path = tmp_path / "f.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        write_all(fd, b"head")  # at the file position
+        write_all(fd, data, offset=100)  # pwrite, several pieces
+    finally:
+        os.close(fd)
+    written = path.read_bytes()
+    assert written[:4] == b"head" and written[4:100] == bytes(96) and written[100:] == data.tobytes()
+    with open_piecewise(tmp_path / "g.bin", "xb") as handle:
+        assert handle.write(memoryview(data)) == data.size
+        handle.write(b"tail")
+    assert (tmp_path / "g.bin").read_bytes() == data.tobytes() + b"tail"
+    with pytest.raises(FileExistsError):
+        open_piecewise(tmp_path / "g.bin", "xb")
+    with pytest.raises(ValueError, match="mode"):
+        open_piecewise(tmp_path / "h.bin", "w")
+
+
+def test_a_file_mapped_before_its_tensors_are_written_shows_the_written_bytes(tmp_path):
+    """The cold load maps the snapshot file and assigns its tensors to the model while the blobs
+    are still being decoded into it (zoo/registry.py _cold_load): that relies on a private
+    mapping showing writes made through the file after it was mapped, even to pages already read."""
+    from safetensors.torch import load_file
+
+    tensors = {"big": torch.randn(1 << 19), "small": torch.arange(3.0)}
+    writer = SafetensorsWriter(tmp_path / "m.safetensors", _refs(tensors))
+    mapped = load_file(str(tmp_path / "m.safetensors"))
+    assert not mapped["big"][:4].any()  # read (faulted in) before the write: still zeros
+    for name, tensor in tensors.items():
+        writer.write(name, tensor)
+    writer.close()
+    assert all(torch.equal(mapped[k], v) for k, v in tensors.items())

@@ -98,14 +98,15 @@ def _history(args) -> int:
         print(f"{step:>8}  {norm:>12.6g}  {'-' if change is None else f'{change:.6g}':>20}")
     if args.out:
         import torch
-        from safetensors.torch import save_file
+
+        from zoo.safetensors_file import save_tensors
 
         try:
-            save_file({"values": history.values.contiguous(),
-                       "steps": torch.tensor(history.steps, dtype=torch.int64)}, args.out,
-                      metadata={"model": args.name, "seed": str(args.seed), "tensor": args.tensor})
-        except Exception as exc:  # noqa: BLE001 (safetensors' own error type for I/O failures)
-            raise ZooError(f"cannot write --out {args.out}: {exc}") from None
+            save_tensors({"values": history.values,
+                          "steps": torch.tensor(history.steps, dtype=torch.int64)}, args.out,
+                         metadata={"model": args.name, "seed": str(args.seed), "tensor": args.tensor})
+        except OSError as exc:
+            raise ZooError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
         print(f"saved {args.out}")
     return 0
 

@@ -15,7 +15,8 @@ import os
 import numpy as np
 import torch
 
-from zoo.blobs import DTYPES
+from data_index.piecewise_writes import write_all
+from zoo.blobs import DTYPES, dtype_name
 
 _CODES = {
     "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
@@ -61,7 +62,7 @@ class SafetensorsWriter:
         """Write a tensor's raw bytes (a buffer, or a tensor) at its place in the file."""
         offset, nbytes = self._offsets[name]
         if isinstance(raw, torch.Tensor):
-            raw = raw.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+            raw = raw.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         raw = np.frombuffer(raw, dtype=np.uint8)
         if raw.nbytes != nbytes:
             raise ValueError(f"tensor {name!r} has {raw.nbytes} bytes, the layout expects {nbytes}")
@@ -71,8 +72,22 @@ class SafetensorsWriter:
         os.close(self._fd)
 
 
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+                 metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file`, same bytes, written in pieces (data_index/piecewise_writes.py:
+    3-9x faster for a new file of tens of MB on our machines)."""
+    refs = {name: {"dtype": dtype_name(t.dtype), "shape": list(t.shape),
+                   "nbytes": t.numel() * t.element_size()} for name, t in tensors.items()}
+    if not can_write(refs):
+        unknown = sorted({r["dtype"] for r in refs.values() if r["dtype"] not in _CODES})
+        raise ValueError(f"safetensors has no dtype code for {', '.join(unknown)}")
+    writer = SafetensorsWriter(path, refs, metadata)
+    try:
+        for name, tensor in tensors.items():
+            writer.write(name, tensor)
+    finally:
+        writer.close()
+
+
 def _pwrite_all(fd: int, data, offset: int) -> None:
-    view = memoryview(np.ascontiguousarray(np.frombuffer(data, dtype=np.uint8)))
-    while len(view):
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
+    write_all(fd, np.ascontiguousarray(np.frombuffer(data, dtype=np.uint8)), offset)
