@@ -6,10 +6,9 @@ stock `transformers` model and its tokenizer. Snapshots are written to a tempora
 renamed into place, so a cached snapshot is always whole; a cached snapshot records which blobs it
 was built from and is rebuilt if the store's checkpoint changed, so it never serves stale weights.
 
-A cold `load` builds the model from the decoded tensors through `from_pretrained(state_dict=...)`
-(the same stock loading path as from the folder) instead of writing the safetensors file and reading
-it straight back; it still writes the snapshot, so the next call is served from the cache, and it
-writes each tensor into the snapshot's weights file as soon as that tensor is verified.
+A cold `load` (no snapshot cached yet) decodes each blob straight into the snapshot's
+model.safetensors and builds the model on that file while the blobs decode (see _cold_load), so
+loading and caching take one pass over the weights.
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +28,11 @@ from data_index.errors import ZooError
 from zoo.blobs import DTYPES
 from zoo.cache import cache_dir
 from zoo.names import RunId
-from zoo.safetensors_file import SafetensorsWriter, can_write
+from zoo.safetensors_file import SafetensorsWriter, can_write, save_tensors
 from zoo.store import RunStore, Store, format_steps
 
 SNAPSHOT_RECORD = "zoo_snapshot.json"
+WEIGHTS = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,18 @@ def snapshot(name: str, *, seed: int, step: int, store: str | Store | None = Non
     manifest = run.checkpoint_manifest(step)
     if _is_current(folder, manifest):
         return folder
-    checkpoint = run.read_checkpoint(step)
-    return write_snapshot(folder, run=run, store=store, step=step, tensors=checkpoint.tensors,
-                          tokens_seen=checkpoint.tokens_seen, weights_id=_weights_id(manifest))
+    staging = _begin_snapshot(folder)
+    try:
+        refs = manifest["tensors"]
+        if can_write(refs):  # decoded straight into the file, no tensor-sized memory
+            _write_weights(run, step, refs, staging / WEIGHTS)
+        else:
+            save_tensors(run.read_checkpoint(step).tensors, staging / WEIGHTS, metadata={"format": "pt"})
+        _describe_snapshot(staging, run=run, store=store, step=step, dtypes=_ref_dtypes(refs),
+                           tokens_seen=manifest["tokens_seen"], weights_id=_weights_id(manifest))
+        return _publish_snapshot(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load(name: str, *, seed: int, step: int, store: str | Store | None = None,
@@ -114,13 +123,15 @@ def load(name: str, *, seed: int, step: int, store: str | Store | None = None,
     folder = _snapshot_folder(store, run, step)
     options = {"dtype": "auto", "attn_implementation": "eager"}
     manifest = run.checkpoint_manifest(step) if step in stored else None
-    if manifest is not None and not _is_current(folder, manifest):
-        model, tokenizer = _cold_load(run, store, step, folder, manifest, options)
-        return model.to(device).eval(), tokenizer
     if manifest is None:  # not stored: replayed from the keyframe before it, then cached
         from zoo.reachable import materialize_step
 
         folder = materialize_step(run, step, store=store)
+    elif not _is_current(folder, manifest):
+        if can_write(manifest["tensors"]):
+            model, tokenizer = _cold_load(run, store, step, folder, manifest, options)
+            return model.to(device).eval(), tokenizer
+        folder = snapshot(name, seed=seed, step=step, store=store)
     model = AutoModelForCausalLM.from_pretrained(folder, **options)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.to(device).eval(), tokenizer
@@ -131,12 +142,17 @@ def _cold_load(run: RunStore, store: Store, step: int, folder: Path, manifest: d
     """Load a stored step whose snapshot is not cached yet, and cache it on the way.
 
     One pass decodes each blob into a reused buffer, verifies it and writes it into the snapshot's
-    model.safetensors (zoo/safetensors_file.py); the model's tensors are then copy-on-write maps of
-    that file, as `from_pretrained` makes them, so the weights occupy the page cache once and no
-    tensor-sized memory is allocated (fresh memory is the costly part of a load, see codec.py).
-    The empty model is built while the blobs decode (config and dtypes come from the manifest),
-    and the rest of the folder while the tensors are assigned to it. On a local store the
-    tokenizer is read from the corpus's tokenizer files while the blobs decode.
+    model.safetensors (zoo/safetensors_file.py), whose layout is known from the manifest before
+    any blob is read. The model's tensors are copy-on-write maps of that file, as `from_pretrained`
+    makes them, so the weights occupy the page cache once and no tensor-sized memory is allocated
+    (fresh memory is the costly part of a load, see codec.py).
+
+    Everything that does not need the weights' values runs while the blobs decode: the tokenizer
+    (on a local store, from the corpus's tokenizer files), the empty model (config and dtypes come
+    from the manifest), the rest of the snapshot folder, and, for fp32 checkpoints, mapping the
+    file and assigning its tensors to the model. The mapped pages are only read once decoding is
+    done; pages of a private file mapping that the process has not written show the file's current
+    bytes, so the writes that land after the mapping are what the model sees (tested).
     """
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
@@ -145,27 +161,35 @@ def _cold_load(run: RunStore, store: Store, step: int, folder: Path, manifest: d
     record = run.read_json("run.json")
     tokenizer_files = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
     refs = manifest["tensors"]
-    direct = can_write(refs)  # else: tensors in memory, written by safetensors' save_file
-    config = _hf_config(record, {DTYPES[r["dtype"]] for r in refs.values() if r.get("dtype") in DTYPES})
+    dtypes = _ref_dtypes(refs)
+    config = _hf_config(record, dtypes)
     model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # what the Auto class would pick
     staging = _begin_snapshot(folder)
+    weights_file = staging / WEIGHTS
     try:
         with ThreadPoolExecutor(2) as pool:
             tokenizing = (pool.submit(AutoTokenizer.from_pretrained, tokenizer_files.root)
                           if tokenizer_files.is_local else None)
-            weights_file = staging / "model.safetensors"
-            decoding = pool.submit(_write_weights, run, step, refs, weights_file) if direct else None
-            skeleton = _empty_model(model_class, config, refs, options)  # while the blobs decode
-            if decoding is not None:
+            weights = SafetensorsWriter(weights_file, refs)  # the whole file's size, laid out
+            try:
+                decoding = pool.submit(run.read_checkpoint_bytes, step, weights.write)
+                try:
+                    skeleton = _empty_model(model_class, config, refs, options)
+                    model = None
+                    if skeleton is not None and set(skeleton.state_dict()) == set(refs):
+                        model = _model_from_tensors(model_class, config, load_file(weights_file),
+                                                    options, skeleton=skeleton)
+                    _describe_snapshot(staging, run=run, store=store, step=step, dtypes=dtypes,
+                                       tokens_seen=manifest["tokens_seen"],
+                                       weights_id=_weights_id(manifest))
+                finally:
+                    wait([decoding])  # the file stays open until its last write is done
                 decoding.result()
-                tensors = load_file(weights_file)  # copy-on-write views of the file's page cache
-            else:
-                tensors = run.read_checkpoint(step).tensors
-            writing = pool.submit(_complete_snapshot, staging, folder, run=run, store=store,
-                                  step=step, tensors=tensors, tokens_seen=manifest["tokens_seen"],
-                                  weights_id=_weights_id(manifest), write_weights=not direct)
-            model = _model_from_tensors(model_class, config, tensors, options, skeleton=skeleton)
-            folder = writing.result()
+            finally:
+                weights.close()
+            if model is None:  # other dtypes: from_pretrained reads (and converts) the tensors
+                model = _model_from_tensors(model_class, config, load_file(weights_file), options)
+            folder = _publish_snapshot(staging, folder)
             tokenizer = (tokenizing.result() if tokenizing is not None
                          else AutoTokenizer.from_pretrained(folder))
     finally:
@@ -184,6 +208,10 @@ def _write_weights(run: RunStore, step: int, refs: dict, path: Path) -> None:
         weights.close()
 
 
+def _ref_dtypes(refs: dict) -> set[torch.dtype]:
+    return {DTYPES[r["dtype"]] for r in refs.values() if isinstance(r, dict) and r.get("dtype") in DTYPES}
+
+
 def _empty_model(model_class, config, refs: dict, options: dict):
     """For an fp32 checkpoint, the stock model built without initializing its weights (the tensors
     are assigned later, see _model_from_tensors); None otherwise."""
@@ -200,9 +228,9 @@ def _empty_model(model_class, config, refs: dict, options: dict):
 
 def _model_from_tensors(model_class, config, tensors: dict, options: dict, *, skeleton=None):
     """The stock model holding exactly `tensors`. For fp32 checkpoints that name every tensor of
-    the model, the tensors are assigned (no copy) to `skeleton` (_empty_model): 13 ms instead of
-    31 ms for a 21 MB model, and built while the blobs decode (benchmarks/bench_load.py), with the
-    same weights, buffers, config and logits as `from_pretrained` of the snapshot (tested).
+    the model, the tensors are assigned (no copy, no read) to `skeleton` (_empty_model): 13 ms
+    instead of 31 ms for a 21 MB model, and built while the blobs decode (benchmarks/bench_load.py),
+    with the same weights, buffers, config and logits as `from_pretrained` of the snapshot (tested).
     Anything else goes through `from_pretrained(state_dict=...)`, which handles dtypes and renamed
     keys."""
     if skeleton is not None and set(skeleton.state_dict()) == set(tensors):
@@ -237,8 +265,11 @@ def write_snapshot(folder: Path, *, run: RunStore, store: Store, step: int, tens
     """
     staging = _begin_snapshot(folder)
     try:
-        return _complete_snapshot(staging, folder, run=run, store=store, step=step, tensors=tensors,
-                                  tokens_seen=tokens_seen, weights_id=weights_id)
+        save_tensors(tensors, staging / WEIGHTS, metadata={"format": "pt"})
+        _describe_snapshot(staging, run=run, store=store, step=step,
+                           dtypes={t.dtype for t in tensors.values()}, tokens_seen=tokens_seen,
+                           weights_id=weights_id)
+        return _publish_snapshot(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -249,17 +280,11 @@ def _begin_snapshot(folder: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
 
 
-def _complete_snapshot(staging: Path, folder: Path, *, run: RunStore, store: Store, step: int,
-                       tensors: dict, tokens_seen: int, weights_id: str | None,
-                       write_weights: bool = True) -> Path:
-    """Fill the staging folder (weights too unless already written there) and rename it."""
-    from safetensors.torch import save_file
-
+def _describe_snapshot(staging: Path, *, run: RunStore, store: Store, step: int,
+                       dtypes: set[torch.dtype], tokens_seen: int, weights_id: str | None) -> None:
+    """Write everything of the folder but the weights: config, tokenizer files, our record."""
     record = run.read_json("run.json")
-    _hf_config(record, {t.dtype for t in tensors.values()}).save_pretrained(staging)
-    if write_weights:
-        save_file({k: v.contiguous() for k, v in tensors.items()},
-                  str(staging / "model.safetensors"), metadata={"format": "pt"})
+    _hf_config(record, dtypes).save_pretrained(staging)
     tokenizer = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
     for file in tokenizer.list():
         (staging / file).write_bytes(tokenizer.read_bytes(file))
@@ -270,6 +295,10 @@ def _complete_snapshot(staging: Path, folder: Path, *, run: RunStore, store: Sto
         "corpus_fingerprint": record["corpus_fingerprint"], "weights_id": weights_id,
         "store": store.url,
     }, indent=2))
+
+
+def _publish_snapshot(staging: Path, folder: Path) -> Path:
+    """Rename the complete staging folder into place (replacing a stale one)."""
     shutil.rmtree(folder, ignore_errors=True)
     try:
         staging.rename(folder)
