@@ -309,3 +309,28 @@ def test_event_timing_seed_without_event_is_reported():
         n_resamples=500,
     )
     assert timing.no_event_seeds == (7,) and timing.seeds == (5, 6, 8)
+
+
+# ---------------------------------------------------------------- values near the float64 limit
+
+
+@pytest.mark.parametrize("method", ["percentile", "bca"])
+def test_means_of_values_near_the_float64_limit_do_not_overflow(method):
+    with np.errstate(all="raise"):  # no overflow anywhere on the way
+        huge = seed_interval([1e308, 1e308, 1e308], method=method)
+        assert (huge.mean, huge.low, huge.high) == (1e308, 1e308, 1e308)
+        mixed = seed_interval([1.5e308, -1e308, 1.2e308], method=method)
+        assert np.isfinite([mixed.mean, mixed.low, mixed.high]).all()
+        assert mixed.low <= mixed.mean <= mixed.high
+        curve = seed_intervals({"step": [1, 1, 1, 2, 2, 2], "seed": [1, 2, 3] * 2,
+                                "value": [1e308] * 3 + [2.0, 3.0, 4.0]}, method=method)
+        assert list(curve.means) == [1e308, 3.0]
+        scores = np.full((3, 4), 1e308)
+        assert multi_bootstrap(scores).mean_a == 1e308
+        assert multi_bootstrap(scores, scores / 2, paired=True).difference == -5e307
+
+
+def test_a_difference_beyond_float64_is_one_clear_error():
+    scores = np.full((3, 4), 1e308)
+    with pytest.raises(ZooError, match="overflows float64.*rescale"):
+        multi_bootstrap(scores, -scores, paired=False)

@@ -193,6 +193,8 @@ def bootstrap_row_means(
     seeds in the same order) every resample is a coherent set of whole runs.
     """
     _rows, n = data.shape
+    scale = power_of_two_scale(data, axis=1)
+    data = data / scale
     rng = np.random.default_rng(rng_seed)
     boot = np.concatenate(
         [data @ counts.T / n for counts in chunked_counts(rng, n_resamples, n)], axis=1
@@ -201,4 +203,16 @@ def bootstrap_row_means(
         low, high = bca_interval_of_means(data, boot, confidence)
     else:
         low, high = percentile_interval(boot, confidence)
-    return data.mean(axis=1), low, high
+    scale = scale[:, 0]
+    return data.mean(axis=1) * scale, low * scale, high * scale
+
+
+def power_of_two_scale(data: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """A power of two within a factor 2 of max |data| (0.5 for all zeros), along `axis` (kept as
+    size 1), so the scaled values lie in [-2, 2].
+
+    Why: sums on the way to a mean overflow for values near the float64 limit (3 x 1e308 is inf).
+    Dividing by a power of two and multiplying back is exact, so for ordinary values every result
+    is unchanged bit for bit, and no intermediate sum can overflow."""
+    peak = np.max(np.abs(data), axis=axis, keepdims=axis is not None)
+    return np.ldexp(1.0, np.frexp(peak)[1] - 1)  # 2**1024 would be inf

@@ -29,6 +29,7 @@ from zoo.stats._resample import (
     check_options,
     counts_from_indices,
     draw_indices,
+    power_of_two_scale,
     real_array,
     too_few_seeds_error,
 )
@@ -200,12 +201,16 @@ def multi_bootstrap(
         arms["b"] = b
     arms, omitted = _drop_non_finite(arms, labels, nan_policy)
     a, b = arms["a"], arms.get("b")
+    # one scale for both arms (power_of_two_scale: exact, no overflow near 1e308); undone below
+    scale = float(power_of_two_scale(a if b is None else np.concatenate([a.ravel(), b.ravel()])))
+    a, b = a / scale, (None if b is None else b / scale)
     rng = np.random.default_rng(rng_seed)
     boot_a, boot_b = _resample_means(a, b, bool(paired), n_resamples, rng, _resamples)
+    boot_a, boot_b = boot_a * scale, (None if b is None else boot_b * scale)
     tail = (1 - confidence) / 2
     a_low, a_high = np.quantile(boot_a, [tail, 1 - tail])
     fields = {
-        "mean_a": float(a.mean()),
+        "mean_a": float(a.mean() * scale),
         "a_low": float(a_low),
         "a_high": float(a_high),
         "mean_b": None,
@@ -225,14 +230,20 @@ def multi_bootstrap(
         "omitted_examples": omitted,
     }
     if b is not None:
-        deltas = boot_b - boot_a
+        with np.errstate(over="ignore"):
+            deltas = boot_b - boot_a
+            difference = (b.mean() - a.mean()) * scale
+        if not (np.isfinite(difference) and np.isfinite(deltas).all()):
+            peak = max(float(np.abs(a).max()), float(np.abs(b).max())) * scale
+            raise ZooError(f"the difference b - a overflows float64 (scores as large as "
+                           f"{peak:.3g}); rescale the scores, e.g. divide both arms by 1e300")
         b_low, b_high = np.quantile(boot_b, [tail, 1 - tail])
         d_low, d_high = np.quantile(deltas, [tail, 1 - tail])
         fields.update(
-            mean_b=float(b.mean()),
+            mean_b=float(b.mean() * scale),
             b_low=float(b_low),
             b_high=float(b_high),
-            difference=float(b.mean() - a.mean()),
+            difference=float(difference),
             difference_low=float(d_low),
             difference_high=float(d_high),
             p_value=float(np.mean(deltas <= 0)),
