@@ -94,3 +94,23 @@ def test_a_file_mapped_before_its_tensors_are_written_shows_the_written_bytes(tm
         writer.write(name, tensor)
     writer.close()
     assert all(torch.equal(mapped[k], v) for k, v in tensors.items())
+
+
+def test_tensors_of_every_dtype_are_laid_out_in_save_files_order(tmp_path):
+    """safetensors orders by its dtype enum (not by item size): int32 before bfloat16 before
+    float16, float64 after int64, ... one tensor of each dtype, named against that order."""
+    dtypes = [torch.bool, torch.uint8, torch.int8, torch.float8_e5m2, torch.float8_e4m3fn,
+              torch.int16, torch.uint16, torch.float16, torch.bfloat16, torch.int32, torch.uint32,
+              torch.float32, torch.complex64, torch.float64, torch.int64, torch.uint64]
+    tensors = {f"t{i:02d}": torch.zeros(3, dtype=dtype) for i, dtype in enumerate(dtypes)}
+    save_file(tensors, str(tmp_path / "reference.safetensors"))
+    save_tensors(tensors, tmp_path / "ours.safetensors")
+    assert (tmp_path / "ours.safetensors").read_bytes() == (tmp_path / "reference.safetensors").read_bytes()
+
+
+def test_save_tensors_that_fails_midway_leaves_no_file(tmp_path):
+    """A half-written file would load with zeros where data is missing: nothing must be left."""
+    target = tmp_path / "out.safetensors"
+    with pytest.raises(NotImplementedError):  # a meta tensor has no bytes to write
+        save_tensors({"values": torch.ones(4), "steps": torch.empty(4, device="meta")}, target)
+    assert list(tmp_path.iterdir()) == []

@@ -337,3 +337,29 @@ def test_bad_inputs_are_zoo_errors(store):
     with pytest.raises(ZooError, match="step must be an integer"):
         run.read_checkpoint("5")
     assert run.checkpoint_steps() == []
+
+
+def test_a_failed_read_returns_only_after_every_other_tensors_call_has_ended(store):
+    """read_each hands verified bytes to a callback that writes into an open file (the cold load's
+    snapshot); when one blob is corrupt, the error must come only after the other calls ended, or
+    the caller closes the file while they still write (into whatever reuses the descriptor)."""
+    import threading
+    import time
+
+    run = store.run(RUN)
+    tensors = {f"w{i}": torch.randn(200 + i, 16) for i in range(6)}
+    run.write_checkpoint(4, tensors, tokens_seen=4, config_hash="h")
+    path = _blob_file(store, run, 4, "w5")  # the largest: read first
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x04
+    path.write_bytes(bytes(data))
+    ended, lock = [], threading.Lock()
+
+    def slow_write(name, raw):
+        time.sleep(0.2)
+        with lock:
+            ended.append(name)
+
+    with pytest.raises(IntegrityError, match="'w5'"):
+        run.read_checkpoint_bytes(4, slow_write)
+    assert sorted(ended) == [f"w{i}" for i in range(5)]

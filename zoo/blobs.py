@@ -370,10 +370,13 @@ def _unpack(ref, what: str) -> tuple:
 
 def _largest_first(refs: dict[str, dict], load: Callable[[str, dict], object]) -> dict:
     """name -> load(name, ref) on the shared pool. Largest first, so the two biggest tensors
-    (embedding, unembedding) do not end up last on one thread while the others idle."""
+    (embedding, unembedding) do not end up last on one thread while the others idle. Returns (or
+    raises the first error in that order) only once every call has ended: a caller that closes
+    what the calls write into must not have one still running (a reused file descriptor)."""
     by_size = sorted(refs.items(), key=lambda item: -_ref_nbytes(item[1]))
-    results = _shared_pool().map(lambda item: load(*item), by_size)
-    return dict(zip((name for name, _ in by_size), results))
+    futures = [_shared_pool().submit(load, name, ref) for name, ref in by_size]
+    wait(futures)
+    return {name: future.result() for (name, _), future in zip(by_size, futures)}
 
 
 def _tensor_nbytes(tensor: torch.Tensor) -> int:

@@ -28,7 +28,7 @@ from data_index.errors import ZooError
 from zoo.blobs import DTYPES
 from zoo.cache import cache_dir
 from zoo.names import RunId
-from zoo.safetensors_file import SafetensorsWriter, can_write, save_tensors
+from zoo.safetensors_file import PT_METADATA, SafetensorsWriter, can_write, save_tensors
 from zoo.store import RunStore, Store, format_steps
 
 SNAPSHOT_RECORD = "zoo_snapshot.json"
@@ -99,7 +99,7 @@ def snapshot(name: str, *, seed: int, step: int, store: str | Store | None = Non
         if can_write(refs):  # decoded straight into the file, no tensor-sized memory
             _write_weights(run, step, refs, staging / WEIGHTS)
         else:
-            save_tensors(run.read_checkpoint(step).tensors, staging / WEIGHTS, metadata={"format": "pt"})
+            save_tensors(run.read_checkpoint(step).tensors, staging / WEIGHTS, metadata=PT_METADATA)
         _describe_snapshot(staging, run=run, store=store, step=step, dtypes=_ref_dtypes(refs),
                            tokens_seen=manifest["tokens_seen"], weights_id=_weights_id(manifest))
         return _publish_snapshot(staging, folder)
@@ -265,7 +265,7 @@ def write_snapshot(folder: Path, *, run: RunStore, store: Store, step: int, tens
     """
     staging = _begin_snapshot(folder)
     try:
-        save_tensors(tensors, staging / WEIGHTS, metadata={"format": "pt"})
+        save_tensors(tensors, staging / WEIGHTS, metadata=PT_METADATA)
         _describe_snapshot(staging, run=run, store=store, step=step,
                            dtypes={t.dtype for t in tensors.values()}, tokens_seen=tokens_seen,
                            weights_id=weights_id)
