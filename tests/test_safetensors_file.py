@@ -80,22 +80,6 @@ def test_piecewise_writes_keep_every_byte_in_place(tmp_path):
         open_piecewise(tmp_path / "h.bin", "w")
 
 
-def test_a_file_mapped_before_its_tensors_are_written_shows_the_written_bytes(tmp_path):
-    """The cold load maps the snapshot file and assigns its tensors to the model while the blobs
-    are still being decoded into it (zoo/registry.py _cold_load): that relies on a private
-    mapping showing writes made through the file after it was mapped, even to pages already read."""
-    from safetensors.torch import load_file
-
-    tensors = {"big": torch.randn(1 << 19), "small": torch.arange(3.0)}
-    writer = SafetensorsWriter(tmp_path / "m.safetensors", _refs(tensors))
-    mapped = load_file(str(tmp_path / "m.safetensors"))
-    assert not mapped["big"][:4].any()  # read (faulted in) before the write: still zeros
-    for name, tensor in tensors.items():
-        writer.write(name, tensor)
-    writer.close()
-    assert all(torch.equal(mapped[k], v) for k, v in tensors.items())
-
-
 def test_tensors_of_every_dtype_are_laid_out_in_save_files_order(tmp_path):
     """safetensors orders by its dtype enum (not by item size): int32 before bfloat16 before
     float16, float64 after int64, ... one tensor of each dtype, named against that order."""
