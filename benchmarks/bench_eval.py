@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -29,6 +30,13 @@ REPEATS = 3
 
 def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-eval-"))
+    try:
+        run(folder)
+    finally:  # a store, snapshots and a cache: hundreds of MB otherwise left in /tmp
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(folder: Path) -> None:
     os.environ["ZOO_CACHE"] = str(folder / "cache")
     torch.set_num_threads(2)
     from micro_family import write_manifest
