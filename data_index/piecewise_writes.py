@@ -1,13 +1,13 @@
 """Files written into the page cache in pieces of at most 1 MiB.
 
 Why: on this project's machines (Linux 6.18, ext4) one write() of 2 MiB or more into a new file
-costs about nine times what the same bytes cost in 1 MiB writes: 21 MB took 70 ms in one call or
-in 2-8 MiB pieces, 6.5-9 ms in 1 MiB pieces (benchmarks/bench_store.py prints both side by side;
-results in benchmarks/RESULTS.md). The kernel serves a write that large with 2 MiB page-cache
-folios, which it seems to find and fill slowly on these virtual machines; smaller writes do not
-ask for them. Writes around the page cache (direct_io.py) do not show the effect. Every buffered
-write of a possibly large file (a snapshot's model.safetensors, a blob, an exported tensor) goes
-through here; small files (JSON, Parquet) do not need to.
+costs six to eight times what the same bytes cost in 1 MiB writes: 21 MB took 60-65 ms in one
+call or in 2-4 MiB pieces, 7.6-9.7 ms in 1 MiB pieces (benchmarks/bench_file_writes.py prints them
+side by side; results in benchmarks/RESULTS.md). Presumably the kernel serves writes that large
+with 2 MiB page-cache folios, which these virtual machines find and fill slowly. Writes around the
+page cache (direct_io.py) do not show the effect. Every buffered write of a possibly large file (a
+snapshot's model.safetensors, a pulled blob, an exported tensor) goes through here; small files
+(JSON, Parquet) need not.
 """
 from __future__ import annotations
 

@@ -93,18 +93,17 @@ def snapshot(name: str, *, seed: int, step: int, store: str | Store | None = Non
     manifest = run.checkpoint_manifest(step)
     if _is_current(folder, manifest):
         return folder
-    staging = _begin_snapshot(folder)
-    try:
-        refs = manifest["tensors"]
+    refs = manifest["tensors"]
+
+    def write_weights(path: Path) -> None:
         if can_write(refs):  # decoded straight into the file, no tensor-sized memory
-            _write_weights(run, step, refs, staging / WEIGHTS)
+            _write_weights(run, step, refs, path)
         else:
-            save_tensors(run.read_checkpoint(step).tensors, staging / WEIGHTS, metadata=PT_METADATA)
-        _describe_snapshot(staging, run=run, store=store, step=step, dtypes=_ref_dtypes(refs),
-                           tokens_seen=manifest["tokens_seen"], weights_id=_weights_id(manifest))
-        return _publish_snapshot(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            save_tensors(run.read_checkpoint(step).tensors, path, metadata=PT_METADATA)
+
+    return _build_snapshot(folder, write_weights, run=run, store=store, step=step,
+                           dtypes=_ref_dtypes(refs), tokens_seen=manifest["tokens_seen"],
+                           weights_id=_weights_id(manifest))
 
 
 def load(name: str, *, seed: int, step: int, store: str | Store | None = None,
@@ -259,12 +258,19 @@ def write_snapshot(folder: Path, *, run: RunStore, store: Store, step: int, tens
     `weights_id` names the stored checkpoint the tensors came from (None for replayed steps); a
     cached snapshot whose id no longer matches the store is rebuilt.
     """
+    return _build_snapshot(folder, lambda path: save_tensors(tensors, path, metadata=PT_METADATA),
+                           run=run, store=store, step=step, dtypes={t.dtype for t in tensors.values()},
+                           tokens_seen=tokens_seen, weights_id=weights_id)
+
+
+def _build_snapshot(folder: Path, write_weights, *, run: RunStore, store: Store, step: int,
+                    dtypes: set[torch.dtype], tokens_seen: int, weights_id: str | None) -> Path:
+    """Stage the folder (`write_weights(path)` writes model.safetensors), then rename it in place."""
     staging = _begin_snapshot(folder)
     try:
-        save_tensors(tensors, staging / WEIGHTS, metadata=PT_METADATA)
-        _describe_snapshot(staging, run=run, store=store, step=step,
-                           dtypes={t.dtype for t in tensors.values()}, tokens_seen=tokens_seen,
-                           weights_id=weights_id)
+        write_weights(staging / WEIGHTS)
+        _describe_snapshot(staging, run=run, store=store, step=step, dtypes=dtypes,
+                           tokens_seen=tokens_seen, weights_id=weights_id)
         return _publish_snapshot(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
