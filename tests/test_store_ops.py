@@ -210,3 +210,46 @@ def test_no_load_path_unpickles(tmp_path, monkeypatch):
         ), path
         for call in re.findall(r"torch\.load\((.*)", text):
             assert "weights_only=True" in call, f"{path}: torch.load without weights_only=True"
+
+
+def test_a_pull_touches_the_blobs_the_destination_already_has(tmp_path):
+    """gc spares blobs younger than its grace period; blobs a pull finds already present are
+    referenced again once its manifests land, so they must look young to a gc running meanwhile."""
+    import os
+    import time
+
+    source, destination = Store.open(tmp_path / "a"), Store.open(tmp_path / "b")
+    fill(source)
+    shas = sorted(set(_refs(source, RUN)))
+    for sha in shas:
+        destination.blobs.write_encoded(sha, source.blobs.read_encoded(sha))
+        os.utime(destination.location.local_path(destination.blobs.relpath(sha)),
+                 (time.time() - 3 * 3600,) * 2)
+    assert copy_runs(source, destination, [RUN]).blobs_present == len(shas)
+    ages = [time.time() - destination.location.local_path(destination.blobs.relpath(sha)).stat().st_mtime
+            for sha in shas]
+    assert max(ages) < 600
+
+
+def test_pushing_an_older_copy_never_rolls_the_destinations_records_back(tmp_path):
+    source, destination = Store.open(tmp_path / "a"), Store.open(tmp_path / "b")
+    fill(source, steps=(0, 1, 2))
+    source.run(RUN).write_json("status.json", {"last_step": 2, "finished": False})
+    fill(destination, steps=(0, 1, 2, 4))
+    destination.run(RUN).write_json("status.json", {"last_step": 4, "finished": True})
+    destination.run(RUN).metrics_location.write_atomic("metrics.parquet", b"PAR1 the longer run")
+    copy_runs(source, destination, [RUN], include_corpora=False)
+    run = destination.run(RUN)
+    assert run.read_json("status.json") == {"last_step": 4, "finished": True}
+    assert run.metrics_location.read_bytes("metrics.parquet") == b"PAR1 the longer run"
+    assert run.checkpoint_steps() == [0, 1, 2, 4] and verify_store(destination).ok
+    # the other way round the records are refreshed, as a resumed pull needs
+    copy_runs(destination, source, [RUN], include_corpora=False)
+    assert source.run(RUN).read_json("status.json") == {"last_step": 4, "finished": True}
+    # a different run under the same name is a conflict, before anything is written
+    other = Store.open(tmp_path / "c")
+    fill(other, steps=(0, 1))  # the same checkpoints as the destination: no manifest conflict
+    other.run(RUN).write_json("run.json", {"seed": 1, "config_hash": "another"})
+    with pytest.raises(ZooError, match="different run under this name"):
+        copy_runs(other, destination, [RUN], include_corpora=False)
+    assert destination.run(RUN).read_json("run.json") == {"seed": 1}

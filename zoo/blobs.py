@@ -226,6 +226,12 @@ class BlobStore:
         self.verify_encoded(sha, blob, what=f"incoming blob {sha}")
         self.location.write_atomic(self.relpath(sha), blob)
 
+    def touch(self, sha: str) -> None:
+        """Mark a present blob as just used: `zoo gc` spares blobs younger than its grace period, so
+        a writer about to reference a blob it found already stored (a pull, a checkpoint) keeps it
+        from a gc running at the same time."""
+        self._touch(self.relpath(sha))
+
     def _touch(self, relpath: str) -> None:
         if self.location.is_local:
             try:

@@ -4,8 +4,11 @@ Order is the same as a writer's: run records, index and metrics first, then only
 destination lacks (each decoded and re-hashed on arrival, before it is written), and the checkpoint
 and keyframe manifests last. An interrupted copy therefore leaves the destination valid (at worst
 some unreferenced blobs) and running it again resumes: present blobs are skipped. A destination
-manifest that differs from the source's for the same step is a conflict and stops the copy before
-anything is written. The destination run's writer lease is held while copying.
+manifest that differs from the source's for the same step, or a run with another config under the
+same name, is a conflict and stops the copy before anything is written. Where the destination's
+copy has trained further, its records are kept (never rolled back). Blobs the destination already
+has are touched, so a `zoo gc` running meanwhile spares them. The destination run's writer lease
+is held while copying.
 Corpora (immutable, named by fingerprint) are copied file by file where missing.
 """
 
@@ -90,11 +93,13 @@ def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: boo
                     f"{run_id}: {destination.url} already has a different {relpath}; "
                     f"nothing was copied. Remove it there if the source is right."
                 )
-        files = _copy_all_files(
-            src.location,
-            dst.location,
-            skip=lambda rel: rel == LEASE_FILE or rel.split("/")[0] in (CHECKPOINTS, KEYFRAMES),
-        )
+        files = 0
+        if not _destination_is_ahead(src, dst, run_id, destination):  # else its records stay
+            files = _copy_all_files(
+                src.location,
+                dst.location,
+                skip=lambda rel: rel == LEASE_FILE or rel.split("/")[0] in (CHECKPOINTS, KEYFRAMES),
+            )
         needed = {
             ref["blob"]
             for _, parsed in manifests.values()
@@ -112,11 +117,33 @@ def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: boo
     return [*blob_counts, copied, files]
 
 
+def _destination_is_ahead(src, dst, run_id: RunId, destination: Store) -> bool:
+    """Whether the destination's copy of the run has trained further than the source's: then none
+    of its records (status, index, metrics) is replaced, none rolled back (a push of an older copy
+    shortened the run's replayable range). A run with another config is a conflict."""
+    if not dst.location.exists("run.json"):
+        return False
+    ours, theirs = src.read_json("run.json"), dst.read_json("run.json")
+    if ours.get("config_hash") != theirs.get("config_hash"):
+        raise ZooError(
+            f"{run_id}: {destination.url} holds a different run under this name (config hash "
+            f"{str(theirs.get('config_hash'))[:12]}, the source's {str(ours.get('config_hash'))[:12]}); "
+            f"nothing was copied"
+        )
+
+    def last_step(run) -> int:
+        status = run.read_json("status.json") if run.location.exists("status.json") else {}
+        return int(status.get("last_step", -1))
+
+    return last_step(dst) > last_step(src)
+
+
 def _copy_blobs(
     source: Store, destination: Store, shas: list[str], *, label: str, progress: bool
 ) -> list[int]:
     def one(sha: str) -> int:
         if destination.blobs.has(sha):
+            destination.blobs.touch(sha)  # referenced again soon: a concurrent gc must spare it
             return -1
         data = source.blobs.read_encoded(sha, what=f"{label} in {source.url}")
         destination.blobs.write_encoded(sha, data)  # decodes and re-hashes before writing
