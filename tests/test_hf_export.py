@@ -120,3 +120,24 @@ def test_cli_errors_are_zoo_errors(store):
         _cli(["history", NAME, "--seed", "1", "--tensor", "query_key_value", "--store", store.url])
     with pytest.raises(ZooError, match="no step 300"):
         _cli(["snapshot", NAME, "--seed", "1", "--step", "300", "--store", store.url])
+
+
+def test_an_export_is_a_copy_and_a_re_export_never_deletes_foreign_files(store, tmp_path,
+                                                                          monkeypatch):
+    """Editing an exported file must not reach the snapshot cache zoo.load serves; a folder with
+    files an export did not write is refused instead of replaced."""
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    folder = export_run(NAME, seed=1, to=tmp_path / "out", store=store, progress=False)
+    cached = zoo.snapshot(NAME, seed=1, step=2, store=store) / "model.safetensors"
+    before = cached.read_bytes()
+    with open(folder / "step2" / "model.safetensors", "r+b") as handle:  # in place, as cp does
+        handle.write(b"\0" * 64)
+    assert cached.read_bytes() == before
+    (folder / "NOTES.md").write_text("mine")
+    with pytest.raises(ZooError, match="NOTES.md"):
+        export_run(NAME, seed=1, to=tmp_path / "out", store=store, progress=False)
+    assert (folder / "NOTES.md").read_text() == "mine"
+    stranger = tmp_path / "elsewhere" / "micro-1l32-seed1"
+    stranger.mkdir(parents=True)
+    with pytest.raises(ZooError, match="not a Model Zoo export"):
+        export_run(NAME, seed=1, to=tmp_path / "elsewhere", store=store, progress=False)

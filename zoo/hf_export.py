@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def export_run(name: str, *, seed: int, to: str | os.PathLike, steps: list[int] 
     if to.exists() and not to.is_dir():
         raise ZooError(f"export destination {to} is a file; give a folder")
     target = to / export_folder_name(name, seed)
+    _check_replaceable(target)
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -157,16 +159,30 @@ With Model Zoo installed, any step (not only these) can be replayed exactly:
 """
 
 
+def _check_replaceable(target: Path) -> None:
+    """An earlier export is replaced whole; a folder holding anything else is refused, so that a
+    re-export never deletes files a person put there (notes, a git checkout of the Hub repo)."""
+    if not target.exists():
+        return
+    if not target.is_dir() or not (target / EXPORT_RECORD).is_file():
+        raise ZooError(f"{target} exists and is not a Model Zoo export (no {EXPORT_RECORD}); "
+                       f"move it away or export with another --to")
+    ours = {"README.md", EXPORT_RECORD, "main"}
+    foreign = sorted(p.name for p in target.iterdir()
+                     if p.name not in ours and not re.fullmatch(r"step\d+", p.name))
+    if foreign:
+        raise ZooError(f"{target} holds files an export did not write ({', '.join(foreign[:5])}); "
+                       f"a re-export replaces the folder whole: move them away first")
+
+
 def _copy_snapshot(source: Path, destination: Path, card: str) -> None:
-    """A step folder: the snapshot's HF files (hard-linked when possible) and the model card."""
+    """A step folder: the snapshot's HF files (copied, not hard-linked: an edit to the export must
+    not reach the cache `zoo.load` reads) and the model card."""
     destination.mkdir(parents=True)
     for file in sorted(source.iterdir()):
         if file.name == "zoo_snapshot.json":  # names a local store path: not for publication
             continue
-        try:
-            os.link(file, destination / file.name)
-        except OSError:
-            shutil.copy2(file, destination / file.name)
+        shutil.copyfile(file, destination / file.name)
     (destination / "README.md").write_text(card)
 
 
