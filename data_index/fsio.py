@@ -160,14 +160,30 @@ class Location:
         """Create `relpath` only if absent; False when it already exists (a lock taken by another)."""
         target = self.path(relpath)
         if self.is_local:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            # Written whole under a temporary name, then hard-linked to its name (which fails if
+            # the name exists): nobody ever sees the file empty or half-written. O_EXCL then a
+            # write left a moment in which a second writer read an empty lock, judged it stale
+            # and took the run too.
+            folder = os.path.dirname(target)
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}")
+            with open(tmp, "xb") as handle:
+                handle.write(data)
             try:
-                fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(tmp, target)
+                return True
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            return True
+            except OSError:  # a filesystem without hard links: exclusive create, then write
+                try:
+                    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                return True
+            finally:
+                os.unlink(tmp)
         if self.fs.exists(target):
             return False
         self.fs.pipe_file(target, data)

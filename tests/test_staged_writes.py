@@ -128,3 +128,22 @@ def test_keyframe_reuses_the_checkpoints_references_unless_a_tensor_changed(tmp_
     assert checkpoint["w"] == keyframe["w"] and checkpoint["v"]["blob"] != keyframe["v"]["blob"]
     assert torch.equal(run.read_keyframe(3).model["v"], weights["v"])
     assert torch.equal(run.read_checkpoint(3).tensors["v"], weights["v"] / 2)
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_create_exclusive_makes_the_file_whole_once_and_leaves_nothing_else(tmp_path, monkeypatch,
+                                                                            hard_links):
+    """A lock file must never be seen empty (a second writer took an empty lock for a stale one and
+    held the run too): it is written under a temporary name and linked into place; filesystems
+    without hard links fall back to an exclusive create."""
+    from data_index.fsio import open_location
+
+    if not hard_links:
+        def no_links(src, dst):
+            raise PermissionError(1, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_links)
+    location = open_location(tmp_path)
+    assert location.create_exclusive("runs/r/lock.json", b'{"owner": "a"}')
+    assert not location.create_exclusive("runs/r/lock.json", b'{"owner": "b"}')
+    assert (tmp_path / "runs/r/lock.json").read_bytes() == b'{"owner": "a"}'
+    assert os.listdir(tmp_path / "runs/r") == ["lock.json"]
