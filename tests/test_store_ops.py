@@ -127,7 +127,7 @@ def test_push_refuses_corrupt_source_blob_and_conflicting_manifest(tmp_path):
     destination.run(RUN).write_checkpoint(
         2, {"x": torch.zeros(1)}, tokens_seen=1, config_hash="other"
     )
-    with pytest.raises(ZooError, match="already has a different checkpoints/step-00000002.json"):
+    with pytest.raises(ZooError, match=r"already has a different \(or damaged\) checkpoints/step-00000002.json"):
         copy_runs(clean, destination)
 
 
@@ -253,3 +253,67 @@ def test_pushing_an_older_copy_never_rolls_the_destinations_records_back(tmp_pat
     with pytest.raises(ZooError, match="different run under this name"):
         copy_runs(other, destination, [RUN], include_corpora=False)
     assert destination.run(RUN).read_json("run.json") == {"seed": 1}
+
+
+@pytest.mark.parametrize("damage", ["no nbytes", "tensors a list", "reference a string"])
+def test_malformed_manifests_are_reported_by_verify_and_stop_gc_and_push(tmp_path, damage):
+    import json
+
+    store = Store.open(tmp_path / "a")
+    fill(store)
+    path = store.run(RUN).location.local_path(store.run(RUN).manifest_name("checkpoints", 2))
+    manifest = json.loads(path.read_text())
+    if damage == "no nbytes":
+        del manifest["tensors"]["embed"]["nbytes"]
+    elif damage == "tensors a list":
+        manifest["tensors"] = list(manifest["tensors"].values())
+    else:
+        manifest["tensors"]["embed"] = "deadbeef"
+    path.write_text(json.dumps(manifest))
+    problems = [str(p) for p in verify_store(store).problems]
+    assert len(problems) == 1 and "step 2" in problems[0] and "damaged" in problems[0], problems
+    with pytest.raises(ZooError, match="gc stopped, nothing removed: .*step 2"):
+        collect_garbage(store, grace_seconds=0)
+    with pytest.raises(ZooError, match="damaged.*nothing was copied"):
+        copy_runs(store, Store.open(tmp_path / "b"), [RUN])
+
+
+def test_store_ops_name_the_right_file_and_ignore_strays(tmp_path):
+    source, destination = Store.open(tmp_path / "a"), Store.open(tmp_path / "b")
+    fill(source)
+    stray = source.location.local_path("blobs/zz") / ("Z" * 64)  # not a blob id
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"x")
+    assert collect_garbage(source, grace_seconds=0).removed == [] and stray.exists()
+    # a damaged destination manifest is a conflict, not a JSON traceback
+    copy_runs(source, destination, [RUN])
+    damaged = destination.run(RUN).location.local_path(destination.run(RUN).manifest_name("checkpoints", 1))
+    damaged.write_text(damaged.read_text()[:20])
+    with pytest.raises(ZooError, match="different \\(or damaged\\) checkpoints/step-00000001"):
+        copy_runs(source, destination, [RUN])
+    # a corrupt blob on its way in is named by where it came from
+    fresh = Store.open(tmp_path / "c")
+    sha = source.run(RUN).checkpoint_manifest(1)["tensors"]["embed"]["blob"]
+    path = source.location.local_path(source.blobs.relpath(sha))
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ZooError) as caught:
+        copy_runs(source, fresh, [RUN])
+    assert str(source.location.local_path(source.blobs.relpath(sha))) in str(caught.value)
+
+
+def test_gc_removes_old_temporary_files_in_run_folders_too(tmp_path):
+    import os
+    import time
+
+    store = Store.open(tmp_path)
+    fill(store)
+    folder = store.run(RUN).location.local_path("checkpoints")
+    old, young = folder / ".tmp-123-old", folder / ".tmp-456-young"
+    old.write_bytes(b"half a manifest")
+    young.write_bytes(b"a writer at work")
+    os.utime(old, (time.time() - 3 * 3600,) * 2)
+    report = collect_garbage(store)
+    assert report.removed_temporary == 1 and not old.exists() and young.exists()
+    assert verify_store(store).ok

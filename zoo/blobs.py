@@ -135,11 +135,12 @@ class BlobStore:
         return self.location.exists(self.relpath(sha))
 
     def list_all(self) -> list[str]:
+        """Every blob id in the folder (other files, such as a stray copy, are not blobs)."""
         return [
             sha
             for prefix in self.location.list(BLOB_FOLDER)
             for sha in self.location.list(BLOB_FOLDER, prefix)
-            if len(sha) == 64
+            if _BLOB_ID.fullmatch(sha)
         ]
 
     # --- writing -------------------------------------------------------------------------------
@@ -221,9 +222,10 @@ class BlobStore:
                 stored[id(tensor)] = (tensor, tensor._version, refs[name])
         return refs
 
-    def write_encoded(self, sha: str, blob: bytes) -> None:
-        """Store an already-encoded blob (push/pull), after checking it decodes to `sha`."""
-        self.verify_encoded(sha, blob, what=f"incoming blob {sha}")
+    def write_encoded(self, sha: str, blob: bytes, *, origin: str | None = None) -> None:
+        """Store an already-encoded blob (push/pull), after checking it decodes to `sha`; errors
+        name `origin` (where the bytes came from) as the file."""
+        self.verify_encoded(sha, blob, what=f"incoming blob {sha}", file=origin)
         self.location.write_atomic(self.relpath(sha), blob)
 
     def touch(self, sha: str) -> None:
@@ -277,11 +279,11 @@ class BlobStore:
 
     def verify_encoded(
         self, sha: str, blob: bytes | memoryview, *, what: str = "", nbytes: int | None = None,
-        out=None,
+        out=None, file: str | None = None,
     ) -> np.ndarray:
         """Decode (into `out`, a buffer of exactly `nbytes`, when given) and check size and hash;
-        IntegrityError naming `what` and the file otherwise."""
-        prefix = f"{what + ': ' if what else ''}blob file {self.url(sha)}"
+        IntegrityError naming `what` and the file (`file`, default this store's) otherwise."""
+        prefix = f"{what + ': ' if what else ''}blob file {file or self.url(sha)}"
         try:
             raw = codec.decode(blob) if out is None else codec.decode_into(blob, out)
         except IntegrityError as exc:

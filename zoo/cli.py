@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zoo: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("zoo: interrupted; everything written is valid (run the same command to resume "
-              "from the last keyframe)", file=sys.stderr)
+        print("zoo: interrupted; everything written is valid (run the same command again to "
+              "resume: training continues from its last keyframe, a copy from where it stopped)",
+              file=sys.stderr)
         return 130
 
 

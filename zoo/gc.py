@@ -44,14 +44,13 @@ def referenced_blobs(store: Store) -> set[str]:
         for folder in (CHECKPOINTS, KEYFRAMES):
             for step in run._steps(folder):
                 try:
-                    manifest = run._manifest(folder, step)
+                    refs = manifest_refs(run._manifest(folder, step))
                 except ZooError as exc:
                     raise ZooError(
-                        f"gc stopped, nothing removed: {exc}. Fix or delete that manifest "
-                        f"first (`zoo verify` lists problems)"
+                        f"gc stopped, nothing removed: {run_id} {folder[:-1]} step {step}: {exc}. "
+                        f"Fix or delete that manifest first (`zoo verify` lists problems)"
                     ) from None
-                shas.update(ref["blob"] for ref in manifest_refs(manifest).values()
-                            if not is_inline(ref))
+                shas.update(ref["blob"] for ref in refs.values() if not is_inline(ref))
     return shas
 
 
@@ -87,9 +86,12 @@ def collect_garbage(
 
 
 def _temporary_files(store: Store) -> list:
+    """Temporary files of writers that were killed before their commit: beside blobs, and in run
+    folders (manifests, records, index and metrics parts are staged the same way)."""
     if not store.location.is_local:
         return []
-    return sorted(store.location.local_path(BLOB_FOLDER).glob("*/.tmp-*"))
+    return sorted([*store.location.local_path(BLOB_FOLDER).glob("*/.tmp-*"),
+                   *store.location.local_path("runs").rglob(".tmp-*")])
 
 
 def _mtime(store: Store, path: str, info: dict) -> float:

@@ -82,15 +82,16 @@ def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: boo
                 relpath = src.manifest_name(folder, step)
                 manifests[relpath] = (src.location.read_bytes(relpath), src._manifest(folder, step))
         for relpath, (data, parsed) in manifests.items():  # conflicts stop us before any write
-            for what, ref in manifest_refs(parsed).items():  # inline bytes, checked on arrival
+            try:
+                refs = manifest_refs(parsed)
+            except ZooError as exc:
+                raise ZooError(f"{run_id} {relpath} in {source.url}: {exc}; nothing was copied") from None
+            for what, ref in refs.items():  # inline bytes, checked on arrival
                 if is_inline(ref):
                     inline_raw(ref, f"{run_id} {relpath} {what}")
-            if (
-                dst.location.exists(relpath)
-                and json.loads(dst.location.read_bytes(relpath)) != parsed
-            ):
+            if dst.location.exists(relpath) and _json_or_none(dst.location.read_bytes(relpath)) != parsed:
                 raise ZooError(
-                    f"{run_id}: {destination.url} already has a different {relpath}; "
+                    f"{run_id}: {destination.url} already has a different (or damaged) {relpath}; "
                     f"nothing was copied. Remove it there if the source is right."
                 )
         files = 0
@@ -115,6 +116,13 @@ def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: boo
                 dst.location.write_atomic(relpath, data)
                 copied += 1
     return [*blob_counts, copied, files]
+
+
+def _json_or_none(data: bytes):
+    try:
+        return json.loads(data)
+    except ValueError:  # a damaged (e.g. truncated) file: it differs from any real manifest
+        return None
 
 
 def _destination_is_ahead(src, dst, run_id: RunId, destination: Store) -> bool:
@@ -146,7 +154,7 @@ def _copy_blobs(
             destination.blobs.touch(sha)  # referenced again soon: a concurrent gc must spare it
             return -1
         data = source.blobs.read_encoded(sha, what=f"{label} in {source.url}")
-        destination.blobs.write_encoded(sha, data)  # decodes and re-hashes before writing
+        destination.blobs.write_encoded(sha, data, origin=source.blobs.url(sha))  # re-hashed
         return len(data)
 
     copied = present = size = 0

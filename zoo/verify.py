@@ -48,13 +48,24 @@ class VerifyReport:
 
 
 def manifest_refs(manifest: dict) -> dict[str, dict]:
-    """Every tensor reference of a checkpoint or keyframe manifest, by a readable name."""
-    if manifest.get("kind") == "checkpoint":
-        return {f"tensor {k!r}": v for k, v in manifest.get("tensors", {}).items()}
-    refs = {f"tensor {k!r}": v for k, v in manifest.get("model", {}).items()}
-    for part in ("optimizer", "scheduler", "rng"):
-        for i, ref in enumerate(state_tree.tensor_refs(manifest.get(part))):
-            refs[f"{part} tensor #{i}"] = ref
+    """Every tensor reference of a checkpoint or keyframe manifest, by a readable name; ZooError
+    naming the first malformed one (a damaged or hand-edited manifest), so that verify reports it
+    and gc and push stop before they act on it."""
+    key = "tensors" if manifest.get("kind") == "checkpoint" else "model"
+    tensors = manifest.get(key, {})
+    if not isinstance(tensors, dict):
+        raise ZooError(f"the manifest's {key!r} is a {type(tensors).__name__}, not a mapping of "
+                       f"tensor names to references (the manifest is damaged)")
+    refs = {f"tensor {k!r}": v for k, v in tensors.items()}
+    if key == "model":
+        for part in ("optimizer", "scheduler", "rng"):
+            for i, ref in enumerate(state_tree.tensor_refs(manifest.get(part))):
+                refs[f"{part} tensor #{i}"] = ref
+    for what, ref in refs.items():
+        if not (isinstance(ref, dict) and isinstance(ref.get("blob"), str)
+                and isinstance(ref.get("nbytes"), int) and not isinstance(ref.get("nbytes"), bool)):
+            raise ZooError(f"{what} has a malformed reference {str(ref)[:80]!r} (it needs 'blob' "
+                           f"and 'nbytes'; the manifest is damaged)")
     return refs
 
 
@@ -78,6 +89,11 @@ def verify_store(
                     problems.append(Problem(label, step, str(exc)))
                     continue
                 manifests += 1
+                try:
+                    refs = manifest_refs(manifest)
+                except ZooError as exc:
+                    problems.append(Problem(label, step, f"{folder[:-1]} manifest: {exc}"))
+                    continue
                 by_kind[folder][step] = manifest
                 if manifest.get("run") != run_id.key:
                     problems.append(
@@ -87,7 +103,7 @@ def verify_store(
                             f"{folder[:-1]} manifest says it belongs to {manifest.get('run')!r}",
                         )
                     )
-                for what, ref in manifest_refs(manifest).items():
+                for what, ref in refs.items():
                     if is_inline(ref):  # the bytes are in the manifest: checked right here
                         inline += 1
                         try:
