@@ -317,3 +317,16 @@ def test_gc_removes_old_temporary_files_in_run_folders_too(tmp_path):
     report = collect_garbage(store)
     assert report.removed_temporary == 1 and not old.exists() and young.exists()
     assert verify_store(store).ok
+
+
+def test_verify_flags_a_status_beyond_every_stored_manifest(tmp_path):
+    """An interrupted pull copies the run's records first and its manifests last: until it is run
+    again, the run claims steps it does not hold, and verify must not call that healthy."""
+    store = Store.open(tmp_path)
+    fill(store)
+    store.run(RUN).write_json("status.json", {"last_step": 4, "finished": True})
+    assert verify_store(store).ok
+    store.run(RUN).write_json("status.json", {"last_step": 8, "finished": True})
+    problems = [str(p) for p in verify_store(store).problems]
+    assert problems == ["tiny-2l128 seed 1: status.json says training reached step 8 but the "
+                        "latest stored is step 4 (an interrupted push/pull? run it again)"]

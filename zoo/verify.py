@@ -47,6 +47,23 @@ class VerifyReport:
         return not self.problems
 
 
+def _status_beyond_manifests(run, label: str, by_kind: dict) -> list[Problem]:
+    """A writer lands status.json after the keyframe it describes, so a status that claims a step
+    beyond every stored manifest means an interrupted copy (records go first) or lost files."""
+    if not run.location.exists("status.json"):
+        return []
+    try:
+        last = int(run.read_json("status.json").get("last_step", -1))
+    except (ZooError, TypeError, ValueError) as exc:
+        return [Problem(label, None, f"status.json is damaged ({exc})")]
+    stored = [*by_kind[CHECKPOINTS], *by_kind[KEYFRAMES]]
+    if last > max(stored, default=-1):
+        latest = f"the latest stored is step {max(stored)}" if stored else "no manifest is stored"
+        return [Problem(label, None, f"status.json says training reached step {last} but {latest} "
+                                     f"(an interrupted push/pull? run it again)")]
+    return []
+
+
 def manifest_refs(manifest: dict) -> dict[str, dict]:
     """Every tensor reference of a checkpoint or keyframe manifest, by a readable name; ZooError
     naming the first malformed one (a damaged or hand-edited manifest), so that verify reports it
@@ -123,6 +140,7 @@ def verify_store(
                         label, step, "keyframe weights differ from the checkpoint of the same step"
                     )
                 )
+        problems += _status_beyond_manifests(run, label, by_kind)
     raw_bytes = sum(r[3] for r in referrers.values())
 
     def check(item: tuple[str, tuple[str, int, str, int]]) -> Problem | None:
