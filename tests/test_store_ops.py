@@ -328,5 +328,5 @@ def test_verify_flags_a_status_beyond_every_stored_manifest(tmp_path):
     assert verify_store(store).ok
     store.run(RUN).write_json("status.json", {"last_step": 8, "finished": True})
     problems = [str(p) for p in verify_store(store).problems]
-    assert problems == ["tiny-2l128 seed 1: status.json says training reached step 8 but the "
-                        "latest stored is step 4 (an interrupted push/pull? run it again)"]
+    assert problems == [("tiny-2l128 seed 1: status.json says training reached step 8 but the "
+                         "latest stored is step 4 (an interrupted push/pull? run it again)")]
