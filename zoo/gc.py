@@ -4,12 +4,12 @@ Unreferenced blobs appear when a writer is killed between its blobs and its mani
 `delete_after` on resume. A blob is removed only when (1) no checkpoint or keyframe manifest of any
 run references it — manifests are read first, and gc refuses to run if one cannot be read, since
 its references would be unknown — and (2) it is older than a grace period (default 1 hour), so the
-fresh blobs of a writer whose manifest is not written yet survive. Writers refresh the modification
-time of a blob they reuse on local disks (blobs.py), so reuse is protected too; on object stores
-keep the grace period longer than any single checkpoint write.
+fresh blobs of a writer whose manifest is not written yet survive. Writers (and push/pull) refresh
+the modification time of a blob they reuse on local disks (blobs.py), so reuse is protected too; on
+object stores keep the grace period longer than any single checkpoint write or copy.
 
-Temporary files (`blobs/xx/.tmp-*`) of writers that were killed before they committed are removed
-under the same grace period (local stores; object stores have no temporary files).
+Temporary files (`.tmp-*`, in blobs/ and in run folders) of writers that were killed before they
+committed are removed under the same grace period (local stores; object stores have none).
 """
 
 from __future__ import annotations
