@@ -303,7 +303,7 @@ def test_store_ops_name_the_right_file_and_ignore_strays(tmp_path):
     assert str(source.location.local_path(source.blobs.relpath(sha))) in str(caught.value)
 
 
-def test_gc_removes_old_temporary_files_in_run_folders_too(tmp_path):
+def test_gc_removes_old_temporary_files_in_run_folders_and_reports_missing_blobs(tmp_path):
     import os
     import time
 
@@ -316,7 +316,10 @@ def test_gc_removes_old_temporary_files_in_run_folders_too(tmp_path):
     os.utime(old, (time.time() - 3 * 3600,) * 2)
     report = collect_garbage(store)
     assert report.removed_temporary == 1 and not old.exists() and young.exists()
-    assert verify_store(store).ok
+    assert verify_store(store).ok and report.missing == 0
+    sha = store.run(RUN).checkpoint_manifest(1)["tensors"]["embed"]["blob"]
+    store.location.remove(store.blobs.relpath(sha))
+    assert collect_garbage(store).missing == 1  # reported, so that nobody reads "kept N" as healthy
 
 
 def test_verify_flags_a_status_beyond_every_stored_manifest(tmp_path):

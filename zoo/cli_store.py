@@ -195,6 +195,9 @@ def _gc(args: argparse.Namespace) -> int:
         + (f"; {verb} {report.removed_temporary} temporary files of interrupted writers"
            if report.removed_temporary else "")
     )
+    if report.missing:
+        print(f"warning: {report.missing} referenced blobs are missing from the store; "
+              f"`zoo verify` names them, `zoo pull` can restore them from another store")
     return 0
 
 

@@ -34,6 +34,7 @@ class GcReport:
     kept_young: int
     dry_run: bool
     removed_temporary: int = 0  # temporary files of killed writers
+    missing: int = 0  # referenced blobs that are not in the store (`zoo verify` names them)
 
 
 def referenced_blobs(store: Store) -> set[str]:
@@ -65,9 +66,10 @@ def collect_garbage(
     with reaching(store.url):
         keep = referenced_blobs(store)
         now = time.time()
-        removed, removed_bytes, young = [], 0, 0
+        removed, removed_bytes, young, present = [], 0, 0, 0
         for sha in store.blobs.list_all():
             if sha in keep:
+                present += 1
                 continue
             path = store.location.path(store.blobs.relpath(sha))
             info = store.location.fs.info(path)
@@ -82,7 +84,8 @@ def collect_garbage(
         if not dry_run:
             for path in temporary:
                 path.unlink(missing_ok=True)
-    return GcReport(len(keep), removed, removed_bytes, young, dry_run, len(temporary))
+    return GcReport(len(keep), removed, removed_bytes, young, dry_run, len(temporary),
+                    missing=len(keep) - present)
 
 
 def _temporary_files(store: Store) -> list:
