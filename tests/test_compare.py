@@ -148,3 +148,19 @@ def test_cli_compare_prints_and_plots(store, tmp_path, capsys):
     assert args.handler(args) == 0
     printed = capsys.readouterr().out
     assert f"plot: {out}" in printed and out.stat().st_size > 20_000
+
+
+def test_losses_measured_on_another_or_on_mixed_held_out_sets_are_not_resampled_as_examples(
+        tmp_path, monkeypatch):
+    """The per-example test re-scores the default held-out set: it may only stand in for losses
+    that were measured on that set; losses of one model's seeds from different sets are refused."""
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    store = Store.open(str(tmp_path / "store"))
+    train_family(write_manifest(tmp_path, steps=4, checkpoints=CHECKPOINTS), store=store,
+                 threads=2, progress=False)
+    evaluate_family("micro", ["loss"], store=store, heldout_samples=8, progress=False)
+    result = compare("micro", "micro", "loss", store=store, n_resamples=200)
+    assert result.test.n_examples == 1 and "not resampled" in result.examples
+    evaluate_family("micro", ["loss"], store=store, seeds=[1], progress=False)  # the default set
+    with pytest.raises(ZooError, match="2 different held-out sets"):
+        compare("micro", "micro", "loss", store=store, n_resamples=200)

@@ -130,6 +130,10 @@ def test_nan_results_are_recorded_and_counted(store):
         if r["seed"] == 1 and r["step"] in STEPS
     ]
     assert len(values) == len(STEPS) and all(math.isnan(v) for v in values)
+    # seeds / sizes given as one value, not a list: the NaN report used to crash after the rows
+    # were written (`seed in 1`), and a size string was matched as a substring
+    again = evaluate_family("micro", [diverged], store=store, sizes="1l32", seeds=1, progress=False)
+    assert len(again.nan_results) == len(STEPS)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@ Per step shared by both arms: mean and bootstrap interval over seeds of each arm
 seed_intervals) and the difference B - A with its interval (the Multi-Bootstrap over seeds). At the
 final shared step (or `step=`): the Multi-Bootstrap of MultiBERTs with its one-sided p-value
 (H0: B - A <= 0). For `loss` the examples are the held-out samples (each seed's checkpoint is
-reloaded to score them one by one), so seeds and examples are resampled jointly; other metrics
+reloaded to score them one by one), so seeds and examples are resampled jointly (when the table's
+losses were measured on that default held-out set; losses from other sets fall back to seeds, and
+one model's seeds measured on different sets are refused); other metrics
 have one number per seed and step, so only seeds are resampled there (said in `examples`).
 
 paired=True says the same seeds trained both arms (e.g. the same init/data seeds with another
@@ -144,6 +146,24 @@ def _matrix(rows: pa.Table, step: int) -> tuple[list[int], np.ndarray]:
     return at.column("seed").to_pylist(), at.column("value").to_numpy(zero_copy_only=False)
 
 
+def _stored_heldout_sets(family: str, size: str, step: int, store: Store, name: str) -> set[str]:
+    """Fingerprints of the held-out sets the stored `loss` rows of a model at `step` were measured
+    on; one mean over seeds of losses from different sets would mean nothing, so that is refused."""
+    from zoo.eval_results import ResultsLog
+
+    table = ResultsLog(store, family).read()
+    sets = {heldout for s, st, metric, heldout in zip(
+        *(table.column(c).to_pylist() for c in ("size", "step", "metric", "heldout")))
+        if s == size and st == step and metric == "loss"}
+    if len(sets) > 1:
+        raise ZooError(
+            f"{name}: its seeds' losses at step {step} were measured on {len(sets)} different "
+            f"held-out sets (zoo eval with different --heldout / --heldout-samples); evaluate all "
+            f"seeds with one setting first"
+        )
+    return sets
+
+
 def _per_example_losses(family: str, size: str, seeds: list[int], step: int, store: Store):
     """[n_seeds, n_heldout] per-example held-out loss at `step`, and the held-out fingerprint."""
     from zoo.corpora import open_corpus
@@ -215,11 +235,18 @@ def compare(
     test, examples = differences[steps.index(at_step)], "1 value per seed (seeds resampled)"
     if metric == "loss":
         (sa, _), (sb, _) = _matrix(values["a"], at_step), _matrix(values["b"], at_step)
+        stored = {k: _stored_heldout_sets(*arms[k], at_step, store, name)
+                  for k, name in (("a", a), ("b", b))}
         ma, fa = _per_example_losses(*arms["a"], sa, at_step, store)
         mb, fb = _per_example_losses(*arms["b"], sb, at_step, store)
-        if fa == fb:  # the same held-out samples: resample seeds and examples jointly
+        # Examples are resampled only on the held-out set the table's losses were measured on
+        # (the default one, which is what is re-scored here); else the seeds-only test stands.
+        if fa == fb and stored["a"] <= {fa} and stored["b"] <= {fa}:
             test = multi_bootstrap(ma, mb, paired=paired, seeds_a=sa, seeds_b=sb, **options)
             examples = f"{ma.shape[1]} held-out examples"
+        elif fa == fb:
+            examples += ("; the losses were measured on another held-out set than the default, "
+                         "so its examples were not resampled")
     ia, ib = intervals["a"], intervals["b"]
     per_step = pa.table(
         {

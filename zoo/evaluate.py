@@ -333,6 +333,7 @@ def evaluate_family(
         log.flush()  # whatever finished is kept, also when a metric fails halfway
         bar.close()
     table = log.read()
+    chosen_runs = {(run.run_id.size, run.run_id.seed) for run in runs}  # sizes/seeds as resolved
     nan = [
         (size, seed, step, metric, field)
         for size, seed, step, metric, field, value in zip(
@@ -343,8 +344,7 @@ def evaluate_family(
         )
         if metric in chosen
         and (value is None or math.isnan(value))
-        and (not sizes or size in sizes)
-        and (not seeds or seed in seeds)
+        and (size, seed) in chosen_runs
     ]
     rule = next(iter(heldouts.values())).rule if heldouts else ""
     return EvalReport(family, tuple(chosen), len(todo), skipped, rows, tuple(nan), rule)
