@@ -174,3 +174,52 @@ def test_cli_eval_prints_summary_and_last_values(store, capsys):
     last = [line.split() for line in out.splitlines() if line.strip().startswith("1l32")]
     assert [row[:3] for row in last] == [["1l32", "1", "12"], ["1l32", "2", "12"]]
     assert all(np.isfinite(float(row[3])) for row in last)
+
+
+def test_cells_are_evaluated_again_when_their_weights_change_or_when_asked(tmp_path, monkeypatch):
+    """A run deleted and retrained under the same name must not keep the old model's numbers; a
+    metric whose code changed under the same name is evaluated again with recompute=True; parts
+    written before the weights column existed still read."""
+    import shutil
+
+    from zoo.eval_results import results_location
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    store = Store.open(str(tmp_path / "store"))
+    checkpoints = {"log_spaced_until": 4, "every": 4, "keyframe_every": 4}
+    train_family(write_manifest(tmp_path, seeds=[1], steps=4, checkpoints=checkpoints),
+                 store=store, threads=2, progress=False)
+
+    def probe(model, tokenizer):
+        return 1.0
+
+    evaluate_family("micro", ["loss", probe], store=store, progress=False)
+    before = {r["step"]: r["loss"] for r in metrics_table("micro", store=store).to_pylist()}
+    again = evaluate_family("micro", ["loss", probe], store=store, progress=False)
+    assert again.evaluated == 0
+
+    def probe(model, tokenizer):  # a new definition under the same name
+        return 2.0
+
+    redone = evaluate_family("micro", [probe], store=store, progress=False, recompute=True)
+    assert redone.evaluated == 4  # steps 0, 1, 2, 4
+    probes = [r["probe"] for r in metrics_table("micro", store=store).to_pylist()]
+    assert {p for p in probes if p is not None} == {2.0}
+    # the run deleted and retrained with another learning rate, under the same name
+    shutil.rmtree(store.run(RunId("micro", "1l32", 1)).location.local_path(""))
+    train_family(write_manifest(tmp_path, "b.yaml", seeds=[1], steps=4, checkpoints=checkpoints,
+                                optimizer={"lr": 3e-2, "betas": [0.9, 0.95], "eps": 1e-8,
+                                           "weight_decay": 0.1, "clip": 1.0}),
+                 store=store, threads=2, progress=False)
+    fresh = evaluate_family("micro", ["loss"], store=store, progress=False)
+    assert fresh.evaluated == 3  # steps 1, 2, 4 changed; step 0 (same init: same weights) is kept
+    after = {r["step"]: r["loss"] for r in metrics_table("micro", store=store).to_pylist()
+             if r["loss"] is not None}
+    assert after[0] == before[0] and after[4] != before[4]
+    # a part from before the weights column: read as unknown weights, kept
+    location = results_location(store, "micro")
+    name = location.list()[0]
+    old = pq.read_table(location.local_path(name)).drop_columns(["weights"])
+    pq.write_table(old, location.local_path(name))
+    rows = metrics_table("micro", store=store).to_pylist()
+    assert {r["step"]: r["loss"] for r in rows if r["loss"] is not None} == after

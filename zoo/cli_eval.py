@@ -65,6 +65,9 @@ def register(subparsers) -> None:
         metavar="N",
         help="held-out samples for loss/icl (default 64)",
     )
+    ev.add_argument("--force", action="store_true",
+                    help="evaluate every cell again (cells already measured on the same weights "
+                         "and held-out set are skipped otherwise)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     add_store_argument(ev)
     ev.set_defaults(handler=_eval)
@@ -115,6 +118,7 @@ def _eval(args) -> int:
         heldout=args.heldout,
         heldout_samples=args.heldout_samples,
         progress=not args.quiet,
+        recompute=args.force,
     )
     print(report.summary())
     table = metrics_table(args.family, store=store, sizes=args.sizes).to_pylist()

@@ -12,7 +12,10 @@ evaluation keeps every flushed row and a reader never sees half a part. Two proc
 the same cell both keep their row; readers take the latest part's (sorted by name = by write time),
 so re-evaluating a cell (e.g. on a new held-out set) supersedes the old row.
 `heldout` records the held-out set's fingerprint for `loss` / `icl` rows ("" otherwise), so results
-on another held-out set are never mixed in silently.
+on another held-out set are never mixed in silently. `weights` records which stored weights were
+measured (the checkpoint manifest's tensor references, hashed): a run deleted and retrained under
+the same name gets its cells evaluated again instead of keeping the old model's numbers. Parts
+written before that column existed read as "" (unknown: kept as they are).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ SCHEMA = pa.schema(
         ("field", pa.string()),
         ("value", pa.float64()),
         ("heldout", pa.string()),
+        ("weights", pa.string()),
     ]
 )
 
@@ -66,6 +70,7 @@ class ResultsLog:
         metric: str,
         values: dict[str, float],
         heldout: str = "",
+        weights: str = "",
     ) -> None:
         for field, value in values.items():
             self._rows.append(
@@ -78,6 +83,7 @@ class ResultsLog:
                     "field": field,
                     "value": value,
                     "heldout": heldout,
+                    "weights": weights,
                 }
             )
 
@@ -105,7 +111,10 @@ class ResultsLog:
                 continue
             data = self.location.read_bytes(name)
             try:
-                tables.append(pq.read_table(pa.BufferReader(data)).cast(SCHEMA))
+                part = pq.read_table(pa.BufferReader(data))
+                if "weights" not in part.column_names:  # written before the column existed
+                    part = part.append_column("weights", pa.array([""] * part.num_rows, pa.string()))
+                tables.append(part.cast(SCHEMA))
             except (pa.ArrowInvalid, ValueError, OSError) as exc:
                 raise IntegrityError(
                     f"evaluation part {self.location.path(name)} is damaged ({len(data)} bytes): {exc}"
@@ -131,14 +140,20 @@ class ResultsLog:
             )
         )
 
-    def done(self, heldout_of: dict[str, str]) -> set[tuple[str, int, int, str]]:
+    def done(self, heldout_of: dict[str, str],
+             weights_of: dict[tuple[str, int, int], str] | None = None) -> set[tuple[str, int, int, str]]:
         """(size, seed, step, metric) cells already evaluated; `loss`/`icl` count only when they
-        were measured on the held-out set named in heldout_of[metric]."""
+        were measured on the held-out set named in heldout_of[metric], and any cell only when it
+        was measured on the weights weights_of[(size, seed, step)] names (rows of unknown weights,
+        from older versions, count)."""
+        weights_of = weights_of or {}
         table = self.read()
         cells = set()
-        for size, seed, step, metric, heldout in zip(
-            *(table.column(c).to_pylist() for c in ("size", "seed", "step", "metric", "heldout"))
+        columns = ("size", "seed", "step", "metric", "heldout", "weights")
+        for size, seed, step, metric, heldout, weights in zip(
+            *(table.column(c).to_pylist() for c in columns)
         ):
-            if heldout_of.get(metric, heldout) == heldout:
+            current = weights_of.get((size, seed, step), weights)
+            if heldout_of.get(metric, heldout) == heldout and weights in ("", current):
                 cells.add((size, seed, step, metric))
         return cells

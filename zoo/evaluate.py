@@ -261,8 +261,12 @@ def evaluate_family(
     heldout: str | None = None,
     heldout_samples: int = DEFAULT_SAMPLES,
     progress: bool = True,
+    recompute: bool = False,
 ) -> EvalReport:
-    """Evaluate every (size, seed, stored step) of `family`; finished cells are skipped."""
+    """Evaluate every (size, seed, stored step) of `family`; finished cells are skipped (a cell is
+    finished when it was measured on the same stored weights, and for loss / icl on the same
+    held-out set). `recompute=True` evaluates every cell again, e.g. after changing a metric's
+    code under the same name; the new rows supersede the old."""
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
@@ -292,8 +296,14 @@ def evaluate_family(
         raise ZooError(
             f"the runs of {family} use {len(heldouts)} different corpora; evaluate them per size"
         )
+    if not isinstance(recompute, bool):
+        raise ZooError(f"recompute must be True or False, got {recompute!r}")
+    from zoo.registry import _weights_id
+
+    weights_of = {(run.run_id.size, run.run_id.seed, step): _weights_id(run.checkpoint_manifest(step))
+                  for run in runs for step in run.checkpoint_steps()}
     log = ResultsLog(store, family)
-    done = log.done(heldout_of)
+    done = set() if recompute else log.done(heldout_of, weights_of)
     todo, skipped = [], 0
     for run in runs:
         rid: RunId = run.run_id
@@ -324,7 +334,8 @@ def evaluate_family(
                     heldout=heldouts.get(fp),
                     what=what,
                 )
-                log.add(rid.size, rid.seed, step, name, fields, heldout_of.get(name, ""))
+                log.add(rid.size, rid.seed, step, name, fields, heldout_of.get(name, ""),
+                        weights_of[(rid.size, rid.seed, step)])
                 rows += len(fields)
             bar.update(1)
             if (k + 1) % FLUSH_EVERY == 0:
