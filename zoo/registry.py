@@ -239,8 +239,7 @@ def check_step(run: RunStore, step: int, stored: list[int]) -> None:
     """Refuse a step the run cannot serve, saying what is stored and what can be replayed."""
     if step in stored:
         return
-    status = run.read_json("status.json") if run.location.exists("status.json") else {}
-    last = int(status.get("last_step", stored[-1] if stored else 0))
+    last = int(run.status().get("last_step", stored[-1] if stored else 0))
     keyframes = run.keyframe_steps()
     if 0 < step <= last and keyframes:
         return  # reachable by replay from the keyframe before it

@@ -281,6 +281,11 @@ class RunStore:
             self.store.ensure_created()
             self.location.write_atomic(name, data)
 
+    def status(self) -> dict:
+        """The run's status.json ({"last_step", "finished", "total_steps"}), {} before the first
+        keyframe lands it."""
+        return self.read_json("status.json") if self.location.exists("status.json") else {}
+
     def read_json(self, name: str) -> dict:
         self._check_json_name(name)
         with reaching(self.store.url):

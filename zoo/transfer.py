@@ -138,12 +138,7 @@ def _destination_is_ahead(src, dst, run_id: RunId, destination: Store) -> bool:
             f"{str(theirs.get('config_hash'))[:12]}, the source's {str(ours.get('config_hash'))[:12]}); "
             f"nothing was copied"
         )
-
-    def last_step(run) -> int:
-        status = run.read_json("status.json") if run.location.exists("status.json") else {}
-        return int(status.get("last_step", -1))
-
-    return last_step(dst) > last_step(src)
+    return int(dst.status().get("last_step", -1)) > int(src.status().get("last_step", -1))
 
 
 def _copy_blobs(

@@ -50,10 +50,8 @@ class VerifyReport:
 def _status_beyond_manifests(run, label: str, by_kind: dict) -> list[Problem]:
     """A writer lands status.json after the keyframe it describes, so a status that claims a step
     beyond every stored manifest means an interrupted copy (records go first) or lost files."""
-    if not run.location.exists("status.json"):
-        return []
     try:
-        last = int(run.read_json("status.json").get("last_step", -1))
+        last = int(run.status().get("last_step", -1))
     except (ZooError, TypeError, ValueError) as exc:
         return [Problem(label, None, f"status.json is damaged ({exc})")]
     stored = [*by_kind[CHECKPOINTS], *by_kind[KEYFRAMES]]
