@@ -167,9 +167,9 @@ class Location:
             folder = os.path.dirname(target)
             os.makedirs(folder, exist_ok=True)
             tmp = os.path.join(folder, f".tmp-{os.getpid()}-{uuid.uuid4().hex}")
-            with open(tmp, "xb") as handle:
-                handle.write(data)
             try:
+                with open(tmp, "xb") as handle:
+                    handle.write(data)
                 os.link(tmp, target)
                 return True
             except FileExistsError:
@@ -183,7 +183,10 @@ class Location:
                     handle.write(data)
                 return True
             finally:
-                os.unlink(tmp)
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:  # its creation failed (e.g. the disk is full)
+                    pass
         if self.fs.exists(target):
             return False
         self.fs.pipe_file(target, data)

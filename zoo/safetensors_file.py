@@ -84,7 +84,7 @@ class SafetensorsWriter:
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
                  metadata: dict[str, str] | None = None) -> None:
     """`safetensors.torch.save_file`, same bytes, written in pieces (data_index/piecewise_writes.py:
-    3-9x faster for a new file of tens of MB on our machines). Atomic: the file appears whole or
+    1.3-1.9x faster than save_file for a new file of 21 MB on our machines, RESULTS.md). Atomic: the file appears whole or
     not at all (written beside it, then renamed), never as a loadable file with missing data."""
     refs = {name: {"dtype": dtype_name(t.dtype), "shape": list(t.shape),
                    "nbytes": t.numel() * t.element_size()} for name, t in tensors.items()}
