@@ -61,3 +61,18 @@ def test_close_waits_for_every_queued_job():
     writer.submit(lambda: done.append(2), small=True)
     writer.close()
     assert done == [1, 2]
+
+
+def test_idle_only_when_no_job_is_running_or_queued():
+    release = threading.Event()
+    writer = BackgroundWriter(device="cpu")
+    assert writer.idle
+    writer.submit(release.wait)
+    writer.submit(lambda: None, small=True)
+    assert not writer.idle
+    release.set()
+    deadline = time.monotonic() + 5
+    while not writer.idle and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer.idle
+    writer.close()

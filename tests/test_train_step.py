@@ -85,3 +85,12 @@ def test_observer_sees_gradients_before_the_update():
     training_step(model, opt, sched, torch.randint(0, 64, (2, 16)), clip=1.0, observe=observe)
     assert seen["grad"].abs().sum() > 0
     assert not torch.equal(seen["weight"], model.get_output_embeddings().weight.detach())
+
+
+def test_a_model_left_in_eval_mode_trains_in_training_mode():
+    """A loaded model comes in eval mode (from_pretrained, replay): the step must switch all of it
+    to training mode, or dropout and the like would silently differ from the run being replayed."""
+    model = _model()
+    model.eval()
+    _train(model, 1)
+    assert all(module.training for module in model.modules())

@@ -59,6 +59,12 @@ class BackgroundWriter:
             raise self._error
         self._pending.append((self._pool.submit(self._run, job, on_skip), small))
 
+    @property
+    def idle(self) -> bool:
+        """No queued write is running or waiting. Benchmarks read it to keep the bare loop they
+        interleave with training off the writer's time."""
+        return all(future.done() for future, _ in self._pending)
+
     def drain(self) -> None:
         """Wait for every queued job; re-raise the first error (once)."""
         self._collect(block=True)
