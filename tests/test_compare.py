@@ -14,6 +14,7 @@ from training.sweep import train_family
 from zoo import cli_eval
 from zoo.compare import compare
 from zoo.compare_plot import plot_comparison
+from zoo.tables import metrics_table
 from zoo.evaluate import evaluate_family
 from zoo.store import Store
 
@@ -151,7 +152,7 @@ def test_cli_compare_prints_and_plots(store, tmp_path, capsys):
 
 
 def test_losses_measured_on_another_or_on_mixed_held_out_sets_are_not_resampled_as_examples(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, capsys):
     """The per-example test re-scores the default held-out set: it may only stand in for losses
     that were measured on that set; losses of one model's seeds from different sets are refused."""
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
@@ -164,3 +165,15 @@ def test_losses_measured_on_another_or_on_mixed_held_out_sets_are_not_resampled_
     evaluate_family("micro", ["loss"], store=store, seeds=[1], progress=False)  # the default set
     with pytest.raises(ZooError, match="2 different held-out sets"):
         compare("micro", "micro", "loss", store=store, n_resamples=200)
+    # the table says which set each loss came from, and zoo eval warns about the mix
+    rows = metrics_table("micro", store=store).to_pylist()
+    sets = {seed: {r["heldout.loss"] for r in rows if r["seed"] == seed and r["loss"] is not None}
+            for seed in (1, 2)}
+    assert len(sets[1]) == len(sets[2]) == 1 and sets[1] != sets[2]
+    parser = argparse.ArgumentParser()
+    cli_eval.register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "micro", "--metric", "loss", "--seeds", "1", "--store",
+                              store.url, "--quiet"])
+    assert args.handler(args) == 0
+    err = capsys.readouterr().err
+    assert "measured on 2 different held-out sets" in err and "--force" in err

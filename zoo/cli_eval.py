@@ -106,7 +106,7 @@ def register(subparsers) -> None:
 
 def _eval(args) -> int:
     from zoo.evaluate import evaluate_family
-    from zoo.tables import metrics_table
+    from zoo.tables import HELDOUT_PREFIX, metrics_table
 
     store = open_store(args)
     report = evaluate_family(
@@ -127,6 +127,7 @@ def _eval(args) -> int:
         for c in (table[0] if table else {})  # per-head columns are too many to print
         if c.split(".")[0] in report.metrics and not _PER_HEAD.search(c)
     ]
+    _note_mixed_heldout_sets(table, report.metrics, HELDOUT_PREFIX, args)
     last: dict = {}
     for row in table:
         if all(row[c] is not None for c in columns) and (
@@ -148,6 +149,18 @@ def _eval(args) -> int:
             f"zoo: warning: {len(report.nan_results)} NaN result(s), listed above", file=sys.stderr
         )
     return 0
+
+
+def _note_mixed_heldout_sets(table: list[dict], metrics, prefix: str, args) -> None:
+    """A warning when one metric's stored values come from different held-out sets (e.g. some
+    seeds evaluated with --heldout-samples 8, others with the default): their mean means nothing."""
+    for metric in metrics:
+        sets = {row[prefix + metric] for row in table if row.get(prefix + metric)}
+        if len(sets) > 1:
+            print(f"zoo: warning: the stored {metric!r} values of {args.family} were measured on "
+                  f"{len(sets)} different held-out sets; evaluate every run with one setting "
+                  f"(zoo eval {args.family} --metric {metric} --force, with the same --heldout / "
+                  f"--heldout-samples) before comparing them", file=sys.stderr)
 
 
 def _num(value) -> str:

@@ -64,11 +64,18 @@ def eval_columns(results: pa.Table) -> list[tuple[str, str, str]]:
     ]
 
 
+HELDOUT_PREFIX = "heldout."  # metrics_table's column of the held-out set a metric was measured on
+
+
 def metrics_table(
     family: str, *, store: str | Store | None = None, sizes: Sequence[str] | None = None
 ) -> pa.Table:
     """Training metrics and evaluation results of every run of `family`, one row per (size, seed,
-    step), sorted by size, seed, step. Pandas: `.to_pandas()`."""
+    step), sorted by size, seed, step. Pandas: `.to_pandas()`.
+
+    Metrics measured on a held-out set (loss, icl) get a `heldout.METRIC` column beside their
+    values: the set's fingerprint, so that values measured on different sets (zoo eval with other
+    --heldout / --heldout-samples) are never averaged unknowingly."""
     from zoo.registry import _store  # a path holding no store is an error
 
     store = _store(store)
@@ -84,6 +91,13 @@ def metrics_table(
         )
         values = results.filter(mask).select([*KEYS, "value"]).rename_columns([*KEYS, column])
         table = table.join(values, keys=list(KEYS), join_type="full outer", use_threads=False)
+    for metric in sorted(set(results.column("metric").to_pylist())):
+        rows = results.filter(pc.and_(pc.equal(results.column("metric"), metric),
+                                      pc.not_equal(results.column("heldout"), "")))
+        if rows.num_rows:
+            sets = rows.select([*KEYS, "heldout"]).group_by(list(KEYS), use_threads=False).aggregate(
+                [("heldout", "max")]).rename_columns([*KEYS, f"{HELDOUT_PREFIX}{metric}"])
+            table = table.join(sets, keys=list(KEYS), join_type="full outer", use_threads=False)
     return table.sort_by(
         [("size", "ascending"), ("seed", "ascending"), ("step", "ascending")]
     ).combine_chunks()
