@@ -110,6 +110,20 @@ def test_push_copies_only_missing_blobs_and_resumes_after_interruption(tmp_path)
         assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
 
 
+def test_push_refuses_the_same_store_and_a_store_inside_the_other(tmp_path):
+    source = Store.open(tmp_path / "a")
+    fill(source)
+    for destination, words in ((tmp_path / "a", "same store"),
+                               (tmp_path / "a" / "corpora" / "copy", "lies inside the store"),
+                               (tmp_path, "lies inside the store")):
+        with pytest.raises(ZooError, match=words):
+            copy_runs(source, Store.open(destination))
+        with pytest.raises(ZooError, match=words):  # pull: the same check, roles swapped
+            copy_runs(Store.open(destination), source)
+    assert not (tmp_path / "a" / "corpora" / "copy" / "runs").exists()
+    assert verify_store(source).ok
+
+
 def test_push_refuses_corrupt_source_blob_and_conflicting_manifest(tmp_path):
     source, destination = Store.open(tmp_path / "a"), Store.open(tmp_path / "b")
     fill(source)

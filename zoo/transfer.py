@@ -15,6 +15,7 @@ Corpora (immutable, named by fingerprint) are copied file by file where missing.
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ def copy_runs(
     progress: bool = False,
 ) -> TransferReport:
     """Copy the given runs (default: all of `source`) into `destination`, resumably."""
+    _check_apart(source, destination)
     available = source.runs()
     run_ids = available if run_ids is None else run_ids
     for run_id in run_ids:
@@ -67,6 +69,27 @@ def copy_runs(
                 source.location.child("corpora"), destination.location.child("corpora")
             )
     return TransferReport(len(run_ids), *totals)
+
+
+def _check_apart(source: Store, destination: Store) -> None:
+    """Refuse a copy onto the same store or into a folder inside the other store: the copy would
+    list, and copy again, the files it is writing (a store inside another's corpora/ folder grew
+    its own copies)."""
+    a, b = source.location, destination.location
+    if set(_protocols_of(a)) & set(_protocols_of(b)):
+        ra, rb = (os.path.realpath(x.root) if x.is_local else x.root.rstrip("/") for x in (a, b))
+        if ra == rb:
+            raise ZooError(f"{source.url} and {destination.url} are the same store: nothing to copy")
+        inner = a.url if ra.startswith(rb + "/") else b.url if rb.startswith(ra + "/") else None
+        if inner is not None:
+            outer = b.url if inner == a.url else a.url
+            raise ZooError(f"cannot copy between {source.url} and {destination.url}: {inner} lies "
+                           f"inside the store {outer}; choose a folder outside it")
+
+
+def _protocols_of(location: Location) -> tuple[str, ...]:
+    proto = location.fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: bool) -> list[int]:
