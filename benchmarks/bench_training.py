@@ -33,7 +33,7 @@ Three measurements, side by side in one process, 2 threads for everything:
    and the last step's writes). Measurement 1 reports the same pair for the nanoGPT shape: the
    second variant is the harness's bookkeeping alone (data index, metrics, run records).
 
-    python benchmarks/bench_training.py --steps 300 --reps 3   # ~10 min on the 2-core machine
+    python benchmarks/bench_training.py --steps 300 --reps 3   # ~6-7 min on the 2-core machine
     python benchmarks/bench_training.py --steps 20 --reps 2 --sizes 1l64   # quicker
 """
 from __future__ import annotations
@@ -313,8 +313,8 @@ def interleaved_variants(cfg, corpus, root: Path, steps: int, reps: int,
     """run_interleaved with cfg's checkpoint schedule and with only the writes every run makes
     (step 0's keyframe, the last step's), which leaves the bookkeeping: data index, metrics, run
     records. Repetitions alternate the order of the two."""
-    sparse = dataclasses.replace(cfg, checkpoints=CheckpointConfig(
-        log_spaced_until=0, every=cfg.steps, keyframe_every=cfg.steps))
+    sparse = dataclasses.replace(cfg, checkpoints=CheckpointConfig(  # the last step measured
+        log_spaced_until=0, every=steps, keyframe_every=steps))
     variants = {"tiny schedule": cfg, "step 0 and last only": sparse}
     mixed = {name: [] for name in variants}
     for rep in range(reps):
@@ -333,7 +333,8 @@ def interleaved_variants(cfg, corpus, root: Path, steps: int, reps: int,
 # --- the benchmark ---------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=30, help="steps per harness/bare repetition")
+    parser.add_argument("--steps", type=int, default=300,
+                        help="steps per harness/bare repetition (300: the tiny schedule's whole run)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each (alternating)")
     parser.add_argument("--sizes", default="1l64", help="tiny sizes for the write share, comma-separated")
     parser.add_argument("--threads", type=int, default=2,

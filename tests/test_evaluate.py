@@ -223,3 +223,16 @@ def test_cells_are_evaluated_again_when_their_weights_change_or_when_asked(tmp_p
     pq.write_table(old, location.local_path(name))
     rows = metrics_table("micro", store=store).to_pylist()
     assert {r["step"]: r["loss"] for r in rows if r["loss"] is not None} == after
+
+
+def test_user_metrics_named_like_table_columns_are_refused_before_any_work(store):
+    """A metric named `seed` or `heldout` would collide with the table's own columns (`heldout`
+    with the heldout.METRIC ones) and silently shadow them."""
+    before = metrics_table("micro", store=store).column_names
+    def metric(model, tokenizer):
+        return {"loss": 1.0}
+
+    for name in ("seed", "heldout", "loss", "my.metric"):
+        with pytest.raises(ZooError, match="rename it"):
+            evaluate_family("micro", {name: metric}, store=store, progress=False)
+    assert metrics_table("micro", store=store).column_names == before

@@ -94,3 +94,24 @@ def test_a_model_left_in_eval_mode_trains_in_training_mode():
     model.eval()
     _train(model, 1)
     assert all(module.training for module in model.modules())
+
+
+def test_a_distributed_wrapper_around_an_eval_mode_model_trains_all_of_it(tmp_path):
+    """DistributedDataParallel starts in training mode whatever its module's mode: the step must
+    look inside it (a one-process gloo group, the real wrapper)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0,
+                            world_size=1)
+    try:
+        model = _model()
+        model.eval()
+        wrapper = DistributedDataParallel(model)
+        assert wrapper.training and not model.training
+        opt = make_optimizer(model, OPT)
+        sched = make_scheduler(opt, COSINE, total_steps=20)
+        training_step(wrapper, opt, sched, torch.randint(0, 64, (4, 16)), clip=OPT.clip)
+        assert all(module.training for module in model.modules())
+    finally:
+        dist.destroy_process_group()

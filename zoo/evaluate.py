@@ -50,6 +50,7 @@ RESERVED = {
     "grad_norm",
     "tokens",
     "wall_time",
+    "heldout",  # metrics_table's heldout.METRIC columns
 }
 INDUCTION_MAX_LEN = 64
 FLUSH_EVERY = 16  # checkpoints per results part: a killed evaluation loses at most this many
