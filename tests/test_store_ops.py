@@ -114,8 +114,8 @@ def test_push_refuses_the_same_store_and_a_store_inside_the_other(tmp_path):
     source = Store.open(tmp_path / "a")
     fill(source)
     for destination, words in ((tmp_path / "a", "same store"),
-                               (tmp_path / "a" / "corpora" / "copy", "lies inside the store"),
-                               (tmp_path, "lies inside the store")):
+                               (tmp_path / "a" / "corpora" / "copy", "lies inside"),
+                               (tmp_path, "lies inside")):
         with pytest.raises(ZooError, match=words):
             copy_runs(source, Store.open(destination))
         with pytest.raises(ZooError, match=words):  # pull: the same check, roles swapped

@@ -204,10 +204,6 @@ def _gc(args: argparse.Namespace) -> int:
 def _copy(source, destination, args: argparse.Namespace) -> int:
     from zoo.transfer import copy_runs
 
-    if source.url.rstrip("/") == destination.url.rstrip("/"):
-        raise ZooError(f"source and destination are the same store ({source.url}); "
-                       f"give the other store as {'DEST' if args.command == 'push' else 'SOURCE'}")
-
     report = copy_runs(
         source,
         destination,

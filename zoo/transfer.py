@@ -79,12 +79,13 @@ def _check_apart(source: Store, destination: Store) -> None:
     if set(_protocols_of(a)) & set(_protocols_of(b)):
         ra, rb = (os.path.realpath(x.root) if x.is_local else x.root.rstrip("/") for x in (a, b))
         if ra == rb:
-            raise ZooError(f"{source.url} and {destination.url} are the same store: nothing to copy")
+            raise ZooError(f"source and destination are the same store ({source.url}); give "
+                           f"another store to copy to or from")
         inner = a.url if ra.startswith(rb + "/") else b.url if rb.startswith(ra + "/") else None
         if inner is not None:
             outer = b.url if inner == a.url else a.url
             raise ZooError(f"cannot copy between {source.url} and {destination.url}: {inner} lies "
-                           f"inside the store {outer}; choose a folder outside it")
+                           f"inside {outer}; give two folders apart")
 
 
 def _protocols_of(location: Location) -> tuple[str, ...]:
