@@ -38,8 +38,13 @@ class Location:
     url: str
 
     @property
+    def protocols(self) -> tuple[str, ...]:
+        """Its filesystem's fsspec protocol names (("file", "local"), ("s3", "s3a"), ...)."""
+        return _protocols(self.fs)
+
+    @property
     def is_local(self) -> bool:
-        return "file" in _protocols(self.fs)
+        return "file" in self.protocols
 
     def path(self, *parts: str) -> str:
         for part in parts:

@@ -106,7 +106,7 @@ def register(subparsers) -> None:
 
 def _eval(args) -> int:
     from zoo.evaluate import evaluate_family
-    from zoo.tables import HELDOUT_PREFIX, metrics_table
+    from zoo.tables import metrics_table
 
     store = open_store(args)
     report = evaluate_family(
@@ -127,7 +127,7 @@ def _eval(args) -> int:
         for c in (table[0] if table else {})  # per-head columns are too many to print
         if c.split(".")[0] in report.metrics and not _PER_HEAD.search(c)
     ]
-    _note_mixed_heldout_sets(table, report.metrics, HELDOUT_PREFIX, args)
+    _note_mixed_heldout_sets(table, report.metrics, args)
     last: dict = {}
     for row in table:
         if all(row[c] is not None for c in columns) and (
@@ -151,9 +151,11 @@ def _eval(args) -> int:
     return 0
 
 
-def _note_mixed_heldout_sets(table: list[dict], metrics, prefix: str, args) -> None:
+def _note_mixed_heldout_sets(table: list[dict], metrics, args) -> None:
     """A warning when one metric's stored values come from different held-out sets (e.g. some
     seeds evaluated with --heldout-samples 8, others with the default): their mean means nothing."""
+    from zoo.tables import HELDOUT_PREFIX as prefix
+
     for metric in metrics:
         sets = {row[prefix + metric] for row in table if row.get(prefix + metric)}
         if len(sets) > 1:

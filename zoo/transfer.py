@@ -76,7 +76,7 @@ def _check_apart(source: Store, destination: Store) -> None:
     list, and copy again, the files it is writing (a store inside another's corpora/ folder grew
     its own copies)."""
     a, b = source.location, destination.location
-    if set(_protocols_of(a)) & set(_protocols_of(b)):
+    if set(a.protocols) & set(b.protocols):
         ra, rb = (os.path.realpath(x.root) if x.is_local else x.root.rstrip("/") for x in (a, b))
         if ra == rb:
             raise ZooError(f"source and destination are the same store ({source.url}); give "
@@ -86,11 +86,6 @@ def _check_apart(source: Store, destination: Store) -> None:
             outer = b.url if inner == a.url else a.url
             raise ZooError(f"cannot copy between {source.url} and {destination.url}: {inner} lies "
                            f"inside {outer}; give two folders apart")
-
-
-def _protocols_of(location: Location) -> tuple[str, ...]:
-    proto = location.fs.protocol
-    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: bool) -> list[int]:
