@@ -47,7 +47,7 @@ from zoo.models import build_model
 from zoo.names import RunId
 from zoo.run_metrics import MetricsWriter
 from zoo.run_write import RunWrite
-from zoo.store import RunStore, Store
+from zoo.store import INDEX_FOLDER, METRICS_FOLDER, RunStore, Store
 from zoo.train_step import make_training_state, scheduler_state, training_step
 
 _GO, _SKIP, _ERROR = 0, 1, 2  # rank 0's decision about a run, broadcast to the other ranks
@@ -284,8 +284,10 @@ def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World
 
 def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, fingerprint: dict,
                 checkpoint: bool, keyframe: bool, rng: dict | None = None,
-                writer: BackgroundWriter) -> None:
-    """Write step's checkpoint and/or keyframe (and, with a keyframe, the run's status).
+                writer: BackgroundWriter, log_parts: list[tuple[str, bytes]] = ()) -> None:
+    """Write step's checkpoint and/or keyframe (and, with a keyframe, the run's status), and
+    `log_parts` (run-relative name, bytes: the index's and metrics' parts up to this step) before
+    them in the same commit.
 
     The state is encoded into a staged RunWrite while training waits (both cores encode); its
     commit (blob files, fsync, rename, manifests: mostly waiting on the disk) runs on the writer's
@@ -307,6 +309,8 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
     def stage() -> RunWrite:
         into = run.begin_write(bypass_cache=True)  # the loop never reads its checkpoints back
         try:
+            for name, data in log_parts:
+                into.add_file(name, data)
             if checkpoint:
                 run.write_checkpoint(step, weights, tokens_seen=tokens_seen,
                                      config_hash=cfg.config_hash(), into=into)
@@ -347,16 +351,23 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
     key_steps = set(keyframe_steps(cfg.checkpoints, cfg.steps))
     fingerprint = run.read_json("environment.json")
     index = metrics = None
+    # While a keyframe is being written, the logs' parts join its commit (see below); else they go
+    # through the writer on their own, in order with the rest.
+    keyframe_parts: list[list[tuple[str, bytes]]] = []
     if world.is_main:
-        def queued(location):  # the logs' part files go through the writer, in order with the rest
-            return lambda name, data: writer.submit(
-                lambda: location.write_atomic(name, data), small=True)
+        def queued(location, folder: str):
+            def write_part(name: str, data: bytes) -> None:
+                if keyframe_parts:
+                    keyframe_parts[-1].append((f"{folder}/{name}", data))
+                else:
+                    writer.submit(lambda: location.write_atomic(name, data), small=True)
+            return write_part
 
         index = StepIndexWriter(run.index_location, corpus_fingerprint=corpus.fingerprint,
                                 data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
                                 n_samples=corpus.n_samples, after_step=first_step,
-                                write_part=queued(run.index_location))
-        metrics = MetricsWriter(run, write_part=queued(run.metrics_location))
+                                write_part=queued(run.index_location, INDEX_FOLDER))
+        metrics = MetricsWriter(run, write_part=queued(run.metrics_location, METRICS_FOLDER))
         metrics.truncate_after(first_step)
     end = cfg.steps if stop_after_step is None else min(cfg.steps, stop_after_step)
     tokens_per_step = cfg.batch_size * cfg.data.seq_len
@@ -380,15 +391,21 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                 index.append(step, ids)
                 metrics.record(step, loss=stats.loss, lr=stats.lr, grad_norm=stats.grad_norm,
                                tokens=step * tokens_per_step, wall_time=wall)
+            log_parts: list[tuple[str, bytes]] = []
             if step in key_steps and world.is_main:  # a keyframe is never ahead of its index:
-                index.flush()  # (its parts are queued before the keyframe, and land before it)
-                metrics.flush()
+                keyframe_parts.append(log_parts)  # the parts are committed with it, before its
+                try:  # manifest (one commit, one round of fsyncs instead of three)
+                    index.flush()
+                    metrics.flush()
+                finally:
+                    keyframe_parts.pop()
             if step in ckpt_steps or step in key_steps:
                 rng = gather_rng_states(world, rng_state.capture()) if step in key_steps else None
                 if world.is_main:
                     _write_step(cfg, run, model, optimizer, scheduler, step=step,
                                 fingerprint=fingerprint, checkpoint=step in ckpt_steps,
-                                keyframe=step in key_steps, rng=rng, writer=writer)
+                                keyframe=step in key_steps, rng=rng, writer=writer,
+                                log_parts=log_parts)
             if progress:  # a disabled bar still formats its postfix
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss:.3f}",

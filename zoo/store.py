@@ -54,6 +54,7 @@ STORE_ENV = "ZOO_STORE"
 FORMAT = 2  # 2: tensors of <= 4 KiB may be stored inline in their manifest (blobs.py)
 STORE_FILE = "zoo.json"
 CHECKPOINTS, KEYFRAMES = "checkpoints", "keyframes"
+INDEX_FOLDER, METRICS_FOLDER = "index", "metrics"  # the run's data index and metrics (Parquet parts)
 _STEP_FILE = re.compile(r"step-(\d+)\.json")
 _JSON_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.json")
 _SEED_FOLDER = re.compile(r"seed-(\d+)")
@@ -256,11 +257,11 @@ class RunStore:
 
     @property
     def index_location(self) -> Location:
-        return self.location.child("index")
+        return self.location.child(INDEX_FOLDER)
 
     @property
     def metrics_location(self) -> Location:
-        return self.location.child("metrics")
+        return self.location.child(METRICS_FOLDER)
 
     def exists(self) -> bool:
         with reaching(self.store.url):
