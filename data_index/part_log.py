@@ -58,8 +58,9 @@ class PartLog:
 
     `write_part(name, data)` is where a flushed part file goes: by default
     `location.write_atomic(name, data)` at once; the training loop passes one that queues it on its
-    background writer (a part's fsync cost the training thread 15 ms). Whoever passes one must
-    make each write atomic and keep their order, and must not truncate while writes are queued.
+    background writer (a part's fsync cost the training thread 15 ms), or, at a keyframe, adds it
+    to the keyframe's commit. Whoever passes one must make each write atomic and keep their order,
+    and must not truncate while writes are queued.
     """
 
     def __init__(self, location: Location, *, schema: pa.Schema, key: str = "step", flush_every: int = 64,

@@ -107,6 +107,39 @@ def test_index_written_during_training_is_the_order_function(reference):
         index.verify()
 
 
+def test_logs_gathered_for_a_keyframe_that_failed_to_stage_are_still_written(
+        reference, tmp_path, monkeypatch):
+    """At a keyframe the index's and metrics' parts are committed with it. When staging it fails
+    (here a second Ctrl-C while it encodes), they are written on their own: the logs keep every
+    trained step, the store stays valid, and the run resumes to the bits of an uninterrupted one."""
+    from zoo.run_metrics import read_run_metrics
+    from zoo.store import RunStore
+    from zoo.verify import verify_store
+
+    manifest, store = reference
+    partial = Store.open(str(tmp_path / "store"))
+    original = RunStore.write_keyframe
+
+    def interrupted_at_16(self, step, **kwargs):
+        if step == 16:
+            raise KeyboardInterrupt("a second Ctrl-C while the keyframe encodes")
+        return original(self, step, **kwargs)
+
+    monkeypatch.setattr(RunStore, "write_keyframe", interrupted_at_16)
+    with pytest.raises(KeyboardInterrupt):
+        train_family(manifest, store=partial, only=["1l32/1"], threads=2, progress=False)
+    monkeypatch.undo()
+    run_id = RunId("micro", "1l32", 1)
+    run = partial.run(run_id)
+    assert run.keyframe_steps() == [0, 8]
+    assert StepIndex.open(run.index_location).last_step == 16
+    assert read_run_metrics(run).column("step").to_pylist() == list(range(1, 17))
+    assert verify_store(partial).ok
+    outcome, = train_family(manifest, store=partial, only=["1l32/1"], threads=2, progress=False)
+    assert outcome.status == "resumed" and outcome.first_step == 8
+    assert _weights(partial, run_id) == _weights(store, run_id)
+
+
 def test_run_records_config_environment_and_metrics(reference):
     from zoo.run_metrics import read_run_metrics
 

@@ -351,23 +351,26 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
     key_steps = set(keyframe_steps(cfg.checkpoints, cfg.steps))
     fingerprint = run.read_json("environment.json")
     index = metrics = None
-    # While a keyframe is being written, the logs' parts join its commit (see below); else they go
-    # through the writer on their own, in order with the rest.
-    keyframe_parts: list[list[tuple[str, bytes]]] = []
+    # The logs' parts go through the writer, in order with the rest. At a keyframe they are
+    # gathered instead and committed with it, before its manifest: one commit (two rounds of fsyncs
+    # where there were four), and the keyframe never lands without them. Parts gathered but not
+    # handed to a commit (an error or a second Ctrl-C came first) are queued on their own at the end.
+    gathering: list[tuple[str, bytes]] | None = None  # run-relative name, bytes
+    unsent: list[tuple[str, bytes]] = []
     if world.is_main:
-        def queued(location, folder: str):
+        def queued(folder: str):
             def write_part(name: str, data: bytes) -> None:
-                if keyframe_parts:
-                    keyframe_parts[-1].append((f"{folder}/{name}", data))
+                if gathering is not None:
+                    gathering.append((f"{folder}/{name}", data))
                 else:
-                    writer.submit(lambda: location.write_atomic(name, data), small=True)
+                    _queue_file(writer, run, f"{folder}/{name}", data)
             return write_part
 
         index = StepIndexWriter(run.index_location, corpus_fingerprint=corpus.fingerprint,
                                 data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
                                 n_samples=corpus.n_samples, after_step=first_step,
-                                write_part=queued(run.index_location, INDEX_FOLDER))
-        metrics = MetricsWriter(run, write_part=queued(run.metrics_location, METRICS_FOLDER))
+                                write_part=queued(INDEX_FOLDER))
+        metrics = MetricsWriter(run, write_part=queued(METRICS_FOLDER))
         metrics.truncate_after(first_step)
     end = cfg.steps if stop_after_step is None else min(cfg.steps, stop_after_step)
     tokens_per_step = cfg.batch_size * cfg.data.seq_len
@@ -391,21 +394,21 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                 index.append(step, ids)
                 metrics.record(step, loss=stats.loss, lr=stats.lr, grad_norm=stats.grad_norm,
                                tokens=step * tokens_per_step, wall_time=wall)
-            log_parts: list[tuple[str, bytes]] = []
-            if step in key_steps and world.is_main:  # a keyframe is never ahead of its index:
-                keyframe_parts.append(log_parts)  # the parts are committed with it, before its
-                try:  # manifest (one commit, one round of fsyncs instead of three)
+            if step in key_steps and world.is_main:  # a keyframe is never ahead of its logs
+                gathering = unsent
+                try:
                     index.flush()
                     metrics.flush()
                 finally:
-                    keyframe_parts.pop()
+                    gathering = None
             if step in ckpt_steps or step in key_steps:
                 rng = gather_rng_states(world, rng_state.capture()) if step in key_steps else None
                 if world.is_main:
                     _write_step(cfg, run, model, optimizer, scheduler, step=step,
                                 fingerprint=fingerprint, checkpoint=step in ckpt_steps,
                                 keyframe=step in key_steps, rng=rng, writer=writer,
-                                log_parts=log_parts)
+                                log_parts=unsent)
+                    unsent = []  # the commit has them
             if progress:  # a disabled bar still formats its postfix
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss:.3f}",
@@ -416,11 +419,18 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
         interrupt.restore()
         try:
             if index is not None:  # their last parts are queued behind the last checkpoint
+                for name, data in unsent:
+                    _queue_file(writer, run, name, data)
                 index.close()
                 metrics.close()
         finally:
             bar.close()
     return step, loss
+
+
+def _queue_file(writer: BackgroundWriter, run: RunStore, name: str, data: bytes) -> None:
+    """A log part written atomically by the writer thread, in order with everything queued."""
+    writer.submit(lambda: run.location.write_atomic(name, data), small=True)
 
 
 class _InterruptAtStepBoundary:
