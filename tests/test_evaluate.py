@@ -4,7 +4,6 @@ from_pretrained evaluation, tables have one row per (size, seed, step), bad inpu
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 
 import numpy as np
@@ -177,11 +176,10 @@ def test_cli_eval_prints_summary_and_last_values(store, capsys):
     assert all(np.isfinite(float(row[3])) for row in last)
 
 
-def test_cells_are_evaluated_again_when_their_weights_or_code_change_or_when_asked(
-        tmp_path, monkeypatch):
+def test_cells_are_evaluated_again_when_their_weights_change_or_when_asked(tmp_path, monkeypatch):
     """A run deleted and retrained under the same name must not keep the old model's numbers; a
-    metric whose code changed under the same name is evaluated again; recompute=True evaluates
-    everything again; parts written before the weights and code columns existed still read."""
+    metric whose code changed under the same name is evaluated again with recompute=True; parts
+    written before the weights column existed still read."""
     import shutil
 
     from zoo.eval_results import results_location
@@ -200,13 +198,11 @@ def test_cells_are_evaluated_again_when_their_weights_or_code_change_or_when_ask
     again = evaluate_family("micro", ["loss", probe], store=store, progress=False)
     assert again.evaluated == 0
 
-    def probe(model, tokenizer):  # a new definition under the same name: its code changed
+    def probe(model, tokenizer):  # a new definition under the same name
         return 2.0
 
-    changed = evaluate_family("micro", [probe], store=store, progress=False)
-    assert changed.evaluated == 4  # steps 0, 1, 2, 4
     redone = evaluate_family("micro", [probe], store=store, progress=False, recompute=True)
-    assert redone.evaluated == 4  # everything again, e.g. after a helper the metric calls changed
+    assert redone.evaluated == 4  # steps 0, 1, 2, 4
     probes = [r["probe"] for r in metrics_table("micro", store=store).to_pylist()]
     assert {p for p in probes if p is not None} == {2.0}
     # the run deleted and retrained with another learning rate, under the same name
@@ -220,10 +216,10 @@ def test_cells_are_evaluated_again_when_their_weights_or_code_change_or_when_ask
     after = {r["step"]: r["loss"] for r in metrics_table("micro", store=store).to_pylist()
              if r["loss"] is not None}
     assert after[0] == before[0] and after[4] != before[4]
-    # a part from before the weights and code columns: read as unknown weights and code, kept
+    # a part from before the weights column: read as unknown weights, kept
     location = results_location(store, "micro")
     name = location.list()[0]
-    old = pq.read_table(location.local_path(name)).drop_columns(["weights", "code"])
+    old = pq.read_table(location.local_path(name)).drop_columns(["weights"])
     pq.write_table(old, location.local_path(name))
     rows = metrics_table("micro", store=store).to_pylist()
     assert {r["step"]: r["loss"] for r in rows if r["loss"] is not None} == after
@@ -240,23 +236,3 @@ def test_user_metrics_named_like_table_columns_are_refused_before_any_work(store
         with pytest.raises(ZooError, match="rename it"):
             evaluate_family("micro", {name: metric}, store=store, progress=False)
     assert metrics_table("micro", store=store).column_names == before
-
-
-def test_a_metric_is_identified_by_its_own_source():
-    from zoo.metric_code import metric_code_id
-
-    def first(model, tokenizer):
-        return 1.0
-
-    def second(model, tokenizer):
-        return 1.0
-
-    class Probe:
-        def __call__(self, model, tokenizer):
-            return 3.0
-
-    ids = {metric_code_id(f) for f in (first, second, Probe(), "loss", "induction")}
-    assert len(ids) == 4 and "" not in ids  # the two built-ins share their module's source
-    assert metric_code_id(first) == metric_code_id(first)
-    assert metric_code_id(functools.partial(first, tokenizer=None)) == ""  # unknown: never redone
-    assert metric_code_id(len) == ""

@@ -66,8 +66,8 @@ def register(subparsers) -> None:
         help="held-out samples for loss/icl (default 64)",
     )
     ev.add_argument("--force", action="store_true",
-                    help="evaluate every cell again (cells already measured on the same weights, "
-                         "held-out set and metric code are skipped otherwise)")
+                    help="evaluate every cell again (cells already measured on the same weights "
+                         "and held-out set are skipped otherwise)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     add_store_argument(ev)
     ev.set_defaults(handler=_eval)

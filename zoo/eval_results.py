@@ -14,9 +14,8 @@ so re-evaluating a cell (e.g. on a new held-out set) supersedes the old row.
 `heldout` records the held-out set's fingerprint for `loss` / `icl` rows ("" otherwise), so results
 on another held-out set are never mixed in silently. `weights` records which stored weights were
 measured (the checkpoint manifest's tensor references, hashed): a run deleted and retrained under
-the same name gets its cells evaluated again instead of keeping the old model's numbers. `code`
-identifies the metric's code (zoo/metric_code.py): a metric whose code changed is evaluated again.
-Parts written before these columns existed read them as "" (unknown: kept as they are).
+the same name gets its cells evaluated again instead of keeping the old model's numbers. Parts
+written before that column existed read as "" (unknown: kept as they are).
 """
 
 from __future__ import annotations
@@ -46,10 +45,8 @@ SCHEMA = pa.schema(
         ("value", pa.float64()),
         ("heldout", pa.string()),
         ("weights", pa.string()),
-        ("code", pa.string()),
     ]
 )
-_ADDED_LATER = ("weights", "code")  # columns that parts of older versions lack: read as "" (unknown)
 
 
 def results_location(store, family: str) -> Location:
@@ -74,7 +71,6 @@ class ResultsLog:
         values: dict[str, float],
         heldout: str = "",
         weights: str = "",
-        code: str = "",
     ) -> None:
         for field, value in values.items():
             self._rows.append(
@@ -88,7 +84,6 @@ class ResultsLog:
                     "value": value,
                     "heldout": heldout,
                     "weights": weights,
-                    "code": code,
                 }
             )
 
@@ -117,10 +112,9 @@ class ResultsLog:
             data = self.location.read_bytes(name)
             try:
                 part = pq.read_table(pa.BufferReader(data))
-                for column in _ADDED_LATER:
-                    if column not in part.column_names:  # written before the column existed
-                        part = part.append_column(column, pa.array([""] * part.num_rows, pa.string()))
-                tables.append(part.select(SCHEMA.names).cast(SCHEMA))
+                if "weights" not in part.column_names:  # written before the column existed
+                    part = part.append_column("weights", pa.array([""] * part.num_rows, pa.string()))
+                tables.append(part.cast(SCHEMA))
             except (pa.ArrowInvalid, ValueError, OSError) as exc:
                 raise IntegrityError(
                     f"evaluation part {self.location.path(name)} is damaged ({len(data)} bytes): {exc}"
@@ -147,22 +141,19 @@ class ResultsLog:
         )
 
     def done(self, heldout_of: dict[str, str],
-             weights_of: dict[tuple[str, int, int], str] | None = None,
-             code_of: dict[str, str] | None = None) -> set[tuple[str, int, int, str]]:
+             weights_of: dict[tuple[str, int, int], str] | None = None) -> set[tuple[str, int, int, str]]:
         """(size, seed, step, metric) cells already evaluated; `loss`/`icl` count only when they
         were measured on the held-out set named in heldout_of[metric], and any cell only when it
-        was measured on the weights weights_of[(size, seed, step)] names and by the code
-        code_of[metric] names (zoo/metric_code.py). Rows of unknown weights or code (""), from
-        older versions, count."""
-        weights_of, code_of = weights_of or {}, code_of or {}
+        was measured on the weights weights_of[(size, seed, step)] names (rows of unknown weights,
+        from older versions, count)."""
+        weights_of = weights_of or {}
         table = self.read()
         cells = set()
-        columns = ("size", "seed", "step", "metric", "heldout", "weights", "code")
-        for size, seed, step, metric, heldout, weights, code in zip(
+        columns = ("size", "seed", "step", "metric", "heldout", "weights")
+        for size, seed, step, metric, heldout, weights in zip(
             *(table.column(c).to_pylist() for c in columns)
         ):
             current = weights_of.get((size, seed, step), weights)
-            if (heldout_of.get(metric, heldout) == heldout and weights in ("", current)
-                    and code in ("", code_of.get(metric, code))):
+            if heldout_of.get(metric, heldout) == heldout and weights in ("", current):
                 cells.add((size, seed, step, metric))
         return cells

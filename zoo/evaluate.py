@@ -36,7 +36,6 @@ from zoo.corpora import open_corpus
 from zoo.eval_metrics import METRICS, heldout_loss, icl_score, induction_score
 from zoo.eval_results import ResultsLog
 from zoo.heldout import DEFAULT_SAMPLES, HeldOut, build_heldout
-from zoo.metric_code import metric_code_id
 from zoo.names import RunId, check_seed
 from zoo.store import Store
 
@@ -266,10 +265,9 @@ def evaluate_family(
     recompute: bool = False,
 ) -> EvalReport:
     """Evaluate every (size, seed, stored step) of `family`; finished cells are skipped (a cell is
-    finished when it was measured on the same stored weights by the same metric code, and for
-    loss / icl on the same held-out set). A metric's code is its function's own source
-    (zoo/metric_code.py), so `recompute=True` is for changes it cannot see, e.g. in a helper the
-    metric calls: it evaluates every cell again; the new rows supersede the old."""
+    finished when it was measured on the same stored weights, and for loss / icl on the same
+    held-out set). `recompute=True` evaluates every cell again, e.g. after changing a metric's
+    code under the same name; the new rows supersede the old."""
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
@@ -305,9 +303,8 @@ def evaluate_family(
 
     weights_of = {(run.run_id.size, run.run_id.seed, step): _weights_id(run.checkpoint_manifest(step))
                   for run in runs for step in run.checkpoint_steps()}
-    code_of = {name: metric_code_id(metric) for name, metric in chosen.items()}
     log = ResultsLog(store, family)
-    done = set() if recompute else log.done(heldout_of, weights_of, code_of)
+    done = set() if recompute else log.done(heldout_of, weights_of)
     todo, skipped = [], 0
     for run in runs:
         rid: RunId = run.run_id
@@ -339,7 +336,7 @@ def evaluate_family(
                     what=what,
                 )
                 log.add(rid.size, rid.seed, step, name, fields, heldout_of.get(name, ""),
-                        weights_of[(rid.size, rid.seed, step)], code_of[name])
+                        weights_of[(rid.size, rid.seed, step)])
                 rows += len(fields)
             bar.update(1)
             if (k + 1) % FLUSH_EVERY == 0:
