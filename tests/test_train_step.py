@@ -1,6 +1,9 @@
 """The one training step: deterministic, schedule as documented, scheduler position round-trips."""
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -98,20 +101,34 @@ def test_a_model_left_in_eval_mode_trains_in_training_mode():
 
 def test_a_distributed_wrapper_around_an_eval_mode_model_trains_all_of_it(tmp_path):
     """DistributedDataParallel starts in training mode whatever its module's mode: the step must
-    look inside it (a one-process gloo group, the real wrapper)."""
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
+    look inside it. A one-process gloo group and the real wrapper, in a fresh process (a process
+    group inside the test process once hung on state earlier tests left in it)."""
+    script = tmp_path / "ddp_mode.py"
+    script.write_text(f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from types import SimpleNamespace
+from zoo.train_step import make_optimizer, make_scheduler, training_step
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0,
-                            world_size=1)
-    try:
-        model = _model()
-        model.eval()
-        wrapper = DistributedDataParallel(model)
-        assert wrapper.training and not model.training
-        opt = make_optimizer(model, OPT)
-        sched = make_scheduler(opt, COSINE, total_steps=20)
-        training_step(wrapper, opt, sched, torch.randint(0, 64, (4, 16)), clip=OPT.clip)
-        assert all(module.training for module in model.modules())
-    finally:
-        dist.destroy_process_group()
+dist.init_process_group("gloo", init_method="file://{tmp_path / 'group'}", rank=0, world_size=1)
+torch.manual_seed(0)
+model = GPTNeoXForCausalLM(GPTNeoXConfig(
+    vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+    intermediate_size=64, max_position_embeddings=16, attn_implementation="eager"))
+model.eval()
+wrapper = DistributedDataParallel(model)
+assert wrapper.training and not model.training
+opt = make_optimizer(model, SimpleNamespace(**{OPT.__dict__!r}))
+sched = make_scheduler(opt, SimpleNamespace(**{COSINE.__dict__!r}), total_steps=20)
+training_step(wrapper, opt, sched, torch.randint(0, 64, (4, 16)), clip=1.0)
+print("modules in eval mode after a step:", sum(not m.training for m in model.modules()))
+dist.destroy_process_group()
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "modules in eval mode after a step: 0" in done.stdout
