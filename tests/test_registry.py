@@ -96,6 +96,47 @@ def test_cold_load_writes_the_same_weights_file_as_save_file(store, tmp_path, mo
     assert not list(written.parent.parent.glob(".*.partial"))  # no staging folder left behind
 
 
+def test_a_cold_load_failing_while_blobs_decode_stops_them_and_leaves_nothing(
+        store, tmp_path, monkeypatch):
+    """The blobs decode on the pool while the cold load builds the model: when that fails, every
+    write into the snapshot file must have ended before the file is closed, the error is the
+    original one, and no snapshot (whole or partial) is left; the next load then works."""
+    import threading
+    import time
+
+    import zoo.registry as registry
+
+    events, lock = [], threading.Lock()
+
+    class RecordingWriter(registry.SafetensorsWriter):
+        def write(self, name, raw):
+            time.sleep(0.01)  # still writing when the model's building fails
+            with lock:
+                events.append("write")
+            super().write(name, raw)
+
+        def close(self):
+            with lock:
+                events.append("close")
+            super().close()
+
+    def broken_describe(*args, **kwargs):
+        raise RuntimeError("describe failed")
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    monkeypatch.setattr(registry, "SafetensorsWriter", RecordingWriter)
+    monkeypatch.setattr(registry, "_describe_snapshot", broken_describe)
+    with pytest.raises(RuntimeError, match="describe failed"):
+        zoo.load(NAME, seed=1, step=16, store=store)
+    assert "write" in events and events[-1] == "close"
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.name == "step-16"]
+    monkeypatch.undo()
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    model, _ = zoo.load(NAME, seed=1, step=16, store=store)
+    stored = store.run(RunId("micro", "1l32", 1)).read_checkpoint(16).tensors
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in stored.items())
+
+
 def test_training_a_cold_loaded_model_in_place_leaves_its_cached_snapshot_intact(
         store, tmp_path, monkeypatch):
     """A cold load's weights are copy-on-write maps of the snapshot file (as from_pretrained's

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import re
@@ -35,6 +36,7 @@ import torch
 from data_index.errors import IntegrityError, ZooError
 from data_index.fsio import Location
 from zoo import codec
+from zoo.shared_drain import SharedDrain
 
 BLOB_FOLDER = "blobs"
 _DTYPE_NAMES = (
@@ -326,14 +328,22 @@ class BlobStore:
 
     def get_tensors(self, refs: dict[str, dict], *, what: str = "") -> dict[str, torch.Tensor]:
         """Load many tensors in parallel; `what` is prefixed to each tensor's name in errors."""
-        loaded = _largest_first(refs, lambda name, ref: self.get_tensor(ref, what=f"{what} tensor {name!r}"))
+        loaded = dict(_largest_first(
+            refs, lambda name, ref: (name, self.get_tensor(ref, what=f"{what} tensor {name!r}"))
+        ).finish())
         return {name: loaded[name] for name in refs}
 
     def read_each(self, refs: dict[str, dict], each: Callable[[str, memoryview], None], *,
                   what: str = "") -> None:
-        """Verify every tensor's bytes and hand them to `each(name, raw)` in the loading threads.
-        `raw` is a reused buffer, valid only during the call: for readers that pass the bytes on
-        (a cold load writing its snapshot file), so no tensor-sized memory is allocated."""
+        """Verify every tensor's bytes and hand them to `each(name, raw)`, in the pool's threads
+        and this one. `raw` is a reused buffer, valid only during the call: for readers that pass
+        the bytes on (a snapshot's model.safetensors), so no tensor-sized memory is allocated."""
+        self.start_reads(refs, each, what=what).finish()
+
+    def start_reads(self, refs: dict[str, dict], each: Callable[[str, memoryview], None], *,
+                    what: str = "") -> SharedDrain:
+        """read_each begun on the pool (one thread fewer than cores) for a caller with work of its
+        own to do first; the reads end with its `finish()` (see shared_drain.py)."""
 
         def one(name: str, ref: dict) -> None:
             label = f"{what} tensor {name!r}"
@@ -346,7 +356,7 @@ class BlobStore:
                 self.get_raw(sha, nbytes=nbytes, what=label, out=raw)
                 each(name, raw)
 
-        _largest_first(refs, one)
+        return _largest_first(refs, one)
 
 
 def is_inline(ref) -> bool:
@@ -376,15 +386,13 @@ def _unpack(ref, what: str) -> tuple:
         raise ZooError(f"{what}: malformed tensor reference {ref!r}") from None
 
 
-def _largest_first(refs: dict[str, dict], load: Callable[[str, dict], object]) -> dict:
-    """name -> load(name, ref) on the shared pool. Largest first, so the two biggest tensors
-    (embedding, unembedding) do not end up last on one thread while the others idle. Returns (or
-    raises the first error in that order) only once every call has ended: a caller that closes
-    what the calls write into must not have one still running (a reused file descriptor)."""
+def _largest_first(refs: dict[str, dict], load: Callable[[str, dict], object]) -> SharedDrain:
+    """load(name, ref) for every reference, begun on the shared pool, largest first, so that the
+    two biggest tensors (embedding, unembedding) do not end up last on one thread while the others
+    idle. The caller's `finish()` joins in and returns the results in that order."""
     by_size = sorted(refs.items(), key=lambda item: -_ref_nbytes(item[1]))
-    futures = [_shared_pool().submit(load, name, ref) for name, ref in by_size]
-    wait(futures)
-    return {name: future.result() for (name, _), future in zip(by_size, futures)}
+    tasks = [functools.partial(load, name, ref) for name, ref in by_size]
+    return SharedDrain(_shared_pool(), tasks, helpers=_WORKERS - 1)
 
 
 def _tensor_nbytes(tensor: torch.Tensor) -> int:

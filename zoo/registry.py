@@ -17,7 +17,6 @@ import hashlib
 import json
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from zoo.blobs import DTYPES
 from zoo.cache import cache_dir
 from zoo.names import RunId
 from zoo.safetensors_file import PT_METADATA, SafetensorsWriter, can_write, save_tensors
-from zoo.store import RunStore, Store, format_steps
+from zoo.store import RunStore, Store, format_steps, reaching
 
 SNAPSHOT_RECORD = "zoo_snapshot.json"
 WEIGHTS = "model.safetensors"
@@ -146,47 +145,49 @@ def _cold_load(run: RunStore, store: Store, step: int, folder: Path, manifest: d
     makes them, so the weights occupy the page cache once and no tensor-sized memory is allocated
     (fresh memory is the costly part of a load, see codec.py).
 
-    Everything that does not need the weights' values runs while the blobs decode: the tokenizer
-    (on a local store, from the corpus's tokenizer files), the empty model (config and dtypes come
-    from the manifest) and the rest of the snapshot folder. Mapping the file and assigning its
-    tensors to the model while the blobs were still being written into it made the load slower,
-    not faster (82 -> 100 ms for the 21 MB model, measured alternating in one process), so the
-    tensors are mapped once the file is complete.
+    The blobs start decoding on the pool first. Meanwhile this thread does everything that does
+    not need the weights' values, all of it Python: the tokenizer (on a local store, from the
+    corpus's tokenizer files), the empty model (config and dtypes come from the manifest) and the
+    rest of the snapshot folder. Then it decodes too (shared_drain.py says why in that order).
+    Mapping the file and assigning its tensors to the model while the blobs were still being
+    written into it made the load slower, not faster (82 -> 100 ms for the 21 MB model, measured
+    alternating in one process), so the tensors are mapped once the file is complete.
     """
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-    record = run.read_json("run.json")
-    tokenizer_files = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
     refs = manifest["tensors"]
-    dtypes = _ref_dtypes(refs)
-    config = _hf_config(record, dtypes)
-    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # what the Auto class would pick
     staging = _begin_snapshot(folder)
     weights_file = staging / WEIGHTS
     try:
-        with ThreadPoolExecutor(2) as pool:
-            tokenizing = (pool.submit(AutoTokenizer.from_pretrained, tokenizer_files.root)
-                          if tokenizer_files.is_local else None)
-            weights = SafetensorsWriter(weights_file, refs)  # the whole file's size, laid out
+        weights = SafetensorsWriter(weights_file, refs)  # the whole file's size, laid out
+        try:
+            reads = run.start_checkpoint_reads(step, manifest, weights.write)
             try:
-                decoding = pool.submit(run.read_checkpoint_bytes, step, weights.write)
-                try:
-                    skeleton = _empty_model(model_class, config, refs, options)
-                    _describe_snapshot(staging, run=run, store=store, step=step, dtypes=dtypes,
-                                       tokens_seen=manifest["tokens_seen"],
-                                       weights_id=_weights_id(manifest))
-                finally:
-                    wait([decoding])  # the file stays open until its last write is done
-                decoding.result()
-            finally:
-                weights.close()
-            tensors = load_file(weights_file)  # copy-on-write maps of the file's page cache
-            model = _model_from_tensors(model_class, config, tensors, options, skeleton=skeleton)
-            folder = _publish_snapshot(staging, folder)
-            tokenizer = (tokenizing.result() if tokenizing is not None
-                         else AutoTokenizer.from_pretrained(folder))
+                record = run.read_json("run.json")
+                tokenizer_files = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
+                tokenizer = (AutoTokenizer.from_pretrained(tokenizer_files.root)
+                             if tokenizer_files.is_local else None)
+                dtypes = _ref_dtypes(refs)
+                config = _hf_config(record, dtypes)
+                model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # what the Auto class picks
+                skeleton = _empty_model(model_class, config, refs, options)
+                _describe_snapshot(staging, run=run, store=store, step=step, record=record,
+                                   config=config, tokens_seen=manifest["tokens_seen"],
+                                   weights_id=_weights_id(manifest))
+            except BaseException:
+                reads.cancel()  # the file stays open until the last write into it is done
+                raise
+            with reaching(store.url):
+                reads.finish()
+        finally:
+            weights.close()
+        tensors = load_file(weights_file)  # copy-on-write maps of the file's page cache
+        model = _model_from_tensors(model_class, config, tensors, options, skeleton=skeleton)
+        folder = _publish_snapshot(staging, folder)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     # as if both were read from the folder, like the cached path does
@@ -268,8 +269,10 @@ def _build_snapshot(folder: Path, write_weights, *, run: RunStore, store: Store,
     staging = _begin_snapshot(folder)
     try:
         write_weights(staging / WEIGHTS)
-        _describe_snapshot(staging, run=run, store=store, step=step, dtypes=dtypes,
-                           tokens_seen=tokens_seen, weights_id=weights_id)
+        record = run.read_json("run.json")
+        _describe_snapshot(staging, run=run, store=store, step=step, record=record,
+                           config=_hf_config(record, dtypes), tokens_seen=tokens_seen,
+                           weights_id=weights_id)
         return _publish_snapshot(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -281,11 +284,11 @@ def _begin_snapshot(folder: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
 
 
-def _describe_snapshot(staging: Path, *, run: RunStore, store: Store, step: int,
-                       dtypes: set[torch.dtype], tokens_seen: int, weights_id: str | None) -> None:
-    """Write everything of the folder but the weights: config, tokenizer files, our record."""
-    record = run.read_json("run.json")
-    _hf_config(record, dtypes).save_pretrained(staging)
+def _describe_snapshot(staging: Path, *, run: RunStore, store: Store, step: int, record: dict,
+                       config, tokens_seen: int, weights_id: str | None) -> None:
+    """Write everything of the folder but the weights: config, tokenizer files, our record.
+    `record` is the run's run.json, `config` its _hf_config."""
+    config.save_pretrained(staging)
     tokenizer = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
     for file in tokenizer.list():
         (staging / file).write_bytes(tokenizer.read_bytes(file))

@@ -48,6 +48,7 @@ from zoo.blobs import BlobStore
 from zoo.names import RunId, check_family, check_size
 from zoo.run_lock import RunLease, write_guard
 from zoo.run_write import RunWrite
+from zoo.shared_drain import SharedDrain
 
 DEFAULT_STORE = "./zoo-store"
 STORE_ENV = "ZOO_STORE"
@@ -392,8 +393,15 @@ class RunStore:
         valid only during the call); returns the checkpoint's manifest."""
         manifest = self.checkpoint_manifest(step)
         with reaching(self.store.url):
-            self.store.blobs.read_each(manifest["tensors"], each, what=f"{self.label} step {step}")
+            self.start_checkpoint_reads(step, manifest, each).finish()
         return manifest
+
+    def start_checkpoint_reads(self, step: int, manifest: dict,
+                               each: Callable[[str, memoryview], None]) -> SharedDrain:
+        """read_checkpoint_bytes of a manifest already read, begun on the pool while the caller
+        does other work; it ends with the caller's `finish()` (inside `reaching(store.url)`, which
+        names the store in I/O errors) or `cancel()`."""
+        return self.store.blobs.start_reads(manifest["tensors"], each, what=f"{self.label} step {step}")
 
     def read_tensor(self, step: int, name: str) -> torch.Tensor:
         """One tensor of a checkpoint, without reading the others."""
