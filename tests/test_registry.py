@@ -70,9 +70,17 @@ def test_logits_equal_those_of_the_stored_checkpoint(store):
 
 
 def test_cold_and_cached_loads_give_the_same_model(store, tmp_path, monkeypatch):
+    """And the same tokenizer: the cold load reads the corpus's tokenizer files (given the model's
+    config), the cached one the snapshot folder; both must save the same files."""
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
-    cold, _ = zoo.load(NAME, seed=2, step=16, store=store)  # built from the decoded tensors
-    cached, _ = zoo.load(NAME, seed=2, step=16, store=store)  # read back from the snapshot
+    cold, cold_tokenizer = zoo.load(NAME, seed=2, step=16, store=store)  # from the decoded tensors
+    cached, cached_tokenizer = zoo.load(NAME, seed=2, step=16, store=store)  # from the snapshot
+    assert type(cold_tokenizer) is type(cached_tokenizer)
+    assert cold_tokenizer.name_or_path == cached_tokenizer.name_or_path
+    cold_tokenizer.save_pretrained(tmp_path / "cold-tokenizer")
+    cached_tokenizer.save_pretrained(tmp_path / "cached-tokenizer")
+    for file in sorted((tmp_path / "cached-tokenizer").iterdir()):
+        assert (tmp_path / "cold-tokenizer" / file.name).read_bytes() == file.read_bytes(), file.name
     assert type(cold) is type(cached) and cold.config.to_dict() == cached.config.to_dict()
     for (name, a), (_, b) in zip(cold.state_dict().items(), cached.state_dict().items()):
         assert torch.equal(a, b), name

@@ -128,11 +128,17 @@ def load(name: str, *, seed: int, step: int, store: str | Store | None = None,
     elif not _is_current(folder, manifest):
         if can_write(manifest["tensors"]):
             model, tokenizer = _cold_load(run, store, step, folder, manifest, options)
-            return model.to(device).eval(), tokenizer
+            return _placed(model, device), tokenizer
         folder = snapshot(name, seed=seed, step=step, store=store)
     model = AutoModelForCausalLM.from_pretrained(folder, **options)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    return model.to(device).eval(), tokenizer
+    return _placed(model, device), tokenizer
+
+
+def _placed(model, device: str):
+    """The model on `device`, in eval mode. Models load onto the CPU: there, `to` would only
+    walk every parameter (0.3 ms of a 30 ms load)."""
+    return (model if torch.device(device).type == "cpu" else model.to(device)).eval()
 
 
 def _cold_load(run: RunStore, store: Store, step: int, folder: Path, manifest: dict,
@@ -166,12 +172,12 @@ def _cold_load(run: RunStore, store: Store, step: int, folder: Path, manifest: d
             reads = run.start_checkpoint_reads(step, manifest, weights.write)
             try:
                 record = run.read_json("run.json")
-                tokenizer_files = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
-                tokenizer = (AutoTokenizer.from_pretrained(tokenizer_files.root)
-                             if tokenizer_files.is_local else None)
-                dtypes = _ref_dtypes(refs)
-                config = _hf_config(record, dtypes)
+                config = _hf_config(record, _ref_dtypes(refs))
                 model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # what the Auto class picks
+                tokenizer_files = store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
+                # given the config, AutoTokenizer does not look for one (0.6 ms; same tokenizer)
+                tokenizer = (AutoTokenizer.from_pretrained(tokenizer_files.root, config=config)
+                             if tokenizer_files.is_local else None)
                 skeleton = _empty_model(model_class, config, refs, options)
                 _describe_snapshot(staging, run=run, store=store, step=step, record=record,
                                    config=config, tokens_seen=manifest["tokens_seen"],
