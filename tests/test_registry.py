@@ -112,12 +112,14 @@ def test_a_cold_load_failing_while_blobs_decode_stops_them_and_leaves_nothing(
     import threading
     import time
 
-    import zoo.registry as registry
+    import zoo.blobs
+    from zoo import registry
 
-    events, lock = [], threading.Lock()
+    events, lock, writing = [], threading.Lock(), threading.Event()
 
     class RecordingWriter(registry.SafetensorsWriter):
         def write(self, name, raw):
+            writing.set()
             time.sleep(0.01)  # still writing when the model's building fails
             with lock:
                 events.append("write")
@@ -129,8 +131,10 @@ def test_a_cold_load_failing_while_blobs_decode_stops_them_and_leaves_nothing(
             super().close()
 
     def broken_describe(*args, **kwargs):
+        assert writing.wait(5)  # the pool thread is decoding
         raise RuntimeError("describe failed")
 
+    monkeypatch.setattr(zoo.blobs, "_WORKERS", 2)  # one pool thread beside the caller, any machine
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
     monkeypatch.setattr(registry, "SafetensorsWriter", RecordingWriter)
     monkeypatch.setattr(registry, "_describe_snapshot", broken_describe)

@@ -92,3 +92,44 @@ def test_cancel_hands_out_nothing_more_and_waits_for_the_running_task(pool):
     drain.cancel()
     assert ended == [0]
     assert never == []
+
+
+def test_helpers_the_busy_pool_never_started_are_not_waited_for():
+    """When other work holds every pool thread, the caller runs all tasks itself and returns at
+    once: it does not wait for helpers that would find nothing left (and a caller that is itself
+    a pool thread cannot deadlock on them)."""
+    with ThreadPoolExecutor(1) as busy_pool:
+        release = threading.Event()
+        busy_pool.submit(release.wait, 10)
+        started = time.perf_counter()
+        assert SharedDrain(busy_pool, [lambda: 1] * 4, helpers=1).finish() == [1] * 4
+        assert time.perf_counter() - started < 2
+        release.set()
+
+
+def test_an_interrupt_while_waiting_for_a_helper_waits_for_it_first(pool, monkeypatch):
+    """Ctrl-C in the caller while a helper is mid-task: finish raises it only once that task has
+    ended, so the caller's cleanup (closing the file the task writes into) comes after it."""
+    from zoo import shared_drain
+
+    helper_started, ended = threading.Event(), []
+
+    def slow():
+        helper_started.set()
+        time.sleep(0.3)
+        ended.append(0)
+
+    real_wait, interrupted = shared_drain.wait, []
+
+    def interrupted_wait(futures):
+        if not interrupted:
+            interrupted.append(1)
+            raise KeyboardInterrupt
+        return real_wait(futures)
+
+    drain = SharedDrain(pool, [slow], helpers=1)
+    assert helper_started.wait(5)
+    monkeypatch.setattr(shared_drain, "wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        drain.finish()
+    assert ended == [0]

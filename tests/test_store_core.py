@@ -339,31 +339,39 @@ def test_bad_inputs_are_zoo_errors(store):
     assert run.checkpoint_steps() == []
 
 
-def test_a_failed_read_returns_only_after_every_other_tensors_call_has_ended(store):
-    """read_each hands verified bytes to a callback that writes into an open file (the cold load's
-    snapshot); when one blob is corrupt, the error must come only after the other calls ended, or
-    the caller closes the file while they still write (into whatever reuses the descriptor).
-    (test_shared_drain.py pins the waiting down without depending on which thread fails.)"""
+def test_a_failed_read_returns_only_after_every_other_tensors_call_has_ended(store, monkeypatch):
+    """read_checkpoint_bytes hands verified bytes to a callback that writes into an open file (the
+    cold load's snapshot); when one blob is corrupt, the error must come only after the other
+    calls ended, or the caller closes the file while they still write (into whatever reuses the
+    descriptor). Here the calling thread meets the corrupt blob (the smallest, handed out last)
+    while a pool thread is still writing a large one."""
     import threading
     import time
 
+    import zoo.blobs
+
+    monkeypatch.setattr(zoo.blobs, "_WORKERS", 2)  # one pool thread beside the caller, any machine
     run = store.run(RUN)
     tensors = {f"w{i}": torch.randn(200 + i, 16) for i in range(6)}
     run.write_checkpoint(4, tensors, tokens_seen=4, config_hash="h")
-    path = _blob_file(store, run, 4, "w5")  # the largest: read first
+    path = _blob_file(store, run, 4, "w0")
     data = bytearray(path.read_bytes())
     data[-10] ^= 0x04
     path.write_bytes(bytes(data))
-    started, ended, lock = [], [], threading.Lock()
+    caller = threading.current_thread()
+    pool_writing, started, ended, lock = threading.Event(), [], [], threading.Lock()
 
-    def slow_write(name, raw):
+    def write(name, raw):
         with lock:
             started.append(name)
-        time.sleep(0.2)
+        if threading.current_thread() is caller:
+            assert pool_writing.wait(5)
+        else:
+            pool_writing.set()
+            time.sleep(0.3)
         with lock:
             ended.append(name)
 
-    with pytest.raises(IntegrityError, match="'w5'"):
-        run.read_checkpoint_bytes(4, slow_write)
-    assert sorted(ended) == sorted(started)
-    assert "w5" not in started
+    with pytest.raises(IntegrityError, match="'w0'"):
+        run.read_checkpoint_bytes(4, write)
+    assert pool_writing.is_set() and sorted(ended) == sorted(started)

@@ -333,17 +333,13 @@ class BlobStore:
         ).finish())
         return {name: loaded[name] for name in refs}
 
-    def read_each(self, refs: dict[str, dict], each: Callable[[str, memoryview], None], *,
-                  what: str = "") -> None:
-        """Verify every tensor's bytes and hand them to `each(name, raw)`, in the pool's threads
-        and this one. `raw` is a reused buffer, valid only during the call: for readers that pass
-        the bytes on (a snapshot's model.safetensors), so no tensor-sized memory is allocated."""
-        self.start_reads(refs, each, what=what).finish()
-
     def start_reads(self, refs: dict[str, dict], each: Callable[[str, memoryview], None], *,
                     what: str = "") -> SharedDrain:
-        """read_each begun on the pool (one thread fewer than cores) for a caller with work of its
-        own to do first; the reads end with its `finish()` (see shared_drain.py)."""
+        """Verify every tensor's bytes and hand them to `each(name, raw)`: begun on the pool (one
+        thread fewer than cores) at once, ended by the caller's `finish()`, in which it reads
+        too, once it has done work of its own (see shared_drain.py). `raw` is a reused buffer,
+        valid only during the call: for readers that pass the bytes on (a snapshot's
+        model.safetensors), so no tensor-sized memory is allocated."""
 
         def one(name: str, ref: dict) -> None:
             label = f"{what} tensor {name!r}"

@@ -37,8 +37,10 @@ class SharedDrain:
         results in task order, or raises the first error in task order (an interrupt first), only
         once no task is running: a caller that then closes what the tasks write into must not
         have one still going."""
-        self._drain()
-        wait(self._helpers)
+        try:
+            self._drain()
+        finally:
+            self._settle()
         if self._errors:
             errors = [self._errors[i] for i in sorted(self._errors)]
             raise next((e for e in errors if not isinstance(e, Exception)), errors[0])
@@ -47,9 +49,25 @@ class SharedDrain:
     def cancel(self) -> None:
         """Hand out no more tasks and wait for the running ones (for a caller whose own work
         failed; their errors are dropped)."""
+        self._settle()
+
+    def _settle(self) -> None:
+        """Stop handing out tasks and return once no helper runs one. Helpers the pool has not
+        started yet (its threads busy elsewhere) are called off, not waited for; an interrupt
+        (Ctrl-C) that arrives meanwhile is raised only after the running tasks end."""
         with self._lock:
             self._stopped = True
-        wait(self._helpers)
+        running = [helper for helper in self._helpers if not helper.cancel()]
+        interrupted = None
+        while running:
+            try:
+                wait(running)
+                running = []
+            except BaseException as exc:  # noqa: BLE001 (re-raised once the helpers have ended)
+                interrupted = interrupted or exc
+                running = [helper for helper in running if not helper.done()]
+        if interrupted is not None:
+            raise interrupted
 
     def _drain(self) -> None:
         while True:

@@ -389,7 +389,7 @@ class RunStore:
         return Checkpoint(step, manifest["tokens_seen"], manifest["config_hash"], tensors)
 
     def read_checkpoint_bytes(self, step: int, each: Callable[[str, memoryview], None]) -> dict:
-        """Hand each tensor's verified raw bytes to `each(name, raw)` (BlobStore.read_each: raw is
+        """Hand each tensor's verified raw bytes to `each(name, raw)` (BlobStore.start_reads: raw is
         valid only during the call); returns the checkpoint's manifest."""
         manifest = self.checkpoint_manifest(step)
         with reaching(self.store.url):
