@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_index import StepIndex, StepIndexWriter, global_batch, prepare_corpus
 from data_index.corpus import _sha256_file, _write_tables
-from data_index.fsio import open_location
+from zoo_common.location import open_location
 from data_index.packing import pack_documents, token_dtype
 from data_index.queries import batch_tokens
 from data_index.sources import resolve_source

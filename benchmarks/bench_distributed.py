@@ -54,9 +54,9 @@ CONFIGS = [
 def _train(folder: Path, *, nproc: int, threads: int, micro: int | None, steps: int,
            device: str) -> tuple[float, float]:
     """(tokens/s of the step, seconds of the whole command) for one configuration."""
-    from zoo.names import RunId
-    from zoo.run_metrics import read_run_metrics
-    from zoo.store import Store
+    from zoo.config.names import RunId
+    from zoo.store.run_metrics import read_run_metrics
+    from zoo.store.store import Store
 
     doc = {**MANIFEST, "steps": steps}
     if micro:

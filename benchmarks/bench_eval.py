@@ -45,13 +45,13 @@ def run(folder: Path) -> None:
 
     import zoo
     from training.sweep import train_family
-    from zoo.corpora import open_corpus
-    from zoo.eval_metrics import heldout_loss
-    from zoo.eval_results import results_location
-    from zoo.evaluate import evaluate_family
-    from zoo.heldout import build_heldout
-    from zoo.store import Store
-    from zoo.tables import metrics_table
+    from zoo.store.corpora import open_corpus
+    from zoo.eval.metrics import heldout_loss
+    from zoo.eval.results import results_location
+    from zoo.eval.evaluate import evaluate_family
+    from zoo.eval.heldout import build_heldout
+    from zoo.store.store import Store
+    from zoo.eval.tables import metrics_table
 
     hf_logging.disable_progress_bar()  # from_pretrained's per-load bar would flood the table
     store = Store.open(str(folder / "store"))

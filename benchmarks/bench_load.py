@@ -39,7 +39,7 @@ def train(folder: Path):
     from micro_family import write_manifest
 
     from training.sweep import train_family
-    from zoo.store import Store
+    from zoo.store.store import Store
 
     store = Store.open(str(folder / "store"))
     manifest = write_manifest(
@@ -92,9 +92,9 @@ def bench_size(store, name: str, step: int, scratch: Path) -> dict:
 
 def cold_parts(store, name: str, step: int) -> dict:
     """The part of a cold load that only the store does: the verified read of every blob."""
-    from zoo.registry import resolve_run
+    from zoo.store.catalog import open_run
 
-    run = resolve_run(name, 1, store=store)
+    run = open_run(name, seed=1, store=store)
     reads = []
     for _ in range(REPEAT):
         started = time.perf_counter()

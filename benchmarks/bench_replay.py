@@ -41,14 +41,13 @@ from markdown_table import table  # noqa: E402  (benchmarks/, beside this file)
 import zoo
 from data_index import StepIndex
 from training.sweep import train_family
-from zoo import rng_state
-from zoo.config import RunConfig
-from zoo.corpora import open_corpus
-from zoo.models import build_model
-from zoo.names import RunId
-from zoo.step_replay import replay_run
-from zoo.store import CHECKPOINTS, KEYFRAMES, RunStore, Store
-from zoo.train_step import make_training_state, training_step
+from zoo.config.run_config import RunConfig
+from zoo.store.corpora import open_corpus
+from zoo.config.names import RunId
+from zoo.engine.step_replay import replay_run
+from zoo.store.run_store import CHECKPOINTS, KEYFRAMES, RunStore
+from zoo.store.store import Store
+from zoo.engine.training_state import restore_state
 
 TINY = ROOT / "manifests" / "tiny.yaml"
 FAMILY = "tinyreplay"
@@ -73,22 +72,16 @@ def by_hand(run: RunStore, step: int, *, store: Store) -> torch.nn.Module:
     cfg = RunConfig.from_json(record["config"])
     corpus = open_corpus(store, record["corpus_fingerprint"])
     index = StepIndex.open(run.index_location)
-    keyframe = run.read_keyframe(step - 1)
-    torch.set_num_threads(keyframe.extra["environment"]["threads"])
-    model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id)
-    model.load_state_dict(keyframe.model)
-    optimizer, scheduler = make_training_state(model, cfg, keyframe=keyframe)
-    rng_state.restore(keyframe.rng)
-    batch = torch.from_numpy(corpus.samples(index.batch_ids(step)))
-    training_step(model, optimizer, scheduler, batch, clip=cfg.optimizer.clip,
-                  precision=cfg.precision)
-    return model
+    state = restore_state(run, cfg, step - 1, vocab_size=corpus.vocab_size,
+                          eos_token_id=corpus.eos_id, device="cpu")
+    state.update(torch.from_numpy(corpus.samples(index.batch_ids(step))))
+    return state.model
 
 
 def replay_vs_hand(run: RunStore, step: int, *, store: Store, reps: int) -> dict:
     hand_model = by_hand(run, step, store=store)  # warm-up of both paths, and the bit check
     report = replay_run(run, step, store=store, progress=False)
-    from zoo.step_replay import advance
+    from zoo.engine.step_replay import advance
 
     replayed = advance(run, step, store=store, progress=False).model.state_dict()
     same = all(torch.equal(v, replayed[k]) for k, v in hand_model.state_dict().items())

@@ -20,10 +20,10 @@ import torch
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from zoo import codec
-from zoo.blobs import tensor_bytes
-from zoo.names import RunId
-from zoo.store import Store
+from zoo.store import codec
+from zoo.store.blobs import tensor_bytes
+from zoo.config.names import RunId
+from zoo.store.store import Store
 
 
 def trained_weights(steps: int = 100) -> dict[str, torch.Tensor]:

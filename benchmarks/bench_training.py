@@ -15,7 +15,7 @@ Three measurements, side by side in one process, 2 threads for everything:
    `train_run` into a fresh temporary store (checkpoints, keyframes, data
    index, metrics, on the tiny family's schedule) against a bare PyTorch loop on the same model
    (zoo.models.build_model from the same RunConfig), the same batches (global_batch +
-   corpus.samples) and the same optimizer (make_training_state), writing nothing. Both are timed
+   corpus.samples) and the same optimizer (make_optimizer / make_scheduler), writing nothing. Both are timed
    end to end (model build included) over the first STEPS steps; repetitions alternate
    A B B A ... because the machine is noisy, and the table reports medians. Process CPU time
    (all threads) is reported beside: time the VM's host takes the cores away does not count in
@@ -58,13 +58,15 @@ import training.loop as loop_module
 from data_index import global_batch
 from training.background_writer import WRITER_THREAD
 from training.loop import train_run
-from zoo.checkpoint_policy import checkpoint_steps
-from zoo.config import CheckpointConfig
-from zoo.corpora import ensure_corpus, publish_corpus
-from zoo.manifest import load_manifest
-from zoo.models import build_model
-from zoo.store import RunStore, Store
-from zoo.train_step import make_training_state
+from zoo.config.checkpoint_policy import checkpoint_steps
+from zoo.config.run_config import CheckpointConfig
+from zoo.store.corpora import ensure_corpus, publish_corpus
+from zoo.config.manifest import load_manifest
+from zoo.models.build import build_model
+from zoo.store.run_store import RunStore
+from zoo.store.store import Store
+import zoo.engine.training_state as state_module
+from zoo.engine.train_step import make_optimizer, make_scheduler
 
 THREADS = 2
 TINY = ROOT / "manifests" / "tiny.yaml"
@@ -87,7 +89,7 @@ class WriteTimers:
 
     def install(self) -> None:
         for owner, name in ((RunStore, "write_checkpoint"), (RunStore, "write_keyframe"),
-                            (loop_module, "_write_step"), (loop_module, "training_step")):
+                            (loop_module, "_write_step"), (state_module, "training_step")):
             setattr(owner, name, self._timed(name, getattr(owner, name)))
 
     def reset(self) -> None:
@@ -108,7 +110,7 @@ class WriteTimers:
 class Interleaved:
     """Runs the bare loop's steps between the updates of a harness run (see the module docstring).
 
-    Installed around training.loop's `training_step`, outside the timers, which then time the
+    Installed around the training state's `training_step`, outside the timers, which then time the
     harness's updates alone. One bare step is owed per harness update; owed steps run beside it
     (odd updates: before, even: after) only while the harness's writer thread is idle, so no
     commit runs during a bare step: the writer overlaps the harness's own updates, as in a real
@@ -125,7 +127,7 @@ class Interleaved:
         self.last_loss = None
 
     def install(self) -> None:
-        harness_step = loop_module.training_step
+        harness_step = state_module.training_step
         writers = self.writers
 
         class RecordedWriter(loop_module.BackgroundWriter):
@@ -146,7 +148,7 @@ class Interleaved:
             return stats
 
         loop_module.BackgroundWriter = RecordedWriter
-        loop_module.training_step = training_step
+        state_module.training_step = training_step
 
     def start(self, cfg, corpus) -> float:
         """Build the bare loop's state; returns the seconds that took (its share of the setup)."""
@@ -155,7 +157,8 @@ class Interleaved:
         self.last_loss = None
         tic = time.perf_counter()
         model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id)
-        optimizer, scheduler = make_training_state(model, cfg)
+        optimizer = make_optimizer(model, cfg.optimizer)
+        scheduler = make_scheduler(optimizer, cfg.schedule, total_steps=cfg.steps)
         model.train()
         self.state = (cfg, corpus, model, optimizer, scheduler)
         return time.perf_counter() - tic
@@ -267,7 +270,8 @@ def run_bare(cfg, corpus, steps: int, step_seconds: list | None = None,
     tic, cpu = time.perf_counter(), time.process_time()
     in_step = 0.0
     model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id)
-    optimizer, scheduler = make_training_state(model, cfg)
+    optimizer = make_optimizer(model, cfg.optimizer)
+    scheduler = make_scheduler(optimizer, cfg.schedule, total_steps=cfg.steps)
     model.train()
     loss = None
     for step in range(1, steps + 1):

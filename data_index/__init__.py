@@ -6,7 +6,7 @@
 """
 from data_index.builtin_sources import BUILTIN_SOURCES
 from data_index.corpus import Corpus, prepare_corpus
-from data_index.errors import IntegrityError, ZooError
+from zoo_common.errors import IntegrityError, ZooError
 from data_index.order import global_batch, permutation, rank_slice
 from data_index.part_log import PartLog
 from data_index.queries import batch_text, batch_tokens, documents_at

@@ -27,7 +27,7 @@ from itertools import islice
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from data_index.order import permutation, random_uint64, stream_key
 
 BUILTIN_SOURCES: dict[str, str] = {

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data_index.arguments import count_argument
+from zoo_common.arguments import count_argument
 from data_index.builtin_sources import BUILTIN_SOURCES
 from data_index.corpus import Corpus, prepare_corpus
-from data_index.errors import ZooError
-from data_index.fsio import open_location
+from zoo_common.errors import ZooError
+from zoo_common.location import open_location
 from data_index.queries import batch_tokens, check_pairing
 from data_index.step_index import StepIndex
 

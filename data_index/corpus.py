@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from data_index import tokenizer as tok
-from data_index.errors import IntegrityError, ZooError
-from data_index.fsio import sha256_file
+from zoo_common.errors import IntegrityError, ZooError
+from zoo_common.location import sha256_file
 from data_index.packing import (
     PACKING_RULE,
     PackedStream,

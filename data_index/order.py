@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MASK64 = (1 << 64) - 1

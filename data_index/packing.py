@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 
 PACKING_RULE = "eos-after-each-document/drop-tail"
 CHUNK_DOCUMENTS = 512

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data_index.errors import IntegrityError, ZooError
-from data_index.fsio import Location
+from zoo_common.errors import IntegrityError, ZooError
+from zoo_common.location import Location
 
 _PART = re.compile(r"^part-(\d{8})-(\d{12})-(\d{12})\.parquet$")
 

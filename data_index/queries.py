@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from data_index.corpus import Corpus
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from data_index.step_index import StepIndex
 
 

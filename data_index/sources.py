@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from data_index.builtin_sources import DocumentSource, resolve_builtin
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 
 FILE_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 PROBE_SECONDS = 3.0

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from data_index.errors import IntegrityError, ZooError
-from data_index.fsio import Location
+from zoo_common.errors import IntegrityError, ZooError
+from zoo_common.location import Location
 from data_index.order import positions_to_samples
 from data_index.part_log import PartLog
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 
 EOS_TOKEN = "<|endoftext|>"
 BYTE_ALPHABET = 256

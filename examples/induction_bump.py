@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from zoo.compare import compare
-from zoo.compare_plot import plot_comparison
-from zoo.evaluate import evaluate_family
+from zoo.eval.comparison import compare
+from zoo.eval.compare_plot import plot_comparison
+from zoo.eval.evaluate import evaluate_family
 from zoo.stats import event_timing
-from zoo.store import Store
-from zoo.tables import metrics_table
+from zoo.store.store import Store
+from zoo.eval.tables import metrics_table
 
 FAMILY = "bump"
 SEEDS = [1, 2, 3]

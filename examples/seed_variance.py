@@ -16,13 +16,13 @@ import argparse
 import numpy as np
 
 import zoo
-from zoo.compare import compare
-from zoo.compare_plot import plot_comparison
-from zoo.evaluate import evaluate_family
-from zoo.names import parse_model_name
+from zoo.eval.comparison import compare
+from zoo.eval.compare_plot import plot_comparison
+from zoo.eval.evaluate import evaluate_family
+from zoo.config.names import parse_model_name
 from zoo.stats import seed_intervals
-from zoo.store import Store
-from zoo.tables import metrics_table
+from zoo.store.store import Store
+from zoo.eval.tables import metrics_table
 
 
 def main() -> None:

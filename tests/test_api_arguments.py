@@ -9,11 +9,11 @@ import torch
 from micro_family import write_manifest
 
 import zoo
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from training.sweep import train_family
-from zoo.evaluate import evaluate_family
+from zoo.eval.evaluate import evaluate_family
 from zoo.stats import event_step, event_timing, multi_bootstrap, seed_interval, seed_intervals
-from zoo.store import Store
+from zoo.store.store import Store
 
 NAME = "micro-1l32"
 

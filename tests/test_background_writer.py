@@ -9,7 +9,7 @@ from training.background_writer import BackgroundWriter
 
 def test_jobs_run_in_submission_order_small_and_large():
     done = []
-    writer = BackgroundWriter(device="cpu")
+    writer = BackgroundWriter()
     for i in range(6):
         writer.submit(lambda i=i: done.append(i), small=i % 2 == 0)
     writer.close()
@@ -18,7 +18,7 @@ def test_jobs_run_in_submission_order_small_and_large():
 
 def test_a_large_job_waits_while_one_is_queued_behind_the_running_one():
     release = threading.Event()
-    writer = BackgroundWriter(device="cpu")
+    writer = BackgroundWriter()
     writer.submit(release.wait)  # running
     writer.submit(lambda: None)  # queued behind it
     writer.submit(lambda: None, small=True)  # a log part never waits
@@ -35,7 +35,7 @@ def test_a_large_job_waits_while_one_is_queued_behind_the_running_one():
 def test_after_a_failure_later_jobs_are_skipped_and_the_error_is_raised_once():
     ran, skipped = [], []
     go = threading.Event()
-    writer = BackgroundWriter(device="cpu")
+    writer = BackgroundWriter()
 
     def fail():
         go.wait()
@@ -56,7 +56,7 @@ def test_after_a_failure_later_jobs_are_skipped_and_the_error_is_raised_once():
 
 def test_close_waits_for_every_queued_job():
     done = []
-    writer = BackgroundWriter(device="cpu")
+    writer = BackgroundWriter()
     writer.submit(lambda: (time.sleep(0.05), done.append(1)))
     writer.submit(lambda: done.append(2), small=True)
     writer.close()
@@ -65,7 +65,7 @@ def test_close_waits_for_every_queued_job():
 
 def test_idle_only_when_no_job_is_running_or_queued():
     release = threading.Event()
-    writer = BackgroundWriter(device="cpu")
+    writer = BackgroundWriter()
     assert writer.idle
     writer.submit(release.wait)
     writer.submit(lambda: None, small=True)

@@ -9,7 +9,7 @@ import torch
 from micro_family import write_manifest
 
 from zoo.cli import main
-from zoo.store import Store
+from zoo.store.store import Store
 
 
 def _error(capsys) -> str:

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import zoo
+import zoo.registry.batches
 from data_index import global_batch
 from training.sweep import train_family
 from zoo.cli import main
-from zoo.store import Store
+from zoo.store.store import Store
 
 from micro_family import write_manifest
 
@@ -49,7 +50,7 @@ def test_replay_all_checks_every_stored_step(store_url, capsys):
 
 
 def test_batch_and_steps_of_agree_with_the_order_function(store_url, capsys):
-    n = zoo.batches.open_run_data("micro-1l32", seed=1, store=store_url)[0].n_samples
+    n = zoo.registry.batches.open_run_data("micro-1l32", seed=1, store=store_url)[0].n_samples
     expected = global_batch(5, data_seed=1, batch_size=8, n_samples=n)
     assert main(["batch", "micro-1l32", "--seed", "1", "--step", "5", "--ids",
                  "--store", store_url]) == 0

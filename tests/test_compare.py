@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from micro_family import write_manifest
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from training.sweep import train_family
-from zoo import cli_eval
-from zoo.compare import compare
-from zoo.compare_plot import plot_comparison
-from zoo.tables import metrics_table
-from zoo.evaluate import evaluate_family
-from zoo.store import Store
+from zoo.cli import evaluation as cli_eval
+from zoo.eval.comparison import compare
+from zoo.eval.compare_plot import plot_comparison
+from zoo.eval.tables import metrics_table
+from zoo.eval.evaluate import evaluate_family
+from zoo.store.store import Store
 
 CHECKPOINTS = {"log_spaced_until": 4, "every": 4, "keyframe_every": 4}
 

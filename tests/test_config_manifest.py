@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from data_index.errors import ZooError
-from zoo.config import ARCHITECTURES
-from zoo.manifest import builtin_manifest_paths, load_manifest
+from zoo_common.errors import ZooError
+from zoo.config.run_config import ARCHITECTURES
+from zoo.config.manifest import builtin_manifest_paths, load_manifest
 
 BASE = """\
 family: fam

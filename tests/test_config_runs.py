@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from data_index.errors import ZooError
-from zoo.checkpoint_policy import checkpoint_steps, keyframe_steps
-from zoo.config import CheckpointConfig, RunConfig
-from zoo.manifest import load_manifest
+from zoo_common.errors import ZooError
+from zoo.config.checkpoint_policy import checkpoint_steps, keyframe_steps
+from zoo.config.run_config import CheckpointConfig, RunConfig
+from zoo.config.manifest import load_manifest
 
 
 def test_runs_are_every_size_by_seed_in_manifest_order():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_index import BUILTIN_SOURCES, Corpus, prepare_corpus
-from data_index.errors import IntegrityError, ZooError
+from zoo_common.errors import IntegrityError, ZooError
 from data_index.packing import PACKING_RULE
 
 SMALL = "builtin:pydoc?max_docs=40"

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from data_index.order import global_batch, permutation, rank_slice, stream_key
 
 

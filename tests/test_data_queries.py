@@ -6,8 +6,8 @@ import pytest
 
 from data_index import StepIndex, StepIndexWriter, global_batch, prepare_corpus
 from data_index.cli import register
-from data_index.errors import ZooError
-from data_index.fsio import open_location
+from zoo_common.errors import ZooError
+from zoo_common.location import open_location
 from data_index.queries import batch_text, batch_tokens, documents_at
 
 SEED, B, STEPS = 11, 4, 30

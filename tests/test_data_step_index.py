@@ -3,8 +3,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from data_index.errors import IntegrityError, ZooError
-from data_index.fsio import open_location
+from zoo_common.errors import IntegrityError, ZooError
+from zoo_common.location import open_location
 from data_index.order import global_batch
 from data_index.part_log import PartLog
 from data_index.step_index import StepIndex, StepIndexWriter

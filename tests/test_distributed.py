@@ -15,11 +15,11 @@ import pytest
 from micro_family import write_manifest
 
 from data_index import StepIndex
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from training.sweep import train_family
-from zoo.names import RunId
-from zoo.step_replay import replay_run
-from zoo.store import Store
+from zoo.config.names import RunId
+from zoo.engine.step_replay import replay_run
+from zoo.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = RunId("micro", "1l32", 1)
@@ -164,7 +164,7 @@ def test_killed_rank_stops_the_run_and_zoo_train_resumes_it(plain, folder):
 def test_two_sweeps_into_one_s3_store_at_once_verify_clean(folder):
     from s3_server import s3_bucket
 
-    from zoo.verify import verify_store
+    from zoo.store.verify import verify_store
 
     short = {"steps": 8, "checkpoints": {"log_spaced_until": 2, "every": 4, "keyframe_every": 4}}
     # seeds 1 and 3 share their init: both sweeps write the same step-0 blobs at the same time

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
-from data_index.errors import ZooError
-from zoo.eval_metrics import (
+from zoo_common.errors import ZooError
+from zoo.eval.metrics import (
     METRICS,
     default_icl_windows,
     heldout_loss,

@@ -13,16 +13,16 @@ import torch
 from micro_family import write_manifest
 
 import zoo
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from training.sweep import train_family
-from zoo import cli_eval
-from zoo.corpora import open_corpus
-from zoo.eval_metrics import heldout_loss
-from zoo.evaluate import evaluate_family
-from zoo.heldout import build_heldout, heldout_documents
-from zoo.names import RunId
-from zoo.store import Store
-from zoo.tables import metrics_table
+from zoo.cli import evaluation as cli_eval
+from zoo.store.corpora import open_corpus
+from zoo.eval.metrics import heldout_loss
+from zoo.eval.evaluate import evaluate_family
+from zoo.eval.heldout import build_heldout, heldout_documents
+from zoo.config.names import RunId
+from zoo.store.store import Store
+from zoo.eval.tables import metrics_table
 
 STEPS = [0, 1, 2, 4, 8, 12]
 
@@ -182,7 +182,7 @@ def test_cells_are_evaluated_again_when_their_weights_change_or_when_asked(tmp_p
     written before the weights column existed still read."""
     import shutil
 
-    from zoo.eval_results import results_location
+    from zoo.eval.results import results_location
 
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
     store = Store.open(str(tmp_path / "store"))

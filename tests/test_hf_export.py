@@ -12,12 +12,12 @@ from micro_family import write_manifest
 from safetensors.torch import load_file
 
 import zoo
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from training.sweep import train_family
-from zoo import cli_registry
-from zoo.hf_export import export_run
-from zoo.names import RunId
-from zoo.store import Store
+from zoo.cli import registry as cli_registry
+from zoo.registry.hf_export import export_run
+from zoo.config.names import RunId
+from zoo.store.store import Store
 
 NAME = "micro-1l32"
 QKV = "gpt_neox.layers.0.attention.query_key_value.weight"

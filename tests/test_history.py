@@ -10,11 +10,11 @@ import torch
 from micro_family import write_manifest
 
 import zoo
-from data_index.errors import IntegrityError, ZooError
+from zoo_common.errors import IntegrityError, ZooError
 from training.sweep import train_family
-from zoo.history import tensor_history
-from zoo.names import RunId
-from zoo.store import Store
+from zoo.registry.history import tensor_history
+from zoo.config.names import RunId
+from zoo.store.store import Store
 
 NAME = "micro-1l32"
 QKV = "gpt_neox.layers.0.attention.query_key_value.weight"

@@ -1,5 +1,5 @@
 """`import zoo` and `zoo --help` do not pay for torch and transformers, and the zoo-toy
-architecture is still known to transformers' Auto classes once transformers is imported."""
+architecture is registered by an explicit call, not by an import hook."""
 
 from __future__ import annotations
 
@@ -15,27 +15,31 @@ def _python(code: str) -> subprocess.CompletedProcess:
                           timeout=300, check=False)
 
 
-def test_import_zoo_and_build_the_cli_without_torch_then_auto_classes_know_zoo_toy():
+def test_import_zoo_and_build_the_cli_without_torch_or_import_hooks():
     done = _python(
-        "import sys, zoo\n"
+        "import sys\n"
+        "finders = list(sys.meta_path)\n"
+        "import zoo\n"
         "from zoo.cli import build_parser\n"
         "build_parser()\n"
         "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "from transformers import AutoConfig, AutoModelForCausalLM\n"
-        "config = AutoConfig.for_model('zoo-toy', num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=32, vocab_size=32)\n"
-        "model = AutoModelForCausalLM.from_config(config)\n"
-        "print(type(model).__name__, zoo.load.__module__, zoo.stats.__name__)\n"
+        "assert sys.meta_path == finders, sys.meta_path\n"
+        "print(zoo.load.__module__, zoo.stats.__name__, zoo.open_run.__module__)\n"
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["ZooToyForCausalLM", "zoo.registry", "zoo.stats"]
+    assert done.stdout.split() == ["zoo.registry.loading", "zoo.stats", "zoo.store.catalog"]
 
 
-def test_transformers_imported_first_still_gets_zoo_toy_and_unknown_names_fail():
+def test_register_toy_model_makes_the_auto_classes_know_zoo_toy_and_unknown_names_fail():
     done = _python(
         "import transformers, zoo\n"
-        "from transformers import AutoConfig\n"
-        "print(type(AutoConfig.for_model('zoo-toy')).__name__)\n"
+        "from transformers import AutoConfig, AutoModelForCausalLM\n"
+        "from zoo.models.toy import register_toy_model\n"
+        "register_toy_model(); register_toy_model()  # idempotent\n"
+        "config = AutoConfig.for_model('zoo-toy', num_hidden_layers=1, hidden_size=16, "
+        "num_attention_heads=2, intermediate_size=32, vocab_size=32)\n"
+        "print(type(AutoModelForCausalLM.from_config(config)).__name__)\n"
         "try:\n"
         "    zoo.no_such_function\n"
         "except AttributeError as exc:\n"
@@ -43,4 +47,4 @@ def test_transformers_imported_first_still_gets_zoo_toy_and_unknown_names_fail()
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "ZooToyConfig", "AttributeError module 'zoo' has no attribute 'no_such_function'"]
+        "ZooToyForCausalLM", "AttributeError module 'zoo' has no attribute 'no_such_function'"]

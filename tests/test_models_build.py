@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from zoo.config import ARCHITECTURES as CONFIG_ARCHITECTURES
-from zoo.config import FamilyConfig, SeedConfig, SizeConfig
-from zoo.manifest import builtin_manifest_paths, load_manifest
-from zoo.models import ARCHITECTURES, build_hf_config, build_model, model_class
-from zoo.toy_model import ZooToyForCausalLM, register_toy_model
+from zoo.config.run_config import ARCHITECTURES as CONFIG_ARCHITECTURES
+from zoo.config.run_config import FamilyConfig, SeedConfig, SizeConfig
+from zoo.config.manifest import builtin_manifest_paths, load_manifest
+from zoo.models.build import ARCHITECTURES, build_hf_config, build_model, model_class
+from zoo.models.toy import ZooToyForCausalLM, register_toy_model
 
 VOCAB, EOS = 97, 0
 

@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from zoo.config import FamilyConfig, SeedConfig, SizeConfig
-from zoo.models import build_model
+from zoo.config.run_config import FamilyConfig, SeedConfig, SizeConfig
+from zoo.models.build import build_model
 
 VOCAB, WIDTH, HEADS, LAYERS, EPS = 61, 32, 4, 2, 1e-5
 

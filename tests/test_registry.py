@@ -13,12 +13,12 @@ import torch
 from micro_family import write_manifest
 
 import zoo
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from training.sweep import train_family
-from zoo.config import RunConfig
-from zoo.models import build_model
-from zoo.names import RunId
-from zoo.store import Store
+from zoo.config.run_config import RunConfig
+from zoo.models.build import build_model
+from zoo.config.names import RunId
+from zoo.store.store import Store
 
 NAME = "micro-1l32"
 # log-spaced up to 16 and every 6: as strings these would sort 0, 1, 12, 16, 18, 2, 24, 4, 6, 8
@@ -69,90 +69,10 @@ def test_logits_equal_those_of_the_stored_checkpoint(store):
         assert not torch.equal(other(tokens).logits, expected)
 
 
-def test_cold_and_cached_loads_give_the_same_model(store, tmp_path, monkeypatch):
-    """And the same tokenizer: the cold load reads the corpus's tokenizer files (given the model's
-    config), the cached one the snapshot folder; both must save the same files."""
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
-    cold, cold_tokenizer = zoo.load(NAME, seed=2, step=16, store=store)  # from the decoded tensors
-    cached, cached_tokenizer = zoo.load(NAME, seed=2, step=16, store=store)  # from the snapshot
-    assert type(cold_tokenizer) is type(cached_tokenizer)
-    assert cold_tokenizer.name_or_path == cached_tokenizer.name_or_path
-    cold_tokenizer.save_pretrained(tmp_path / "cold-tokenizer")
-    cached_tokenizer.save_pretrained(tmp_path / "cached-tokenizer")
-    for file in sorted((tmp_path / "cached-tokenizer").iterdir()):
-        assert (tmp_path / "cold-tokenizer" / file.name).read_bytes() == file.read_bytes(), file.name
-    assert type(cold) is type(cached) and cold.config.to_dict() == cached.config.to_dict()
-    for (name, a), (_, b) in zip(cold.state_dict().items(), cached.state_dict().items()):
-        assert torch.equal(a, b), name
-    for (name, a), (_, b) in zip(cold.named_buffers(), cached.named_buffers()):
-        assert torch.equal(a, b), name
-    with torch.no_grad():
-        assert torch.equal(cold(_tokens()).logits, cached(_tokens()).logits)
-
-
-def test_cold_load_writes_the_same_weights_file_as_save_file(store, tmp_path, monkeypatch):
-    """The cold path writes model.safetensors tensor by tensor as blobs are verified; the file
-    must be byte-identical to what safetensors itself writes for the same tensors."""
-    from safetensors.torch import save_file
-
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
-    zoo.load(NAME, seed=1, step=4, store=store)
-    written = next((tmp_path / "cache").rglob("step-4/model.safetensors"))
-    tensors = store.run(RunId("micro", "1l32", 1)).read_checkpoint(4).tensors
-    save_file(tensors, str(tmp_path / "reference.safetensors"), metadata={"format": "pt"})
-    assert written.read_bytes() == (tmp_path / "reference.safetensors").read_bytes()
-    assert not list(written.parent.parent.glob(".*.partial"))  # no staging folder left behind
-
-
-def test_a_cold_load_failing_while_blobs_decode_stops_them_and_leaves_nothing(
+def test_training_a_loaded_model_in_place_leaves_its_cached_snapshot_intact(
         store, tmp_path, monkeypatch):
-    """The blobs decode on the pool while the cold load builds the model: when that fails, every
-    write into the snapshot file must have ended before the file is closed, the error is the
-    original one, and no snapshot (whole or partial) is left; the next load then works."""
-    import threading
-    import time
-
-    import zoo.blobs
-    from zoo import registry
-
-    events, lock, writing = [], threading.Lock(), threading.Event()
-
-    class RecordingWriter(registry.SafetensorsWriter):
-        def write(self, name, raw):
-            writing.set()
-            time.sleep(0.01)  # still writing when the model's building fails
-            with lock:
-                events.append("write")
-            super().write(name, raw)
-
-        def close(self):
-            with lock:
-                events.append("close")
-            super().close()
-
-    def broken_describe(*args, **kwargs):
-        assert writing.wait(5)  # the pool thread is decoding
-        raise RuntimeError("describe failed")
-
-    monkeypatch.setattr(zoo.blobs, "_WORKERS", 2)  # one pool thread beside the caller, any machine
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
-    monkeypatch.setattr(registry, "SafetensorsWriter", RecordingWriter)
-    monkeypatch.setattr(registry, "_describe_snapshot", broken_describe)
-    with pytest.raises(RuntimeError, match="describe failed"):
-        zoo.load(NAME, seed=1, step=16, store=store)
-    assert "write" in events and events[-1] == "close"
-    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.name == "step-16"]
-    monkeypatch.undo()
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
-    model, _ = zoo.load(NAME, seed=1, step=16, store=store)
-    stored = store.run(RunId("micro", "1l32", 1)).read_checkpoint(16).tensors
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in stored.items())
-
-
-def test_training_a_cold_loaded_model_in_place_leaves_its_cached_snapshot_intact(
-        store, tmp_path, monkeypatch):
-    """A cold load's weights are copy-on-write maps of the snapshot file (as from_pretrained's
-    are): changing them must never reach the file the next load reads."""
+    """A loaded model's weights may map the snapshot file (from_pretrained's are copy-on-write):
+    changing them must never reach the file the next load reads."""
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
     model, _ = zoo.load(NAME, seed=2, step=8, store=store)
     weights = next((tmp_path).rglob("step-8/model.safetensors"))
@@ -256,10 +176,9 @@ def test_step_must_be_an_integer(store):
     ("toy", {"name": "1l32", "layers": 1, "width": 32, "heads": 2, "mlp_width": 64,
              "activation": "solu"}),
 ])
-def test_cold_load_equals_a_plain_folder_load_for_each_architecture(tmp_path, monkeypatch,
+def test_load_equals_a_plain_folder_load_for_each_architecture(tmp_path, monkeypatch,
                                                                     architecture, size):
-    """The cold path builds the model without from_pretrained when it can; whatever the
-    architecture, the result must equal transformers' own load of the snapshot folder."""
+    """Whatever the architecture, zoo.load equals transformers' own load of the snapshot folder."""
     from transformers import AutoModelForCausalLM
 
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
@@ -280,10 +199,9 @@ def test_cold_load_equals_a_plain_folder_load_for_each_architecture(tmp_path, mo
         assert torch.equal(cold(_tokens()).logits, plain(_tokens()).logits)
 
 
-def test_cold_load_of_a_corrupt_blob_fails_clearly_and_caches_nothing(tmp_path, monkeypatch):
-    """The streaming cold path writes tensors into the snapshot as they verify; a bad blob must
-    still be an error naming the file, with no snapshot or staging folder left behind."""
-    from data_index.errors import IntegrityError
+def test_load_of_a_corrupt_blob_fails_clearly_and_caches_nothing(tmp_path, monkeypatch):
+    """A bad blob is an error naming the file, with no snapshot or staging folder left behind."""
+    from zoo_common.errors import IntegrityError
 
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
     store = Store.open(str(tmp_path / "store"))

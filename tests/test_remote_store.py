@@ -10,9 +10,9 @@ import torch
 
 import zoo
 from training.sweep import train_family
-from zoo.names import RunId
-from zoo.store import Store
-from zoo.transfer import copy_runs
+from zoo.config.names import RunId
+from zoo.store.store import Store
+from zoo.store.transfer import copy_runs
 
 from micro_family import write_manifest
 

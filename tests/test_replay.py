@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import zoo
-from data_index.errors import IntegrityError, ZooError
+from zoo_common.errors import IntegrityError, ZooError
 from training.sweep import train_family
-from zoo.names import RunId
-from zoo.step_replay import check_all, replay_run
-from zoo.store import Store
+from zoo.config.names import RunId
+from zoo.engine.step_replay import check_all, replay_run
+from zoo.store.store import Store
 
 from micro_family import write_manifest
 
@@ -90,7 +90,7 @@ def test_bad_steps_get_clear_errors(trained):
 
 
 def test_instrumented_gradients_equal_a_direct_backward_pass(trained):
-    from zoo.instrument import inspect_step
+    from zoo.engine.instrument import inspect_step
 
     sparse, _ = trained
     seen = inspect_step(NAME, seed=1, step=10, store=sparse, progress=False)

@@ -9,12 +9,12 @@ import time
 import pytest
 import torch
 
-from data_index.errors import ZooError
-from zoo import run_lock
-from zoo.gc import collect_garbage
-from zoo.names import RunId
-from zoo.store import Store
-from zoo.verify import verify_store
+from zoo_common.errors import ZooError
+from zoo.store import run_lock
+from zoo.store.gc import collect_garbage
+from zoo.config.names import RunId
+from zoo.store.store import Store
+from zoo.store.verify import verify_store
 
 RUN = RunId("tiny", "1l64", 1)
 
@@ -38,12 +38,11 @@ def _blob_files(root) -> list:
     return [p for p in (root / "blobs").glob("*/*") if not p.name.startswith(".tmp-")]
 
 
-@pytest.mark.parametrize("bypass_cache", [False, True])
-def test_staged_step_is_invisible_until_commit_then_whole_and_shares_blobs(tmp_path, bypass_cache):
+def test_staged_step_is_invisible_until_commit_then_whole_and_shares_blobs(tmp_path):
     store = Store.open(tmp_path / "store")
     run = store.run(RUN)
     weights = _state(0)
-    into = run.begin_write(bypass_cache=bypass_cache)  # writing around the page cache: same bytes
+    into = run.begin_write()
     _write_step(run, 5, weights, into)
     assert run.checkpoint_steps() == [] and run.keyframe_steps() == []
     assert not run.location.exists("status.json") and _blob_files(tmp_path / "store") == []
@@ -108,7 +107,7 @@ def test_gc_refuses_a_negative_grace_period(tmp_path):
 
 
 def test_keyframe_reuses_the_checkpoints_references_unless_a_tensor_changed(tmp_path, monkeypatch):
-    from zoo import blobs
+    from zoo.store import blobs
 
     hashed = []
     real_hash = blobs.sha256_hex
@@ -136,7 +135,7 @@ def test_create_exclusive_makes_the_file_whole_once_and_leaves_nothing_else(tmp_
     """A lock file must never be seen empty (a second writer took an empty lock for a stale one and
     held the run too): it is written under a temporary name and linked into place; filesystems
     without hard links fall back to an exclusive create."""
-    from data_index.fsio import open_location
+    from zoo_common.location import open_location
 
     if not hard_links:
         def no_links(src, dst):

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from scipy import stats as scipy_stats
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from zoo.stats import event_step, event_timing, multi_bootstrap, seed_interval, seed_intervals
 from zoo.stats.multi_bootstrap import _resample_means
 

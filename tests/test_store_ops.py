@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_index.errors import ZooError
-from zoo.cli_store import register
-from zoo.gc import collect_garbage
-from zoo.names import RunId
-from zoo.store import Store
-from zoo.transfer import copy_runs
-from zoo.verify import verify_store
+from zoo_common.errors import ZooError
+from zoo.cli.store import register
+from zoo.store.gc import collect_garbage
+from zoo.config.names import RunId
+from zoo.store.store import Store
+from zoo.store.transfer import copy_runs
+from zoo.store.verify import verify_store
 
 RUN = RunId("tiny", "2l128", 1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +146,7 @@ def test_push_refuses_corrupt_source_blob_and_conflicting_manifest(tmp_path):
 
 
 def _refs(store: Store, run_id: RunId) -> list[str]:
-    from zoo.verify import manifest_refs
+    from zoo.store.verify import manifest_refs
 
     run = store.run(run_id)
     manifests = [run.checkpoint_manifest(s) for s in run.checkpoint_steps()]

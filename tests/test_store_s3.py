@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_index.errors import IntegrityError, ZooError
-from zoo.names import RunId
-from zoo.store import Store
-from zoo.transfer import copy_runs
-from zoo.verify import verify_store
+from zoo_common.errors import IntegrityError, ZooError
+from zoo.config.names import RunId
+from zoo.store.store import Store
+from zoo.store.transfer import copy_runs
+from zoo.store.verify import verify_store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from s3_server import free_port, s3_bucket, storage_options_for
@@ -92,7 +92,7 @@ def test_unreachable_s3_is_one_error_naming_the_url():
 
 
 def test_a_missing_bucket_is_no_store_to_read_and_one_error_to_write(s3):
-    from zoo.cli_common import open_store_at
+    from zoo.cli.common import open_store_at
 
     url, options = s3
     missing = "s3://no-such-bucket-" + url.split("/")[2][-8:] + "/zoo"

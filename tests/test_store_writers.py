@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_index.errors import ZooError
-from zoo.names import RunId
-from zoo.store import Store
-from zoo.verify import verify_store
+from zoo_common.errors import ZooError
+from zoo.config.names import RunId
+from zoo.store.store import Store
+from zoo.store.verify import verify_store
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = RunId("tiny", "2l128", 1)
@@ -33,8 +33,8 @@ def start(code: str, *args: str) -> subprocess.Popen:
 
 WRITER = """
     import sys, torch
-    from zoo.store import Store
-    from zoo.names import RunId
+    from zoo.store.store import Store
+    from zoo.config.names import RunId
     store = Store.open(sys.argv[1])
     run = store.run(RunId.parse(sys.argv[2]))
     shared = torch.ones(256, 256)
@@ -88,8 +88,8 @@ def test_second_writer_of_the_same_run_is_refused_naming_the_holder(tmp_path):
     holder = start(
         """
         import sys, time
-        from zoo.store import Store
-        from zoo.names import RunId
+        from zoo.store.store import Store
+        from zoo.config.names import RunId
         with Store.open(sys.argv[1]).run(RunId.parse(sys.argv[2])).lock("trainer on node-7"):
             print("held", flush=True)
             time.sleep(60)
@@ -126,9 +126,9 @@ def test_failed_write_leaves_nothing_half_visible(tmp_path):
     writer = start(
         """
         import resource, signal, sys, torch
-        from zoo.store import Store
-        from zoo.names import RunId
-        from data_index.errors import ZooError
+        from zoo.store.store import Store
+        from zoo.config.names import RunId
+        from zoo_common.errors import ZooError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
         run = Store.open(sys.argv[1]).run(RunId.parse(sys.argv[2]))

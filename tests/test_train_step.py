@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from zoo.train_step import (
+from zoo.engine.train_step import (
     load_scheduler_state,
     lr_multiplier,
     make_optimizer,
@@ -112,7 +112,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from types import SimpleNamespace
-from zoo.train_step import make_optimizer, make_scheduler, training_step
+from zoo.engine.train_step import make_optimizer, make_scheduler, training_step
 
 dist.init_process_group("gloo", init_method="file://{tmp_path / 'group'}", rank=0, world_size=1)
 torch.manual_seed(0)

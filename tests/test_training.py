@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from data_index import StepIndex
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from training.sweep import plan_commands, train_family
-from zoo.names import RunId
-from zoo.store import Store
+from zoo.config.names import RunId
+from zoo.store.store import Store
 
 from micro_family import write_manifest
 
@@ -112,9 +112,9 @@ def test_logs_gathered_for_a_keyframe_that_failed_to_stage_are_still_written(
     """At a keyframe the index's and metrics' parts are committed with it. When staging it fails
     (here a second Ctrl-C while it encodes), they are written on their own: the logs keep every
     trained step, the store stays valid, and the run resumes to the bits of an uninterrupted one."""
-    from zoo.run_metrics import read_run_metrics
-    from zoo.store import RunStore
-    from zoo.verify import verify_store
+    from zoo.store.run_metrics import read_run_metrics
+    from zoo.store.run_store import RunStore
+    from zoo.store.verify import verify_store
 
     manifest, store = reference
     partial = Store.open(str(tmp_path / "store"))
@@ -141,7 +141,7 @@ def test_logs_gathered_for_a_keyframe_that_failed_to_stage_are_still_written(
 
 
 def test_run_records_config_environment_and_metrics(reference):
-    from zoo.run_metrics import read_run_metrics
+    from zoo.store.run_metrics import read_run_metrics
 
     _, store = reference
     run = store.run(RunId("micro", "1l32", 1))
@@ -207,7 +207,7 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resume_is_bit_identical(reference, 
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "resume" in err and "Traceback" not in err
-    from zoo.verify import verify_store
+    from zoo.store.verify import verify_store
 
     partial = Store.open(str(target))
     assert verify_store(partial).ok

@@ -6,11 +6,11 @@ import shutil
 import pytest
 
 import zoo
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from training.sweep import train_family
 from zoo.cli import main
-from zoo.names import RunId
-from zoo.store import Store
+from zoo.config.names import RunId
+from zoo.store.store import Store
 
 from micro_family import write_manifest
 

@@ -1,9 +1,9 @@
 """The training loop's writes, in order, on a thread of their own.
 
 Why a thread: a commit (blob files, fsync, rename, manifests) is mostly waiting on the disk, and so
-is a log part's fsync (15 ms each, measured); the training thread only hands them over.
-Why a queue: with dense early checkpoints (steps 1, 2, 4, 8, ...) a step's write used to wait for
-the previous commit, ~0.13 s per 300 steps of the benchmark model (benchmarks/RESULTS.md).
+is a log part's fsync; the training thread only hands them over.
+Why a queue: with dense early checkpoints (steps 1, 2, 4, 8, ...) a step's write would otherwise
+wait for the previous commit.
 Jobs run one at a time in submission order, so manifests land in step order and a keyframe lands
 after the index and metrics parts submitted before it. After a job fails, the jobs queued behind it
 are skipped (a later checkpoint never lands after an earlier one failed), and the first error is
@@ -11,40 +11,23 @@ raised to the training thread at its next submit, `drain` or `close`.
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import torch
-
-# Checkpoint or keyframe writes that may wait behind the one being written. Each holds its encoded
-# state in memory (and, when encoding in the background, a copy of the raw state), so with the one
-# the loop is staging at most this + 2 are in memory at once.
+# Checkpoint or keyframe commits that may wait behind the one being written: the bound on the queue.
 _QUEUED_LARGE = 1
 WRITER_THREAD = "zoo-writer"  # its thread's name prefix (benchmarks find the thread by it)
 
 
 class BackgroundWriter:
-    """`submit(job)` queues a write; `drain()` waits for all of them; `close()` drains and stops.
+    """`submit(job)` queues a write; `drain()` waits for all of them; `close()` drains and stops."""
 
-    Encoding runs here too when a core is free (GPU training, or fewer training threads than
-    cores): `encodes_in_background`. When the training threads already use every core an encoding
-    thread only steals from them and the update slows by more than the encoding costs (measured:
-    benchmarks/RESULTS.md), so the loop then encodes inline and submits only the commit.
-    """
-
-    def __init__(self, *, device: str) -> None:
-        self._on_cpu = torch.device(device).type == "cpu"
+    def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITER_THREAD)
         self._pending: deque[tuple[Future, bool]] = deque()  # (future, small) in submission order
         self._error: BaseException | None = None  # the first job's failure; later jobs skip
         self._reported = False
-
-    @property
-    def encodes_in_background(self) -> bool:
-        """Asked at each write: the run sets its thread count after the writer exists."""
-        return not self._on_cpu or torch.get_num_threads() < (os.cpu_count() or 1)
 
     def submit(self, job: Callable[[], object], *, small: bool = False,
                on_skip: Callable[[], object] | None = None) -> None:

@@ -9,7 +9,7 @@ import statistics
 import sys
 import time
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +29,8 @@ def _demo(store_url: str | None, family_name: str) -> int:
 
     import zoo
     from training.sweep import train_family
-    from zoo.manifest import load_manifest
-    from zoo.store import Store
+    from zoo.config.manifest import load_manifest
+    from zoo.store.store import Store
 
     store = Store.open(store_url)
     family = load_manifest(family_name)
@@ -76,8 +76,8 @@ def _demo(store_url: str | None, family_name: str) -> int:
 
 
 def _summary(store, family) -> None:
-    from zoo.names import RunId
-    from zoo.run_metrics import read_run_metrics
+    from zoo.config.names import RunId
+    from zoo.store.run_metrics import read_run_metrics
 
     total_bytes = store.location.fs.du(store.location.root, total=True)
     print(f"   store {store.url}: {total_bytes / 1e6:.1f} MB")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 
 DEFAULT_TIMEOUT_S = 600.0  # a rank waiting this long for its peers gives up (ZOO_DIST_TIMEOUT)
 

@@ -16,7 +16,6 @@ world size when it uses world-size-invariant numerics (`micro_batch_size`).
 """
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import socket
@@ -29,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data_index import Corpus, StepIndexWriter, global_batch
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from data_index.order import rank_slice
 from training.background_writer import BackgroundWriter
 from training.distributed import (
@@ -40,15 +39,17 @@ from training.distributed import (
     check_world_size,
     gather_rng_states,
 )
-from zoo import environment, rng_state
-from zoo.checkpoint_policy import checkpoint_steps, keyframe_steps
-from zoo.config import RunConfig
-from zoo.models import build_model
-from zoo.names import RunId
-from zoo.run_metrics import MetricsWriter
-from zoo.run_write import RunWrite
-from zoo.store import INDEX_FOLDER, METRICS_FOLDER, RunStore, Store
-from zoo.train_step import make_training_state, scheduler_state, training_step
+from zoo import environment
+from zoo.engine import rng_state
+from zoo.config.checkpoint_policy import checkpoint_steps, keyframe_steps
+from zoo.config.run_config import RunConfig
+from zoo.config.names import RunId
+from zoo.store.run_metrics import MetricsWriter
+from zoo.store.run_write import RunWrite
+from zoo.store.run_store import INDEX_FOLDER, METRICS_FOLDER, RunStore
+from zoo.store.store import Store
+from zoo.engine.train_step import scheduler_state
+from zoo.engine.training_state import TrainingState, fresh_state, restore_state
 
 _GO, _SKIP, _ERROR = 0, 1, 2  # rank 0's decision about a run, broadcast to the other ranks
 
@@ -96,16 +97,16 @@ def train_run(
     started = time.perf_counter()
     owner = f"{socket.gethostname()}:{os.getpid()}"
     with run.lock(owner) if world.is_main else nullcontext():
-        writer = BackgroundWriter(device=device)  # step 0's write, the loop's, and the logs'
+        writer = BackgroundWriter()  # step 0's write, the loop's, and the logs'
         try:
             state = _open_on_every_rank(cfg, run, corpus, device=device, threads=threads,
                                         world=world, writer=writer)
             if isinstance(state, int):
                 return RunOutcome(run_id, "skipped", state, state, None, 0.0)
-            first_step, model, optimizer, scheduler = state
+            first_step = state.step
             last_step, final_loss = _loop(
-                cfg, run, corpus, model, _parallel(model, cfg, world=world, device=device),
-                optimizer, scheduler, first_step=first_step, device=device,
+                cfg, run, corpus, state, _parallel(state.model, cfg, world=world, device=device),
+                first_step=first_step, device=device,
                 progress=progress and world.is_main, stop_after_step=stop_after_step,
                 label=label or run_id.key, world=world, writer=writer,
             )
@@ -140,7 +141,7 @@ def _open_on_every_rank(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device
             last = run.read_json("status.json")["last_step"]
             broadcast_ints(world, [_SKIP, last])
             return last
-        broadcast_ints(world, [_GO, state[0]])
+        broadcast_ints(world, [_GO, state.step])
         return state
     decision, step = broadcast_ints(world, [0, 0])
     if decision == _ERROR:
@@ -218,36 +219,26 @@ def _check_same_world_size(cfg: RunConfig, run: RunStore, world: World) -> None:
     )
 
 
-def _fresh_state(cfg: RunConfig, corpus: Corpus, *, device: str, threads: int | None):
-    """Step 0 exactly as every rank (and every rerun) builds it: same init, same seeded streams."""
-    environment.apply(device, threads=threads)
-    model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id).to(device)
-    rng_state.seed_training_stream(cfg.seed.seed)
-    optimizer, scheduler = make_training_state(model, cfg)
-    return 0, model, optimizer, scheduler
+def _fresh_state(cfg: RunConfig, corpus: Corpus, *, device: str, threads: int | None) -> TrainingState:
+    return fresh_state(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id, device=device,
+                       threads=threads)
 
 
 def _keyframe_state(cfg: RunConfig, run: RunStore, corpus: Corpus, step: int, *, device: str,
-                    threads: int | None, world: World):
-    """The state at keyframe `step`, with the recorded thread count and this rank's RNG streams."""
-    keyframe = run.read_keyframe(step)
-    recorded_threads = keyframe.extra["environment"]["threads"]
+                    threads: int | None, world: World) -> TrainingState:
+    """The state at keyframe `step`, always with the recorded thread count (to keep its bits)."""
+    recorded_threads = run.read_json("environment.json")["threads"]
     if threads is not None and threads != recorded_threads and world.is_main:
         print(f"note: {run.run_id.key} was trained with {recorded_threads} threads; "
               f"resuming with {recorded_threads} (not {threads}) to keep its bits")
-    environment.apply(device, threads=recorded_threads)
-    model = build_model(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id).to(device)
-    model.load_state_dict(keyframe.model)
-    optimizer, scheduler = make_training_state(model, cfg, keyframe=keyframe)
-    rng_state.restore(rng_state.for_rank(keyframe.rng, world.rank, world.world_size))
-    return step, model, optimizer, scheduler
+    return restore_state(run, cfg, step, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id,
+                         device=device, rank=world.rank, world_size=world.world_size)
 
 
 def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World,
            writer: BackgroundWriter):
     run.delete_after(-1)  # a run that died before its first keyframe leaves nothing to keep
     state = _fresh_state(cfg, corpus, device=device, threads=threads)
-    _, model, optimizer, scheduler = state
     fingerprint = environment.fingerprint(device, world_size=world.world_size,
                                           backend=world.backend)
     run.write_json("environment.json", fingerprint)
@@ -262,7 +253,7 @@ def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World,
         "config_hash": cfg.config_hash(),
         "corpus_fingerprint": corpus.fingerprint,
         "n_samples": corpus.n_samples,
-        "hf_config": model.config.to_dict(),
+        "hf_config": state.model.config.to_dict(),
         "checkpoint_steps": checkpoint_steps(cfg.checkpoints, cfg.steps),
         "keyframe_steps": keyframe_steps(cfg.checkpoints, cfg.steps),
     })
@@ -270,7 +261,7 @@ def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World,
     rng = rng_state.capture()
     if world.distributed:
         rng = {**rng, "per_rank": [rng] * world.world_size}
-    _write_step(cfg, run, model, optimizer, scheduler, step=0, fingerprint=fingerprint,
+    _write_step(cfg, run, state, fingerprint=fingerprint,
                 checkpoint=True, keyframe=True, rng=rng, writer=writer)
     return state
 
@@ -282,32 +273,27 @@ def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World
     return state
 
 
-def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, fingerprint: dict,
+def _write_step(cfg, run: RunStore, state: TrainingState, *, fingerprint: dict,
                 checkpoint: bool, keyframe: bool, rng: dict | None = None,
                 writer: BackgroundWriter, log_parts: list[tuple[str, bytes]] = ()) -> None:
-    """Write step's checkpoint and/or keyframe (and, with a keyframe, the run's status), and
+    """Write the state's checkpoint and/or keyframe (and, with a keyframe, the run's status), and
     `log_parts` (run-relative name, bytes: the index's and metrics' parts up to this step) before
     them in the same commit.
 
-    The state is encoded into a staged RunWrite while training waits (both cores encode); its
-    commit (blob files, fsync, rename, manifests: mostly waiting on the disk) runs on the writer's
-    thread while training goes on. When a core is free, the encoding moves to that thread too, and the
-    state is copied first, since the next update changes it in place.
+    The state is encoded into a staged RunWrite while training waits (the next update changes it
+    in place); the commit (fsync, rename, manifests: mostly waiting on the disk) runs on the
+    writer's thread while training goes on.
     """
-    copy_state = writer is not None and writer.encodes_in_background
-    weights = {name: t.detach().cpu() for name, t in model.state_dict().items()}
-    if copy_state:
-        weights = {name: t.clone() for name, t in weights.items()}
+    step = state.step
+    weights = {name: t.detach().cpu() for name, t in state.model.state_dict().items()}
     tokens_seen = step * cfg.batch_size * cfg.data.seq_len
-    optimizer_state = None
-    if keyframe:
-        optimizer_state = copy.deepcopy(optimizer.state_dict()) if copy_state else optimizer.state_dict()
-    position = scheduler_state(scheduler) if keyframe else None
+    optimizer_state = state.optimizer.state_dict() if keyframe else None
+    position = scheduler_state(state.scheduler) if keyframe else None
     if keyframe and rng is None:
         rng = rng_state.capture()
 
     def stage() -> RunWrite:
-        into = run.begin_write(bypass_cache=True)  # the loop never reads its checkpoints back
+        into = run.begin_write()
         try:
             for name, data in log_parts:
                 into.add_file(name, data)
@@ -335,14 +321,11 @@ def _write_step(cfg, run: RunStore, model, optimizer, scheduler, *, step: int, f
             raise
         return into
 
-    if writer.encodes_in_background:
-        writer.submit(lambda: stage().commit())
-    else:
-        staged = stage()
-        writer.submit(staged.commit, on_skip=staged.discard)
+    staged = stage()
+    writer.submit(staged.commit, on_skip=staged.discard)
 
 
-def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, scheduler, *,
+def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model, *,
           first_step: int, device: str, progress: bool, stop_after_step: int | None, label: str,
           world: World = SINGLE, writer: BackgroundWriter):
     """Steps first_step+1 .. the end (or stop_after_step); writes go through `writer`, which the
@@ -385,9 +368,7 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
                                n_samples=corpus.n_samples)
             mine = rank_slice(ids, world.rank, world.world_size)
             batch = torch.from_numpy(corpus.samples(mine)).to(device)
-            stats = training_step(train_model, optimizer, scheduler, batch, clip=cfg.optimizer.clip,
-                                  precision=cfg.precision, micro_batch_size=cfg.micro_batch_size,
-                                  world_size=world.world_size)
+            stats = state.update(batch, model=train_model, world_size=world.world_size)
             loss = stats.loss
             wall = time.perf_counter() - tic
             if world.is_main:  # the index holds the GLOBAL batch: equal to a 1-process run's
@@ -404,8 +385,7 @@ def _loop(cfg, run: RunStore, corpus: Corpus, model, train_model, optimizer, sch
             if step in ckpt_steps or step in key_steps:
                 rng = gather_rng_states(world, rng_state.capture()) if step in key_steps else None
                 if world.is_main:
-                    _write_step(cfg, run, model, optimizer, scheduler, step=step,
-                                fingerprint=fingerprint, checkpoint=step in ckpt_steps,
+                    _write_step(cfg, run, state, fingerprint=fingerprint, checkpoint=step in ckpt_steps,
                                 keyframe=step in key_steps, rng=rng, writer=writer,
                                 log_parts=unsent)
                     unsent = []  # the commit has them

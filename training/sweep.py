@@ -10,13 +10,13 @@ import os
 import shlex
 import sys
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from training.distributed import SINGLE, World, barrier
 from training.loop import RunOutcome, train_run
-from zoo.config import FamilyConfig, RunConfig
-from zoo.corpora import ensure_corpus
-from zoo.manifest import load_manifest
-from zoo.store import Store
+from zoo.config.run_config import FamilyConfig, RunConfig
+from zoo.store.corpora import ensure_corpus
+from zoo.config.manifest import load_manifest
+from zoo.store.store import Store
 
 
 def select_runs(family: FamilyConfig, only: list[str] | None) -> list[RunConfig]:

@@ -13,34 +13,33 @@
     zoo.stats.seed_interval(values)                     # statistics across seeds (zoo.stats)
 
 Every function takes `store=` (a folder or fsspec URL); the default is $ZOO_STORE, else ./zoo-store.
-Importing zoo registers the interpretability architecture ("zoo-toy": SoLU / attention-only) with
-transformers' Auto classes (as soon as transformers is imported: zoo/auto_registration.py), so its
-checkpoints load with AutoModelForCausalLM like any other.
+The interpretability architecture ("zoo-toy": SoLU / attention-only) is registered with
+transformers' Auto classes by the calls that need it (zoo.load, building a model); to open a toy
+snapshot with AutoModelForCausalLM yourself, call zoo.models.toy.register_toy_model() first.
 """
 from importlib import import_module
 
-from data_index.errors import IntegrityError, ZooError
-from zoo.auto_registration import register_when_transformers_loads
-
-register_when_transformers_loads()
+from zoo_common.errors import IntegrityError, ZooError
 
 # Public name -> (module, attribute), imported on first use: `import zoo` stays cheap (no torch)
 # until a function is called, so `zoo --help` and the lightweight commands start at once.
 _PUBLIC = {
-    "batch": ("zoo.batches", "batch"),
-    "steps_of": ("zoo.batches", "steps_of"),
-    "tensor_history": ("zoo.history", "tensor_history"),
-    "list_models": ("zoo.registry", "list_models"),
-    "load": ("zoo.registry", "load"),
-    "snapshot": ("zoo.registry", "snapshot"),
-    "steps": ("zoo.registry", "steps"),
-    "replay": ("zoo.step_replay", "replay"),
-    "metrics": ("zoo.tables", "metrics_table"),
+    "batch": ("zoo.registry.batches", "batch"),
+    "steps_of": ("zoo.registry.batches", "steps_of"),
+    "tensor_history": ("zoo.registry.history", "tensor_history"),
+    "list_models": ("zoo.store.catalog", "list_models"),
+    "load": ("zoo.registry.loading", "load"),
+    "snapshot": ("zoo.registry.snapshots", "snapshot"),
+    "steps": ("zoo.store.catalog", "steps"),
+    "open_run": ("zoo.store.catalog", "open_run"),
+    "replay": ("zoo.engine.step_replay", "replay"),
+    "metrics": ("zoo.eval.tables", "metrics_table"),
     "stats": ("zoo.stats", None),
 }
 
 __all__ = [
-    "IntegrityError", "ZooError", "batch", "list_models", "load", "metrics", "replay", "snapshot",
+    "IntegrityError", "ZooError", "batch", "list_models", "load", "metrics", "open_run", "replay",
+    "snapshot",
     "stats", "steps", "steps_of", "tensor_history",
 ]
 

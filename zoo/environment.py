@@ -51,7 +51,7 @@ def differences(recorded: dict, current: dict) -> dict[str, tuple]:
 
 def check_device(device: torch.device | str) -> str:
     """`device` when this machine can run on it (cpu, cuda, cuda:N); a ZooError saying why not."""
-    from data_index.errors import ZooError
+    from zoo_common.errors import ZooError
 
     try:
         parsed = torch.device(device)

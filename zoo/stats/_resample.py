@@ -18,7 +18,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 
 METHODS = ("percentile", "bca")
 NAN_POLICIES = ("raise", "omit")

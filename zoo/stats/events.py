@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from zoo.stats._resample import integer_steps, real_array
 from zoo.stats.seed_intervals import seed_interval
 

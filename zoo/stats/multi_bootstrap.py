@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from zoo.stats._resample import (
     CHUNK_RESAMPLES,
     check_options,

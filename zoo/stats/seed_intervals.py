@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from data_index.errors import ZooError
+from zoo_common.errors import ZooError
 from zoo.stats._resample import (
     bootstrap_row_means,
     check_options,

@@ -1,0 +1,65 @@
+"""`zoo`: the command line. Each command group lives in its own module and registers here."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from zoo_common.errors import ZooError
+
+DESCRIPTION = """\
+Model Zoo: reproducible families of small transformers.
+
+The store is taken from --store, else the ZOO_STORE environment variable, else ./zoo-store.
+"""
+
+
+# Each module adds its commands; `zoo train` reaches the training package lazily.
+COMMAND_MODULES = (
+    "zoo.cli.train",
+    "zoo.cli.store",
+    "zoo.cli.replay",
+    "zoo.cli.batches",
+    "zoo.cli.registry",
+    "zoo.cli.evaluation",
+    "data_index.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # output into a closed pipe fails here (below), not at exit
+        return code
+    except ZooError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `zoo batch ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 0
+    except OSError as exc:  # a last resort: filesystem trouble outside the store's own checks
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"zoo: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted; everything written is valid (run the same command again to "
+              "resume: training continues from its last keyframe, a copy from where it stopped)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

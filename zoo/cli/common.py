@@ -1,0 +1,47 @@
+"""Arguments commands share: the store, seeds, counts, devices."""
+from __future__ import annotations
+
+import argparse
+
+from zoo_common.arguments import count_argument
+
+STORE_HELP = ("store folder or fsspec URL (s3://bucket/prefix, hf://...); default: $ZOO_STORE, "
+              "else ./zoo-store")
+SEED_HELP = "the run's seed (zoo ls lists them)"
+positive_int = count_argument(1)  # argparse type for thread and process counts
+
+
+def device_name(text: str) -> str:
+    """argparse type: a device this machine has (cpu, cuda, cuda:N)."""
+    from zoo_common.errors import ZooError
+    from zoo.environment import check_device
+
+    try:
+        return check_device(text)
+    except ZooError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
+
+
+def open_store(args: argparse.Namespace, *, must_exist: bool = True):
+    """The store of `--store`; for commands that only read it (`must_exist`), a folder or URL
+    holding no store is an error, not an empty store: it is almost always a mistyped path."""
+    return open_store_at(args.store, must_exist=must_exist)
+
+
+def open_store_at(url, *, must_exist: bool = True, what: str = "--store"):
+    from zoo_common.errors import ZooError
+    from zoo.store.store import Store
+    from zoo_common.location import reaching
+
+    store = url if isinstance(url, Store) else Store.open(url)
+    if not must_exist:  # a command that writes: find out now (naming the URL) if it cannot
+        with reaching(store.url):
+            store.ensure_created()
+    if must_exist and not store.exists():
+        raise ZooError(f"no Model Zoo store at {store.url} ({what}): nothing was ever trained or "
+                       f"prepared there; check the path, or `zoo train` into it first")
+    return store

@@ -1,0 +1,90 @@
+"""Manifests: YAML files in `manifests/` that define a family, read into a `FamilyConfig`.
+
+A manifest is data, written by people: every mistake comes back as a ZooError that names the file
+and the key (or the line and column, when the YAML itself does not parse), never a traceback.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from zoo_common.errors import ZooError
+from zoo.config.run_config import FamilyConfig, from_data
+
+BUILTIN_PACKAGE = "manifests"  # the package whose data files are the built-in families
+
+
+def builtin_manifest_paths() -> dict[str, Path]:
+    """Built-in family name -> manifest path, sorted by name (package data: a wheel ships them)."""
+    folder = resources.files(BUILTIN_PACKAGE)
+    return {Path(entry.name).stem: Path(str(entry)) for entry in
+            sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".yaml")}
+
+
+def resolve_manifest(path_or_name: str | Path) -> Path:
+    """An existing file path as given, else a built-in family name ("tiny")."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    builtins = builtin_manifest_paths()
+    if str(path_or_name) in builtins:
+        return builtins[str(path_or_name)]
+    raise ZooError(
+        f"no manifest {str(path_or_name)!r}: not a file and not a built-in family; "
+        f"built-in families: {', '.join(builtins) or '(none found)'}"
+    )
+
+
+def load_manifest(path_or_name: str | Path) -> FamilyConfig:
+    """Read and validate a manifest (a path, or a built-in family name like "tiny")."""
+    path = resolve_manifest(path_or_name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ZooError(f"{path}: cannot read manifest: {err}") from None
+    return parse_manifest(text, source=str(path))
+
+
+def parse_manifest(text: str, *, source: str = "<manifest>") -> FamilyConfig:
+    """Validate manifest text; `source` names the file in error messages."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = err.problem or err.context or "invalid YAML"
+        raise ZooError(f"{source}: malformed YAML at {where}: {problem}") from None
+    except yaml.YAMLError as err:
+        raise ZooError(f"{source}: malformed YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ZooError(
+            f"{source}: a manifest must be a mapping of keys (family, architecture, sizes, "
+            f"seeds, ...), got {type(data).__name__}"
+        )
+    try:
+        return from_data(FamilyConfig, data)
+    except ZooError as err:
+        raise ZooError(f"{source}: {err}") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (plain PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                continue  # unhashable keys: SafeLoader reports them with their position
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)

@@ -1,0 +1,90 @@
+"""The picture of a comparison: per-seed curves, mean with its band, and the difference B - A.
+
+Steps on a symmetric-log axis (linear below 1, log above), so step 0 shows and Pythia's schedule
+(0, 1, 2, 4, ..., then every N) spreads evenly. Matplotlib's Agg backend: no display needed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow.compute as pc
+
+from zoo.eval.comparison import Comparison
+
+COLORS = {"a": "#1f77b4", "b": "#d62728"}
+
+
+def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
+    """Write a PNG of `result` to path (two panels: both arms; the difference) and return path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.6]}
+    )
+    t = result.per_step.to_pydict()
+    steps = np.asarray(t["step"], dtype=float)
+    conf = f"{result.test.confidence:.0%}"
+    for arm, label, seeds in (("a", result.a, result.seeds_a), ("b", result.b, result.seeds_b)):
+        rows = result.curves.filter(pc.equal(result.curves.column("arm"), arm))
+        for seed in seeds:
+            curve = rows.filter(pc.equal(rows.column("seed"), seed)).sort_by("step")
+            top.plot(
+                curve.column("step").to_numpy(),
+                curve.column("value").to_numpy(),
+                color=COLORS[arm],
+                linewidth=0.7,
+                alpha=0.35,
+            )
+        key = f"{arm}_mean"
+        top.fill_between(
+            steps, t[f"{arm}_low"], t[f"{arm}_high"], color=COLORS[arm], alpha=0.2, linewidth=0
+        )
+        top.plot(
+            steps,
+            t[key],
+            color=COLORS[arm],
+            linewidth=2.2,
+            marker="o",
+            markersize=3,
+            label=f"{'AB'[arm == 'b']}: {label}  (mean of {len(seeds)} seeds, {conf} band; thin: seeds)",
+        )
+    top.set_ylabel(result.metric)
+    top.set_title(f"{result.metric}: {result.b} vs {result.a}", fontsize=12)
+    top.legend(fontsize=8, loc="best")
+    top.grid(True, alpha=0.3)
+    bottom.axhline(0, color="black", linewidth=0.8)
+    bottom.fill_between(
+        steps, t["difference_low"], t["difference_high"], color="#555555", alpha=0.25, linewidth=0
+    )
+    bottom.plot(steps, t["difference"], color="#333333", linewidth=1.8, marker="o", markersize=3)
+    r = result.test
+    p = f"p < {1 / r.n_resamples:.1g}" if r.p_value == 0 else f"p = {r.p_value:.3g}"
+    bottom.axvline(result.at_step, color="#999999", linestyle=":", linewidth=1)
+    bottom.set_ylabel("B − A")
+    bottom.set_title(
+        f"difference with {conf} interval; at step {result.at_step}: "
+        f"{r.difference:.3g} [{r.difference_low:.3g}, {r.difference_high:.3g}], "
+        f"{p} (one-sided)",
+        fontsize=9,
+    )
+    bottom.grid(True, alpha=0.3)
+    bottom.set_xscale("symlog", linthresh=1)
+    bottom.set_xlim(left=0)
+    bottom.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    bottom.set_xlabel("step (symlog: linear below 1, log above)")
+    fig.tight_layout()
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.partial.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

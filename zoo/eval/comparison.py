@@ -1,0 +1,282 @@
+"""Compare two models (or one-size families) on one metric across seeds and steps.
+
+    result = compare("toy-gelu2l", "toy-solu2l", "induction.max", paired=False, store=...)
+    print(result.format()); plot_comparison(result, "cmp.png")
+
+Per step shared by both arms: mean and bootstrap interval over seeds of each arm (zoo.stats
+seed_intervals) and the difference B - A with its interval (the Multi-Bootstrap over seeds). At the
+final shared step (or `step=`): the Multi-Bootstrap of MultiBERTs with its one-sided p-value
+(H0: B - A <= 0). For `loss` the examples are the held-out samples (each seed's checkpoint is
+reloaded to score them one by one), so seeds and examples are resampled jointly (when the table's
+losses were measured on that default held-out set; losses from other sets fall back to seeds, and
+one model's seeds measured on different sets are refused); other metrics
+have one number per seed and step, so only seeds are resampled there (said in `examples`).
+
+paired=True says the same seeds trained both arms (e.g. the same init/data seeds with another
+activation); the seed sets must then match, and a mismatch names the seeds on each side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from zoo_common.errors import ZooError
+from zoo.eval.metrics import METRICS, per_example_loss
+from zoo.eval.evaluate import _Models, family_runs
+from zoo.config.names import parse_model_name
+from zoo.stats import MultiBootstrapResult, multi_bootstrap, seed_intervals
+from zoo.store.store import Store
+from zoo.eval.tables import metrics_table
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Per-step summary (`per_step`), per-seed curves (`curves`) and the test at `at_step`."""
+
+    a: str
+    b: str
+    metric: str
+    paired: bool
+    per_step: pa.Table  # step, a_mean, a_low, a_high, b_mean, b_low, b_high, difference(_low/_high)
+    curves: pa.Table  # arm ("a"/"b"), seed, step, value
+    at_step: int
+    test: MultiBootstrapResult
+    examples: str
+    seeds_a: tuple[int, ...]
+    seeds_b: tuple[int, ...]
+
+    def format(self) -> str:
+        """The per-step table and the test, as printed by `zoo compare`."""
+        conf = f"{self.test.confidence:.0%}"
+        rows = [
+            (
+                f"{self.metric}: A = {self.a} (seeds {_seeds(self.seeds_a)}), B = {self.b} (seeds "
+                f"{_seeds(self.seeds_b)}); mean over seeds [{conf} bootstrap interval over seeds]"
+            )
+        ]
+        header = f"{'step':>8}  {'A':>30}  {'B':>30}  {'B - A':>30}"
+        rows += [header, "-" * len(header)]
+        t = self.per_step.to_pydict()
+        for i, step in enumerate(t["step"]):
+            cells = [
+                _cell(t[mean][i], t[f"{k}_low"][i], t[f"{k}_high"][i])
+                for k, mean in (("a", "a_mean"), ("b", "b_mean"), ("difference", "difference"))
+            ]
+            rows.append(f"{step:>8}  {cells[0]:>30}  {cells[1]:>30}  {cells[2]:>30}")
+        r = self.test
+        rows += [
+            "",
+            (
+                f"Multi-Bootstrap at step {self.at_step} ({'paired' if self.paired else 'unpaired'}; "
+                f"{r.n_seeds_a} + {r.n_seeds_b} seeds x {self.examples}; {r.n_resamples} resamples):"
+            ),
+            f"  A {_cell(r.mean_a, r.a_low, r.a_high)}   B {_cell(r.mean_b, r.b_low, r.b_high)}",
+            (
+                f"  B - A {_cell(r.difference, r.difference_low, r.difference_high)}   one-sided p "
+                f"(H0: B - A <= 0) = {_p(r.p_value, r.n_resamples)}"
+            ),
+        ]
+        return "\n".join(rows)
+
+
+def _seeds(seeds) -> str:
+    return ", ".join(map(str, seeds))
+
+
+def _cell(mean, low, high) -> str:
+    return f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+
+
+def _p(p: float, n: int) -> str:
+    return f"< {1 / n:.1g}" if p == 0 else f"{p:.4g}"
+
+
+def resolve_arm(name: str, store: Store) -> tuple[str, str]:
+    """A family with one size, or a model name `<family>-<size>` -> (family, size)."""
+    families = {r.family for r in store.runs()}
+    if name in families:
+        sizes = sorted({r.size for r in store.runs() if r.family == name})
+        if len(sizes) == 1:
+            return name, sizes[0]
+        raise ZooError(
+            f"family {name} has {len(sizes)} sizes; compare one model: "
+            f"{', '.join(f'{name}-{s}' for s in sizes)}"
+        )
+    family, size = parse_model_name(name)
+    family_runs(store, family, sizes=[size])
+    return family, size
+
+
+def _arm_values(family: str, size: str, metric: str, store: Store) -> pa.Table:
+    """(seed, step, value) rows where `metric` was evaluated / logged, for one model."""
+    table = metrics_table(family, store=store, sizes=[size])
+    if metric not in table.column_names:
+        fields = [c for c in table.column_names if c.startswith(metric + ".")]
+        if fields:
+            raise ZooError(
+                f"{metric} has one value per field; choose one column: {', '.join(fields)}"
+            )
+        evaluated = [c for c in table.column_names if c not in ("family", "size", "seed", "step")]
+        hint = f"; run `zoo eval {family} --metric {metric}` first" if metric in METRICS else ""
+        raise ZooError(
+            f"no column {metric!r} for {family}-{size}{hint}; columns: {', '.join(evaluated)}"
+        )
+    table = table.filter(pc.is_valid(table.column(metric)))
+    return table.select(["seed", "step", metric]).rename_columns(["seed", "step", "value"])
+
+
+def _check_paired(a: str, b: str, seeds_a: list, seeds_b: list) -> None:
+    only_a = sorted(set(seeds_a) - set(seeds_b))
+    only_b = sorted(set(seeds_b) - set(seeds_a))
+    if only_a or only_b:
+        raise ZooError(
+            f"paired comparison needs the same seeds in both arms: seeds only in {a}: "
+            f"{only_a or 'none'}, only in {b}: {only_b or 'none'}; train the missing seeds, or "
+            "compare unpaired (drop --paired / paired=False)"
+        )
+
+
+def _matrix(rows: pa.Table, step: int) -> tuple[list[int], np.ndarray]:
+    at = rows.filter(pc.equal(rows.column("step"), step)).sort_by("seed")
+    return at.column("seed").to_pylist(), at.column("value").to_numpy(zero_copy_only=False)
+
+
+def _stored_heldout_sets(family: str, size: str, step: int, store: Store, name: str) -> set[str]:
+    """Fingerprints of the held-out sets the stored `loss` rows of a model at `step` were measured
+    on; one mean over seeds of losses from different sets would mean nothing, so that is refused."""
+    from zoo.eval.results import ResultsLog
+
+    table = ResultsLog(store, family).read()
+    sets = {heldout for s, st, metric, heldout in zip(
+        *(table.column(c).to_pylist() for c in ("size", "step", "metric", "heldout")))
+        if s == size and st == step and metric == "loss"}
+    if len(sets) > 1:
+        raise ZooError(
+            f"{name}: its seeds' losses at step {step} were measured on {len(sets)} different "
+            f"held-out sets (zoo eval with different --heldout / --heldout-samples); evaluate all "
+            f"seeds with one setting first"
+        )
+    return sets
+
+
+def _per_example_losses(family: str, size: str, seeds: list[int], step: int, store: Store):
+    """[n_seeds, n_heldout] per-example held-out loss at `step`, and the held-out fingerprint."""
+    from zoo.store.corpora import open_corpus
+    from zoo.eval.heldout import build_heldout
+
+    models, rows, fingerprint = _Models(), [], None
+    for seed in seeds:
+        run = store.run(next(r for r in family_runs(store, family, sizes=[size], seeds=[seed])))
+        record = run.read_json("run.json")
+        heldout = build_heldout(open_corpus(store, record["corpus_fingerprint"]))
+        model = models.load(
+            record["hf_config"], run.read_checkpoint(step).tensors, f"{run.run_id} step {step}"
+        )
+        rows.append(per_example_loss(model, torch.from_numpy(heldout.tokens)).double().numpy())
+        fingerprint = heldout.fingerprint
+    return np.stack(rows), fingerprint
+
+
+def compare(
+    a: str,
+    b: str,
+    metric: str,
+    *,
+    paired: bool = False,
+    step: int | None = None,
+    store: str | Store | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    rng_seed: int = 0,
+) -> Comparison:
+    """Compare model / family `a` with `b` on `metric` (a column of zoo.metrics, e.g. loss)."""
+    from zoo.store.catalog import open_store
+
+    store = open_store(store)
+    arms = {"a": resolve_arm(a, store), "b": resolve_arm(b, store)}
+    values = {k: _arm_values(*arm, metric, store) for k, arm in arms.items()}
+    seeds = {k: sorted(set(v.column("seed").to_pylist())) for k, v in values.items()}
+    if paired:
+        _check_paired(a, b, seeds["a"], seeds["b"])
+    steps = sorted(
+        set(values["a"].column("step").to_pylist()) & set(values["b"].column("step").to_pylist())
+    )
+    if not steps:
+        raise ZooError(f"{a} and {b} share no step with {metric} values; evaluate both first")
+    values = {
+        k: v.filter(pc.is_in(v.column("step"), value_set=pa.array(steps)))
+        for k, v in values.items()
+    }
+    options = {"confidence": confidence, "n_resamples": n_resamples, "rng_seed": rng_seed}
+    intervals = {}
+    for k, name in (("a", a), ("b", b)):
+        try:
+            intervals[k] = seed_intervals(values[k], **options)
+        except ZooError as error:
+            raise ZooError(f"{name}: {error}") from None
+    differences = []
+    for s in steps:
+        (sa, va), (sb, vb) = _matrix(values["a"], s), _matrix(values["b"], s)
+        if paired:
+            _check_paired(f"{a} at step {s}", f"{b} at step {s}", sa, sb)
+        differences.append(
+            multi_bootstrap(
+                va[:, None], vb[:, None], paired=paired, seeds_a=sa, seeds_b=sb, **options
+            )
+        )
+    at_step = steps[-1] if step is None else step
+    if at_step not in steps:
+        raise ZooError(f"step {at_step} is not shared by {a} and {b}; shared steps: {steps}")
+    test, examples = differences[steps.index(at_step)], "1 value per seed (seeds resampled)"
+    if metric == "loss":
+        (sa, _), (sb, _) = _matrix(values["a"], at_step), _matrix(values["b"], at_step)
+        stored = {k: _stored_heldout_sets(*arms[k], at_step, store, name)
+                  for k, name in (("a", a), ("b", b))}
+        ma, fa = _per_example_losses(*arms["a"], sa, at_step, store)
+        mb, fb = _per_example_losses(*arms["b"], sb, at_step, store)
+        # Examples are resampled only on the held-out set the table's losses were measured on
+        # (the default one, which is what is re-scored here); else the seeds-only test stands.
+        if fa == fb and stored["a"] <= {fa} and stored["b"] <= {fa}:
+            test = multi_bootstrap(ma, mb, paired=paired, seeds_a=sa, seeds_b=sb, **options)
+            examples = f"{ma.shape[1]} held-out examples"
+        elif fa == fb:
+            examples += ("; the losses were measured on another held-out set than the default, "
+                         "so its examples were not resampled")
+    ia, ib = intervals["a"], intervals["b"]
+    per_step = pa.table(
+        {
+            "step": pa.array(steps, pa.int64()),
+            "a_mean": ia.means,
+            "a_low": ia.lows,
+            "a_high": ia.highs,
+            "a_seeds": ia.n_seeds,
+            "b_mean": ib.means,
+            "b_low": ib.lows,
+            "b_high": ib.highs,
+            "b_seeds": ib.n_seeds,
+            "difference": [d.difference for d in differences],
+            "difference_low": [d.difference_low for d in differences],
+            "difference_high": [d.difference_high for d in differences],
+        }
+    )
+    curves = pa.concat_tables(
+        [v.append_column("arm", pa.array([k] * v.num_rows, pa.string())) for k, v in values.items()]
+    )
+    return Comparison(
+        a,
+        b,
+        metric,
+        paired,
+        per_step,
+        curves,
+        at_step,
+        test,
+        examples,
+        tuple(seeds["a"]),
+        tuple(seeds["b"]),
+    )

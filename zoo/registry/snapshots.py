@@ -1,0 +1,58 @@
+"""`zoo.snapshot`: any step of any run as a local Hugging Face folder, cached and reused.
+
+A stored step is decoded (every blob verified) and written with safetensors' own `save_file`; a
+step between checkpoints is replayed from the keyframe before it (reachable.py). Either way the
+folder opens with `from_pretrained`, TransformerLens, nnsight or any HF tool.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from zoo_common.arguments import whole_number
+from zoo_common.errors import ZooError
+from zoo.registry.reachable import materialize_step
+from zoo.registry.snapshot_folder import is_current, snapshot_folder, weights_id, write_snapshot
+from zoo.store.catalog import open_run
+from zoo.store.records import format_steps
+from zoo.store.run_store import RunStore
+from zoo.store.store import Store
+
+
+def snapshot(name: str, *, seed: int, step: int, store: str | os.PathLike | Store | None = None,
+             progress: bool = False) -> Path:
+    """A local Hugging Face folder for (name, seed, step), cached and reused. `progress` shows a
+    bar while a step that was not stored is replayed."""
+    step = whole_number(step, "step")
+    run = open_run(name, seed=seed, store=store)
+    return run_snapshot(run, step, progress=progress)
+
+
+def run_snapshot(run: RunStore, step: int, *, progress: bool = False) -> Path:
+    """`snapshot` of an opened run."""
+    stored = run.checkpoint_steps()
+    check_step(run, step, stored)
+    if step not in stored:
+        return materialize_step(run, step, progress=progress)
+    folder = snapshot_folder(run, step)
+    manifest = run.checkpoint_manifest(step)
+    if is_current(folder, manifest):
+        return folder
+    checkpoint = run.read_checkpoint(step)
+    return write_snapshot(folder, run=run, step=step, tensors=checkpoint.tensors,
+                          tokens_seen=checkpoint.tokens_seen, weights_id=weights_id(manifest))
+
+
+def check_step(run: RunStore, step: int, stored: list[int]) -> None:
+    """Refuse a step the run cannot serve, saying what is stored and what can be replayed."""
+    if step in stored:
+        return
+    last = int(run.status().get("last_step", stored[-1] if stored else 0))
+    keyframes = run.keyframe_steps()
+    if 0 < step <= last and keyframes:
+        return  # reachable by replay from the keyframe before it
+    config = run.read_json("run.json").get("config", {})
+    every = config.get("checkpoints", {}).get("keyframe_every")
+    replay = (f"keyframes every {every}; any step 1..{last} can be replayed" if keyframes
+              else "no keyframes, so only stored steps can be loaded")
+    raise ZooError(f"no step {step} for {run.run_id}; stored: {format_steps(stored)}, {replay}")

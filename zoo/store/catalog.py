@@ -1,0 +1,70 @@
+"""What a store holds, by model name: the models, their seeds and stored steps, and one run.
+
+`open_run` is the one way from a (name, seed) to a run's folder; its errors list what exists.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from zoo_common.errors import ZooError
+from zoo.config.names import RunId
+from zoo.store.run_store import RunStore
+from zoo.store.store import Store
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # <family>-<size>
+    family: str
+    size: str
+    seeds: tuple[int, ...]
+    steps: dict[int, tuple[int, ...]]  # seed -> stored checkpoint steps
+
+
+def list_models(*, store: str | os.PathLike | Store | None = None) -> list[ModelInfo]:
+    """Every model name in the store with its seeds and stored steps."""
+    store = open_store(store)
+    grouped: dict[tuple[str, str], dict[int, tuple[int, ...]]] = {}
+    for run_id in store.runs():
+        steps = tuple(store.run(run_id).checkpoint_steps())
+        if steps:  # a run folder with no checkpoint yet (training just started) is not a model
+            grouped.setdefault((run_id.family, run_id.size), {})[run_id.seed] = steps
+    return [
+        ModelInfo(f"{family}-{size}", family, size, tuple(sorted(by_seed)), dict(sorted(by_seed.items())))
+        for (family, size), by_seed in sorted(grouped.items())
+    ]
+
+
+def open_run(name: str, *, seed: int, store: str | os.PathLike | Store | None = None) -> RunStore:
+    """The stored run for a model name and seed (`run.store` is its store); errors list what
+    exists."""
+    store = open_store(store)
+    run_id = RunId.from_name(name, seed)
+    run = store.run(run_id)
+    if run.exists() and run.checkpoint_steps():
+        return run
+    models = list_models(store=store)
+    match = [m for m in models if m.name == name]
+    if not match:
+        names = ", ".join(m.name for m in models) or "none (train one with `zoo train tiny`)"
+        raise ZooError(f"no model {name!r} in store {store.url}; models: {names}")
+    seeds = ", ".join(str(s) for s in match[0].seeds)
+    raise ZooError(f"no seed {seed} for {name} in store {store.url}; seeds: {seeds}")
+
+
+def steps(name: str, *, seed: int, store: str | os.PathLike | Store | None = None) -> list[int]:
+    """Stored checkpoint steps of a run, ascending integers."""
+    return open_run(name, seed=seed, store=store).checkpoint_steps()
+
+
+def open_store(store: str | os.PathLike | Store | None = None) -> Store:
+    """The store every read opens. A folder or URL holding no store is an error, not an empty
+    store: almost always a mistyped path (or the default ./zoo-store in another folder)."""
+    if isinstance(store, Store):
+        return store
+    opened = Store.open(store)
+    if not opened.exists():
+        raise ZooError(f"no Model Zoo store at {opened.url}: nothing was ever trained there; check "
+                       f"the path (store=..., else $ZOO_STORE, else ./zoo-store)")
+    return opened

@@ -1,0 +1,104 @@
+"""Corpora beside runs: a run names its corpus by fingerprint, and the store keeps that corpus at
+`corpora/<fingerprint>/`, so a replay on another machine reads the very same tokens.
+
+Prepared corpora are memory-mapped, so reading needs a local folder: a local store is read in
+place; a remote store's corpus is fetched once into the cache and verified there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+from data_index import Corpus, prepare_corpus
+from zoo_common.errors import ZooError
+from zoo.cache import cache_dir
+
+_LAST_FILE = "corpus.json"  # written last on publish: its presence means the copy is complete
+
+
+def ensure_corpus(store, data_cfg, *, progress: bool = True) -> Corpus:
+    """Prepare the corpus a family's `data` section describes and publish it into `store`.
+
+    The prepared corpus is cached under a key made of the data section and the state of its
+    source (Python version for built-ins, size and mtime of local files), so a second `zoo train`
+    opens it in milliseconds instead of re-tokenizing; any change to the source prepares anew.
+    """
+    recipe = json.dumps({"data": dataclasses.asdict(data_cfg), "source": _source_state(data_cfg)},
+                        sort_keys=True)
+    folder = cache_dir("prepared") / hashlib.sha256(recipe.encode()).hexdigest()[:24]
+    if (folder / _LAST_FILE).exists():
+        corpus = Corpus.open(folder)
+    else:
+        corpus = prepare_corpus(
+            data_cfg.source,
+            folder,
+            tokenizer=data_cfg.tokenizer,
+            vocab_size=data_cfg.vocab_size,
+            seq_len=data_cfg.seq_len,
+            progress=progress,
+        )
+    publish_corpus(store, corpus)
+    return corpus
+
+
+def _source_state(data_cfg) -> list:
+    """What a prepared corpus depends on besides the data section."""
+    if data_cfg.source.startswith("builtin:"):
+        return [platform.python_version(), sys.prefix]
+    paths = [data_cfg.source.split("#", 1)[0]]
+    if data_cfg.tokenizer:
+        paths.append(data_cfg.tokenizer)
+    state = []
+    for path in map(Path, paths):
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        state += [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.exists()]
+    return state
+
+
+def publish_corpus(store, corpus: Corpus) -> None:
+    """Copy a prepared corpus into the store unless it is already there."""
+    target = store.corpus_location(corpus.fingerprint)
+    if target.exists(_LAST_FILE):
+        return
+    for name in corpus.files():
+        if name != _LAST_FILE:
+            target.write_atomic(name, (corpus.folder / name).read_bytes())
+    target.write_atomic(_LAST_FILE, (corpus.folder / _LAST_FILE).read_bytes())
+
+
+def open_corpus(store, fingerprint: str) -> Corpus:
+    """The corpus a run recorded, read from the store (fetched into the cache if remote)."""
+    source = store.corpus_location(fingerprint)
+    if not source.exists(_LAST_FILE):
+        raise ZooError(
+            f"corpus {fingerprint[:16]}… is missing from store {store.url} "
+            f"(expected at corpora/{fingerprint}/); push the run together with its corpus"
+        )
+    if source.is_local:
+        corpus = Corpus.open(source.local_path())
+    else:
+        local = cache_dir("corpora") / fingerprint
+        if not (local / _LAST_FILE).exists():
+            staging = local.with_name(f"{local.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            try:
+                source.fs.get(source.path(""), str(staging), recursive=True)
+                staging.rename(local)
+            except OSError:
+                if not (local / _LAST_FILE).exists():  # not a race lost to another fetcher
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        corpus = Corpus.open(local)
+    if corpus.fingerprint != fingerprint:
+        raise ZooError(
+            f"corpus at corpora/{fingerprint}/ in {store.url} has fingerprint "
+            f"{corpus.fingerprint}; the run expects {fingerprint}"
+        )
+    return corpus
