@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from data_index import tokenizer as tok
+from zoo_common.progress import progress as progress_bar
 from zoo_common.errors import IntegrityError, ZooError
 from zoo_common.location import sha256_file
 from data_index.packing import (
@@ -282,10 +283,4 @@ def _progress(iterable, enabled: bool, desc: str):
 
 
 def _bar(enabled: bool, desc: str):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True)
+    return progress_bar(desc=desc, unit="doc") if enabled else None

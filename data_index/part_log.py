@@ -58,7 +58,7 @@ class PartLog:
 
     `write_part(name, data)` is where a flushed part file goes: by default
     `location.write_atomic(name, data)` at once; the training loop passes one that queues it on its
-    background writer (a part's fsync cost the training thread 15 ms), or, at a keyframe, adds it
+    background writer (a part's fsync would stall the training thread), or, at a keyframe, adds it
     to the keyframe's commit. Whoever passes one must make each write atomic and keep their order,
     and must not truncate while writes are queued.
     """
@@ -206,7 +206,7 @@ class PartLog:
 
 def _arrow_column(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
     """A numpy column as Arrow, zero-copy for fixed-width numbers. `pa.array(ndarray)` imports
-    pandas on first use (0.5 s, measured), a cost a training run should not pay for its logs."""
+    pandas on first use, a cost a training run should not pay for its logs."""
     if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
         numpy_type = np.dtype(arrow_type.to_pandas_dtype())
         if values.dtype.kind not in "iuf" or (values.dtype.kind == "f" and numpy_type.kind != "f"):

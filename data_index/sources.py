@@ -76,6 +76,8 @@ def _file_source(spec: str, *, cache_dir: Path | None, quiet: bool) -> DocumentS
                     continue  # an empty file: no documents, not an error by itself
                 raise ZooError(f"cannot read {file}: {type(exc).__name__}: {exc}") from None
             except Exception as exc:  # datasets raises many types for a damaged file
+                if type(_innermost_error(exc)).__name__ == "SchemaInferenceError":
+                    continue  # an empty file again (datasets' other way of saying so)
                 raise ZooError(f"cannot read {file}: {_innermost(exc)}") from None
             relative = file.relative_to(root).as_posix()
             yield from _rows(table, column, f"{relative}#", where=str(file))
@@ -168,14 +170,19 @@ def _quiet_datasets(quiet: bool):
             datasets.enable_progress_bars()
 
 
-def _innermost(exc: BaseException) -> str:
+def _innermost_error(exc: BaseException) -> BaseException:
     """The original error under datasets' wrappers ("An error occurred while generating the
     dataset" hides e.g. the JSON parser's line and column, or a UnicodeDecodeError)."""
     seen = [exc]
     while (exc.__cause__ or exc.__context__) is not None and len(seen) < 20:
         exc = exc.__cause__ or exc.__context__
         seen.append(exc)
-    inner = seen[-1]
+    return seen[-1]
+
+
+def _innermost(exc: BaseException) -> str:
+    """`_innermost_error` as one line for a message."""
+    inner = _innermost_error(exc)
     text = f"{type(inner).__name__}: {str(inner).splitlines()[0] if str(inner) else ''}"
     if isinstance(inner, UnicodeDecodeError):
         text += " (the file is not UTF-8 text)"

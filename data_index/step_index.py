@@ -27,7 +27,7 @@ HEADER = "index.json"
 FORMAT = "zoo-step-index"
 SCHEMA = pa.schema([("step", pa.int64()), ("position", pa.int32()), ("sample", pa.int64())])
 # step/position are runs and repeats (dictionary + RLE); sample ids are near-random, so their bytes
-# are split into streams (high bytes mostly zero) before zstd: ~1.5x smaller than plain int64.
+# are split into streams (high bytes mostly zero) before zstd, which compresses them much better.
 PARQUET_OPTIONS = {"use_dictionary": ["step", "position"], "column_encoding": {"sample": "BYTE_STREAM_SPLIT"}}
 
 
@@ -49,7 +49,7 @@ class StepIndexWriter:
     Every `flush_every` steps (and on `flush`/`close`) the buffered steps become one part file.
     `append` only checks the step number and shape and keeps a copy of the ids: the range check
     and the table work run once per flush, because right after a training step every numpy and
-    Python call runs on cold caches, ~10x slower than warm (benchmarks/RESULTS.md, 2026-11-29).
+    Python call runs on cold caches, much slower than warm (benchmarks/RESULTS.md).
     """
 
     def __init__(
@@ -221,7 +221,7 @@ class StepIndex:
             raise ZooError(f"sample {sample_id} is outside the corpus: valid ids 0..{self.n_samples - 1}")
         self._queries += 1
         if self._sorted_rows is None and self._queries <= _SCAN_QUERIES:
-            rows = np.flatnonzero(self._samples == sample_id)  # ~5 ms per 3.2M rows, no setup
+            rows = np.flatnonzero(self._samples == sample_id)  # one pass, no setup
         else:
             if self._sorted_rows is None:
                 self._build_inverted_index()
@@ -230,7 +230,7 @@ class StepIndex:
         return [(int(self.first_step + r // self.batch_size), int(r % self.batch_size)) for r in rows]
 
     def _build_inverted_index(self) -> None:
-        """Rows sorted by (sample, row): one sort of unique int64 keys (5x faster than a stable argsort)."""
+        """Rows sorted by (sample, row): one sort of unique int64 keys (faster than a stable argsort)."""
         rows = len(self._samples)
         if self.n_samples * max(rows, 1) < 2**62:
             keys = np.sort(self._samples * rows + np.arange(rows, dtype=np.int64))

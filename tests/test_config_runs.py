@@ -9,8 +9,18 @@ import pytest
 
 from zoo_common.errors import ZooError
 from zoo.config.checkpoint_policy import checkpoint_steps, keyframe_steps
-from zoo.config.run_config import CheckpointConfig, RunConfig
-from zoo.config.manifest import load_manifest
+from zoo.config.run_config import CheckpointConfig, FamilyConfig, RunConfig, TrainingSettings
+from zoo.config.manifest import load_manifest, parse_manifest
+
+PINNED = """\
+family: pin
+architecture: llama
+sizes: [{name: 1l32, layers: 1, width: 32, heads: 4}]
+seeds: [{seed: 3, init_seed: 1}]
+data: {vocab_size: 256, seq_len: 16}
+batch_size: 4
+steps: 10
+"""
 
 
 def test_runs_are_every_size_by_seed_in_manifest_order():
@@ -53,6 +63,48 @@ def test_from_json_rejects_unknown_and_mistyped_fields():
         RunConfig.from_json({**data, "optimizer": {**data["optimizer"], "momentum": 0.9}})
     with pytest.raises(ZooError, match="size.heads: must be an integer"):
         RunConfig.from_json({**data, "size": {**data["size"], "heads": "four"}})
+
+
+def test_recorded_json_and_hash_are_pinned():
+    # stored runs hold this JSON and are found by this hash: a refactor must not move either
+    run = parse_manifest(PINNED).runs()[0]
+    assert list(run.to_json()) == [
+        "family",
+        "architecture",
+        "size",
+        "seed",
+        "data",
+        "optimizer",
+        "schedule",
+        "batch_size",
+        "steps",
+        "checkpoints",
+        "precision",
+    ]  # micro_batch_size is left out while unset
+    assert run.config_hash() == "b4504c171c126fdc0ae440b4a6e331061d83529be5505ce2b0e11f8743650d18"
+    micro = parse_manifest(PINNED + "micro_batch_size: 2\n").runs()[0]
+    assert micro.config_hash() == (
+        "9fa9cd9d2331259703f19078d1b16228b694408e2589d4a036e60d9a25d73f7f"
+    )
+
+
+def test_run_and_family_share_one_declaration_of_the_settings():
+    shared = {f.name for f in dataclasses.fields(TrainingSettings)}
+    assert {f.name for f in dataclasses.fields(RunConfig)} - shared == {"size", "seed"}
+    assert {f.name for f in dataclasses.fields(FamilyConfig)} - shared == {"sizes", "seeds"}
+    family = parse_manifest(PINNED)
+    run = family.runs()[0]
+    assert all(getattr(run, name) == getattr(family, name) for name in shared)
+
+
+def test_a_record_must_be_complete_but_for_later_options():
+    data = parse_manifest(PINNED).runs()[0].to_json()
+    with pytest.raises(ZooError, match="^steps: is required"):
+        RunConfig.from_json({k: v for k, v in data.items() if k != "steps"})
+    with pytest.raises(ZooError, match="^optimizer: is required"):
+        RunConfig.from_json({k: v for k, v in data.items() if k != "optimizer"})
+    older = {k: v for k, v in data.items() if k != "precision"}  # recorded before precision
+    assert RunConfig.from_json(older).precision == "fp32"
 
 
 def test_checkpoint_policy_known_case():

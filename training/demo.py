@@ -30,6 +30,8 @@ def _demo(store_url: str | None, family_name: str) -> int:
     import zoo
     from training.sweep import train_family
     from zoo.config.manifest import load_manifest
+    from zoo.config.names import RunId
+    from zoo.registry.batches import batch_ids
     from zoo.store.store import Store
 
     store = Store.open(store_url)
@@ -53,7 +55,7 @@ def _demo(store_url: str | None, family_name: str) -> int:
     print(f"   {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters")
     print(f"   greedy continuation of {prompt!r}: {tokenizer.decode(out[0])!r}")
 
-    keyframes = store.run(zoo.names.RunId(cfg.family, cfg.size.name, seed)).keyframe_steps()
+    keyframes = store.run(RunId(cfg.family, cfg.size.name, seed)).keyframe_steps()
     target = next((s for s in reversed(stored) if s not in keyframes and s > 0), final)
     print(f"\n== 3. replay {name} seed {seed} step {target} from the keyframe before it")
     report = zoo.replay(name, seed=seed, step=target, store=store)
@@ -64,7 +66,7 @@ def _demo(store_url: str | None, family_name: str) -> int:
     print(f"   step {between} is not stored: served by exact replay in "
           f"{time.perf_counter() - tic:.2f}s")
     batch = zoo.batch(name, seed=seed, step=between, store=store)
-    sample = int(zoo.batches.batch_ids(name, seed=seed, step=between, store=store)[0])
+    sample = int(batch_ids(name, seed=seed, step=between, store=store)[0])
     seen = zoo.steps_of(name, seed=seed, sample=sample, store=store)
     print(f"   step {between} trained on a batch of {tuple(batch.shape)} tokens; its first sample "
           f"({sample}) was also seen at steps {seen}")

@@ -147,7 +147,8 @@ def gather_rng_states(world: World, state: dict) -> dict:
 # ------------------------------------------------------------------ launching
 
 def launch_command(manifest: str, *, nproc: int, store_url: str, only: list[str] | None = None,
-                   threads: int | None = None, device: str = "cpu", quiet: bool = False) -> list[str]:
+                   threads: int | None = None, device: str = "cpu", quiet: bool = False,
+                   stop_after_step: int | None = None) -> list[str]:
     """The torchrun command line that trains `manifest` on `nproc` processes of this machine."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc}", "--max-restarts=0", "-m", "training", manifest,
@@ -158,11 +159,14 @@ def launch_command(manifest: str, *, nproc: int, store_url: str, only: list[str]
         command += ["--threads", str(threads)]
     if quiet:
         command.append("--quiet")
+    if stop_after_step is not None:
+        command += ["--stop-after-step", str(stop_after_step)]
     return command
 
 
 def launch(manifest: str, *, nproc: int, store_url: str, only: list[str] | None = None,
-           threads: int | None = None, device: str = "cpu", quiet: bool = False) -> int:
+           threads: int | None = None, device: str = "cpu", quiet: bool = False,
+           stop_after_step: int | None = None) -> int:
     """Run torchrun as a child process and return its exit status (what `zoo train --nproc` does).
 
     torchrun watches its workers: when one dies, it stops the others, so nothing hangs; every
@@ -173,7 +177,8 @@ def launch(manifest: str, *, nproc: int, store_url: str, only: list[str] | None 
     if os.environ.get("WORLD_SIZE") not in (None, "1"):
         raise ZooError("--nproc was given inside a torchrun worker; use one launcher, not two")
     command = launch_command(manifest, nproc=nproc, store_url=store_url, only=only,
-                             threads=threads, device=device, quiet=quiet)
+                             threads=threads, device=device, quiet=quiet,
+                             stop_after_step=stop_after_step)
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH")) if p)}

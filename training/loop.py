@@ -19,15 +19,16 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from data_index import Corpus, StepIndexWriter, global_batch
+from zoo_common.progress import progress as progress_bar
 from zoo_common.errors import ZooError
 from data_index.order import rank_slice
 from training.background_writer import BackgroundWriter
@@ -76,6 +77,7 @@ def train_run(
     threads: int | None = None,
     progress: bool = True,
     stop_after_step: int | None = None,
+    hold_after_step: int | None = None,
     label: str = "",
     world: World = SINGLE,
 ) -> RunOutcome:
@@ -83,6 +85,8 @@ def train_run(
 
     `stop_after_step` ends the process's work early as an interruption would (for tests and for
     spreading long runs over several jobs); the next call resumes from the last keyframe.
+    `hold_after_step` makes the process wait after that step (its writes handed to the writer)
+    until Ctrl-C / SIGTERM or a kill: interruption tests stop a run at a known step, not a time.
     Every rank of `world` calls this with the same arguments.
     """
     run_id = run_id_of(cfg)
@@ -108,7 +112,8 @@ def train_run(
                 cfg, run, corpus, state, _parallel(state.model, cfg, world=world, device=device),
                 first_step=first_step, device=device,
                 progress=progress and world.is_main, stop_after_step=stop_after_step,
-                label=label or run_id.key, world=world, writer=writer,
+                hold_after_step=hold_after_step, label=label or run_id.key, world=world,
+                writer=writer,
             )
         except RuntimeError as exc:
             if not (world.distributed and _lost_a_peer(exc)):
@@ -326,8 +331,9 @@ def _write_step(cfg, run: RunStore, state: TrainingState, *, fingerprint: dict,
 
 
 def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model, *,
-          first_step: int, device: str, progress: bool, stop_after_step: int | None, label: str,
-          world: World = SINGLE, writer: BackgroundWriter):
+          first_step: int, device: str, progress: bool, stop_after_step: int | None,
+          hold_after_step: int | None = None, label: str, world: World = SINGLE,
+          writer: BackgroundWriter):
     """Steps first_step+1 .. the end (or stop_after_step); writes go through `writer`, which the
     caller closes (after this returns, the index's and metrics' last parts are queued on it)."""
     ckpt_steps = set(checkpoint_steps(cfg.checkpoints, cfg.steps))
@@ -357,8 +363,8 @@ def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model,
         metrics.truncate_after(first_step)
     end = cfg.steps if stop_after_step is None else min(cfg.steps, stop_after_step)
     tokens_per_step = cfg.batch_size * cfg.data.seq_len
-    bar = tqdm(total=cfg.steps, initial=first_step, desc=label, unit="step", disable=not progress,
-               dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=cfg.steps, initial=first_step, desc=label, unit="step",
+                       enabled=progress)
     step, loss = first_step, None
     interrupt = _InterruptAtStepBoundary(also_sigterm=world.distributed)
     try:
@@ -393,6 +399,8 @@ def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model,
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss:.3f}",
                                 tok_s=f"{tokens_per_step / max(wall, 1e-9):,.0f}")
+            if step == hold_after_step:
+                interrupt.wait(f"holding after step {step} (--hold-after-step): waiting for a signal")
             if any_rank(world, interrupt.requested):  # every rank stops after the same step
                 raise KeyboardInterrupt(f"stopped after step {step}")
     finally:
@@ -435,6 +443,12 @@ class _InterruptAtStepBoundary:
         if not self.requested:
             self._first = now
         self.requested = True
+
+    def wait(self, message: str) -> None:
+        """Say `message` on stderr, then wait until an interrupt is requested."""
+        print(f"zoo: {message}", file=sys.stderr, flush=True)
+        while not self.requested:
+            time.sleep(0.01)
 
     def restore(self) -> None:
         for signum, previous in self._previous.items():

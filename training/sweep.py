@@ -62,6 +62,7 @@ def train_family(
     threads: int | None = None,
     progress: bool = True,
     stop_after_step: int | None = None,
+    hold_after_step: int | None = None,
     world: World = SINGLE,
 ) -> list[RunOutcome]:
     """Train the selected runs one after another; every rank of `world` calls this alike."""
@@ -77,8 +78,8 @@ def train_family(
     for k, cfg in enumerate(runs, start=1):
         label = f"run {k}/{len(runs)} {cfg.model_name} seed {cfg.seed.seed}"
         outcome = train_run(cfg, store=store, corpus=corpus, device=device, threads=threads,
-                            progress=progress, stop_after_step=stop_after_step, label=label,
-                            world=world)
+                            progress=progress, stop_after_step=stop_after_step,
+                            hold_after_step=hold_after_step, label=label, world=world)
         outcomes.append(outcome)
         if progress:
             _report(label, outcome)

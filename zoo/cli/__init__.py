@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -27,8 +28,28 @@ COMMAND_MODULES = (
 )
 
 
+class ZooArgumentParser(argparse.ArgumentParser):
+    """argparse, except that a mistyped option is reported as such: plain argparse reports
+    `--sed 1` as "the following arguments are required: --seed", hiding the typo."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        if "required" in message:
+            known = [o for o in self._option_string_actions if o.startswith("--")]
+            unknown = [token.split("=", 1)[0] for token in getattr(self, "_given", [])
+                       if token.startswith("--") and token.split("=", 1)[0] not in known]
+            if unknown:
+                close = difflib.get_close_matches(unknown[0], known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                message = f"unrecognized option {unknown[0]}{hint}; {message}"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="zoo", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

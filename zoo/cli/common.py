@@ -12,7 +12,10 @@ positive_int = count_argument(1)  # argparse type for thread and process counts
 
 
 def device_name(text: str) -> str:
-    """argparse type: a device this machine has (cpu, cuda, cuda:N)."""
+    """argparse type: a device this machine has (cpu, cuda, cuda:N). "cpu" is taken as it is, so
+    that parsing the default does not load torch."""
+    if text == "cpu":
+        return text
     from zoo_common.errors import ZooError
     from zoo.environment import check_device
 
@@ -27,9 +30,21 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace, *, must_exist: bool = True):
-    """The store of `--store`; for commands that only read it (`must_exist`), a folder or URL
-    holding no store is an error, not an empty store: it is almost always a mistyped path."""
-    return open_store_at(args.store, must_exist=must_exist)
+    """The store of `--store`, else $ZOO_STORE, else the default; for commands that only read it
+    (`must_exist`), a folder or URL holding no store is an error, not an empty store: it is almost
+    always a mistyped path."""
+    return open_store_at(args.store, must_exist=must_exist, what=store_source(args.store))
+
+
+def store_source(flag_value) -> str:
+    """Where the store's location came from, for error messages."""
+    import os
+
+    from zoo.store.store import STORE_ENV
+
+    if flag_value is not None:
+        return "--store"
+    return f"${STORE_ENV}" if os.environ.get(STORE_ENV) else "the default store, no --store given"
 
 
 def open_store_at(url, *, must_exist: bool = True, what: str = "--store"):

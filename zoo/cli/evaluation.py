@@ -94,7 +94,7 @@ def register(subparsers) -> None:
         "--step", type=int, default=None, help="test at this step (default: the last shared)"
     )
     cmp.add_argument(
-        "--out", default=None, metavar="PNG", help="plot file (default: compare-A-vs-B-METRIC.png)"
+        "--out", default=None, metavar="PNG", help="also write the plot to this file"
     )
     cmp.add_argument(
         "--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)"
@@ -170,6 +170,11 @@ def _num(value) -> str:
 
 
 def _compare(args) -> int:
+    from zoo_common.errors import ZooError
+
+    if args.a == args.b:
+        raise ZooError(f"compare needs two different models, got {args.a} twice; one model's "
+                       f"seeds are in `zoo show {args.a}` and zoo.stats.seed_intervals")
     from zoo.eval.comparison import compare
     from zoo.eval.compare_plot import plot_comparison
 
@@ -184,6 +189,8 @@ def _compare(args) -> int:
         confidence=args.confidence,
     )
     print(result.format())
-    out = args.out or f"compare-{args.a}-vs-{args.b}-{args.metric}.png"
-    print(f"\nplot: {plot_comparison(result, out)}")
+    if args.out:
+        print(f"\nplot: {plot_comparison(result, args.out)}")
+    else:
+        print("\n(add --out FILE.png for the plot)")
     return 0

@@ -45,15 +45,16 @@ def _replay(args) -> int:
     from dataclasses import asdict
 
     from zoo.store.catalog import open_run
-    from zoo.engine.step_replay import check_all, replay_run
 
     store = open_store(args)
-    run = open_run(args.name, seed=args.seed, store=store)
+    run = open_run(args.name, seed=args.seed, store=store)  # a wrong name fails before the engine
+    from zoo.engine.step_replay import check_all, replay_run  # (and transformers) loads
     if args.all:
-        reports = check_all(run, store=store, threads=args.threads, device=args.device)
+        reports = check_all(run, store=store, threads=args.threads, device=args.device,
+                            progress=True)
     else:
         reports = [replay_run(run, args.step, store=store, threads=args.threads,
-                              device=args.device)]
+                              device=args.device, progress=True)]
     if args.json:
         print(json.dumps([asdict(r) for r in reports], indent=2, default=str))
     else:

@@ -126,23 +126,28 @@ def _ls(args: argparse.Namespace) -> int:
     if not runs:
         print(f"{store.url}: no runs yet")
         return 0
-    rows = [("MODEL", "SEEDS", "CHECKPOINTS", "STEPS", "KEYFRAMES")]
-    for model in sorted({r.model_name for r in runs}):
-        mine = [r for r in runs if r.model_name == model]
-        steps = [len(store.run(r).checkpoint_steps()) for r in mine]
-        last = [max(store.run(r).checkpoint_steps(), default=-1) for r in mine]
-        frames = sum(len(store.run(r).keyframe_steps()) for r in mine)
-        rows.append(
-            (
-                model,
-                ",".join(str(r.seed) for r in mine),
-                str(sum(steps)),
-                f"0..{max(last)}" if max(last) >= 0 else "-",
-                str(frames),
-            )
-        )
+    rows = [("MODEL", "SEEDS", "CHECKPOINTS PER SEED", "STEPS", "KEYFRAMES PER SEED", "STATE")]
+    for model in dict.fromkeys(r.model_name for r in runs):  # the store's natural order
+        mine = [store.run(r) for r in runs if r.model_name == model]
+        steps = [run.checkpoint_steps() for run in mine]
+        frames = [len(run.keyframe_steps()) for run in mine]
+        last = max((s[-1] for s in steps if s), default=-1)
+        finished = sum(bool(run.status().get("finished")) for run in mine)
+        rows.append((
+            model,
+            ",".join(str(run.run_id.seed) for run in mine),
+            _per_seed([len(s) for s in steps]),
+            f"0..{last}" if last >= 0 else "-",
+            _per_seed(frames),
+            "finished" if finished == len(mine) else f"{finished}/{len(mine)} finished",
+        ))
     _table(rows)
     return 0
+
+
+def _per_seed(counts: list[int]) -> str:
+    """"12" when every seed has 12, else each seed's count ("12/12/8")."""
+    return str(counts[0]) if len(set(counts)) == 1 else "/".join(map(str, counts))
 
 
 def _show(args: argparse.Namespace) -> int:

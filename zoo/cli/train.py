@@ -40,14 +40,22 @@ def register(subparsers) -> None:
     parser.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                         help="train on N processes of this machine (launches torchrun: gloo on "
                              "CPU, nccl on GPU); with --plan, each printed command gets --nproc N")
+    parser.add_argument("--stop-after-step", type=positive_int, default=None, metavar="N",
+                        help="train up to step N, then stop (run the same command to go on from "
+                             "the last keyframe)")
+    parser.add_argument("--hold-after-step", type=positive_int, default=None,
+                        help=argparse.SUPPRESS)  # tests: wait after step N for a signal
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(handler=_train)
 
 
 def _train(args) -> int:
+    from zoo.config.manifest import load_manifest
+    from zoo.store.store import resolve_store_url
+
+    load_manifest(args.manifest)  # a typo in the manifest is reported before torch loads
     from training.distributed import launch, shutdown, world_from_env
     from training.sweep import plan_commands, train_family
-    from zoo.store.store import resolve_store_url
 
     store_url = resolve_store_url(args.store)
     if args.plan:
@@ -60,11 +68,13 @@ def _train(args) -> int:
     if args.nproc is not None and args.nproc > 1:
         _check_nproc(args)
         return launch(args.manifest, nproc=args.nproc, store_url=store_url, only=args.only,
-                      threads=args.threads, device=args.device, quiet=args.quiet)
+                      threads=args.threads, device=args.device, quiet=args.quiet,
+                      stop_after_step=args.stop_after_step)
     world = world_from_env(args.device)  # torchrun's environment, or a single process
     try:
         train_family(args.manifest, store=open_store(args, must_exist=False), only=args.only,
                      device=args.device, threads=args.threads, progress=not args.quiet,
+                     stop_after_step=args.stop_after_step, hold_after_step=args.hold_after_step,
                      world=world)
     finally:
         shutdown(world)

@@ -49,6 +49,11 @@ def parse_model_name(name: str) -> tuple[str, str]:
     return check_family(family), check_size(size)
 
 
+def natural_key(text: str) -> tuple:
+    """Sorts digit runs as numbers: "2l64" before "2l128"."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
 @dataclass(frozen=True, order=True)
 class RunId:
     """One run: a model (family + size) and a seed. Orders by family, size, then seed as an int."""
@@ -65,6 +70,11 @@ class RunId:
     @property
     def model_name(self) -> str:
         return f"{self.family}-{self.size}"
+
+    @property
+    def sort_key(self) -> tuple:
+        """Family, then size in natural order (1l64, 2l64, 2l128), then seed."""
+        return natural_key(self.family), natural_key(self.size), self.seed
 
     @property
     def key(self) -> str:

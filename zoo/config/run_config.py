@@ -1,11 +1,17 @@
 """Family and run configuration: frozen dataclasses with one root, built from plain data.
 
 A manifest (YAML) becomes a `FamilyConfig`; `FamilyConfig.runs()` expands it into one `RunConfig`
-per size x seed. A `RunConfig` is what a run records (`to_json`), hashes (`config_hash`) and
-compares on resume (`differences`). Plain data -> dataclasses goes through ONE walker, `from_data`,
-driven by the dataclass field types, so every section gets the same checks and the same error
-messages (the dotted path of the key, what was expected, what was found) without hand-written
-per-field code.
+per size x seed. Both are the `TrainingSettings` a family's runs share plus, for the family, the
+sizes and seeds, for a run, its one size and seed. A `RunConfig` is what a run records (`to_json`),
+hashes (`config_hash`) and compares on resume (`differences`).
+
+Plain data -> dataclasses goes through ONE walker, `from_data`, driven by the dataclass field types,
+so every section gets the same checks and the same error messages (the dotted path of the key, what
+was expected, what was found, a did-you-mean for an unknown key) without per-field code. It is ours
+rather than a library's because pydantic would be a new, large dependency, and dacite's strict mode
+reports an unknown key without its path or a suggestion, takes `true` for an integer, refuses YAML's
+"1e-3" for a float and leaves __post_init__ errors unplaced: wrapping it to say what the walker says
+would take about as much code as the walker.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar, Union
 
 from zoo_common.errors import ZooError
 
@@ -170,83 +176,101 @@ class CheckpointConfig:
         _positive("checkpoints.keyframe_every", self.keyframe_every)
 
 
-def _check_common(cfg: FamilyConfig | RunConfig, sizes: tuple[SizeConfig, ...]) -> None:
-    """Checks shared by a family and a run: values that only make sense together."""
-    if cfg.architecture not in ARCHITECTURES:
-        raise _fail(
-            "architecture",
-            f"unknown architecture {cfg.architecture!r}; valid: {', '.join(ARCHITECTURES)}",
-        )
-    if cfg.precision not in PRECISIONS:
-        raise _fail(
-            "precision", f"unknown precision {cfg.precision!r}; valid: {', '.join(PRECISIONS)}"
-        )
-    _positive("batch_size", cfg.batch_size)
-    _positive("steps", cfg.steps)
-    if cfg.micro_batch_size is not None:
-        _positive("micro_batch_size", cfg.micro_batch_size)
-        if cfg.batch_size % cfg.micro_batch_size:
-            raise _fail(
-                "micro_batch_size",
-                f"{cfg.micro_batch_size} does not divide batch_size {cfg.batch_size}; "
-                f"valid: {_divisors(cfg.batch_size)}",
-            )
-    valid_acts = ACTIVATIONS[cfg.architecture]
-    for size in sizes:
-        if size.activation is not None and size.activation not in valid_acts:
-            raise _fail(
-                f"size {size.name!r}",
-                f"activation {size.activation!r} is not available for "
-                f"architecture {cfg.architecture}; valid: {', '.join(valid_acts)}",
-            )
-        if size.attn_only and cfg.architecture != "toy":
-            raise _fail(
-                f"size {size.name!r}", f"attn_only needs architecture toy, not {cfg.architecture}"
-            )
-        if size.context is not None and size.context < cfg.data.seq_len:
-            raise _fail(
-                f"size {size.name!r}",
-                f"context {size.context} is shorter than data.seq_len {cfg.data.seq_len}",
-            )
+@dataclass(frozen=True, kw_only=True)
+class TrainingSettings:
+    """What every run of a family shares: all of a run's config but its size and its seed.
 
-
-def _resolve_size(size: SizeConfig, architecture: str, seq_len: int) -> SizeConfig:
-    """Fill defaults that depend on the family (context, activation): runs record real values."""
-    return dataclasses.replace(
-        size,
-        context=size.context if size.context is not None else seq_len,
-        activation=size.activation
-        if size.activation is not None
-        else DEFAULT_ACTIVATION[architecture],
-    )
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines one run's weights; recorded with the run and hashed."""
+    Declared once here; `FamilyConfig` adds the sizes and seeds to expand, `RunConfig` the one size
+    and seed it was expanded with."""
 
     family: str
     architecture: str
-    size: SizeConfig
-    seed: SeedConfig
-    data: DataConfig
-    optimizer: OptimizerConfig
-    schedule: ScheduleConfig
-    batch_size: int
-    steps: int
-    checkpoints: CheckpointConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    batch_size: int = 16
+    steps: int = 1000
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     precision: str = "fp32"
     # World-size-invariant numerics (zoo.train_step): the gradient is summed over micro-batches of
     # this many samples in a fixed global order, so N processes give the bits of 1. None: off.
     micro_batch_size: int | None = None
 
+    # Keys that lead in records and messages, as before the shared fields moved into this base
+    # class (a subclass's own fields come after the inherited ones)
+    LEADING_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    def _check(self, sizes: tuple[SizeConfig, ...]) -> None:
+        """Checks of values that only make sense together (settings and sizes)."""
+        if self.architecture not in ARCHITECTURES:
+            raise _fail(
+                "architecture",
+                f"unknown architecture {self.architecture!r}; valid: {', '.join(ARCHITECTURES)}",
+            )
+        if self.precision not in PRECISIONS:
+            raise _fail(
+                "precision",
+                f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}",
+            )
+        _positive("batch_size", self.batch_size)
+        _positive("steps", self.steps)
+        if self.micro_batch_size is not None:
+            _positive("micro_batch_size", self.micro_batch_size)
+            if self.batch_size % self.micro_batch_size:
+                raise _fail(
+                    "micro_batch_size",
+                    f"{self.micro_batch_size} does not divide batch_size {self.batch_size}; "
+                    f"valid: {_divisors(self.batch_size)}",
+                )
+        valid_acts = ACTIVATIONS[self.architecture]
+        for size in sizes:
+            where = f"size {size.name!r}"
+            if size.activation is not None and size.activation not in valid_acts:
+                raise _fail(
+                    where,
+                    f"activation {size.activation!r} is not available for "
+                    f"architecture {self.architecture}; valid: {', '.join(valid_acts)}",
+                )
+            if size.attn_only and self.architecture != "toy":
+                raise _fail(where, f"attn_only needs architecture toy, not {self.architecture}")
+            if size.context is not None and size.context < self.data.seq_len:
+                raise _fail(
+                    where,
+                    f"context {size.context} is shorter than data.seq_len {self.data.seq_len}",
+                )
+
+    def _resolved(self, size: SizeConfig) -> SizeConfig:
+        """Fill the size defaults that depend on these settings: runs record real values."""
+        return dataclasses.replace(
+            size,
+            context=size.context if size.context is not None else self.data.seq_len,
+            activation=size.activation
+            if size.activation is not None
+            else DEFAULT_ACTIVATION[self.architecture],
+        )
+
+    def _json(self) -> dict[str, Any]:
+        """JSON-safe data (tuples become lists), in the order of `LEADING_KEYS` first."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        return {key: data[key] for key in self.LEADING_KEYS} | data
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(TrainingSettings):
+    """Everything that determines one run's weights; recorded with the run and hashed."""
+
+    size: SizeConfig
+    seed: SeedConfig
+
+    # A record is complete, so reading one requires every key but these, options added after runs
+    # were recorded (the family defaults of the others are no stand-in for a damaged record).
+    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("precision", "micro_batch_size")
+    LEADING_KEYS: ClassVar[tuple[str, ...]] = ("family", "architecture", "size", "seed")
     OMITTED_WHEN_NONE: ClassVar[tuple[str, ...]] = ("micro_batch_size",)
 
     def __post_init__(self) -> None:
-        _check_common(self, (self.size,))
-        object.__setattr__(
-            self, "size", _resolve_size(self.size, self.architecture, self.data.seq_len)
-        )
+        self._check((self.size,))
+        object.__setattr__(self, "size", self._resolved(self.size))
 
     @property
     def model_name(self) -> str:
@@ -257,7 +281,7 @@ class RunConfig:
 
         Options added after runs were recorded are left out while unset, so the records and config
         hashes of runs that do not use them stay what they were."""
-        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        data = self._json()
         for key in self.OMITTED_WHEN_NONE:
             if data.get(key) is None:
                 data.pop(key, None)
@@ -286,22 +310,14 @@ def _diff(a: Any, b: Any, prefix: str) -> list[str]:
     return [] if a == b else [prefix]
 
 
-@dataclass(frozen=True)
-class FamilyConfig:
+@dataclass(frozen=True, kw_only=True)
+class FamilyConfig(TrainingSettings):
     """The root: one manifest. Sizes x seeds expand into runs that share everything else."""
 
-    family: str
-    architecture: str
     sizes: tuple[SizeConfig, ...]
     seeds: tuple[SeedConfig, ...]
-    data: DataConfig = field(default_factory=DataConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    batch_size: int = 16
-    steps: int = 1000
-    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
-    precision: str = "fp32"
-    micro_batch_size: int | None = None  # see RunConfig.micro_batch_size
+
+    LEADING_KEYS: ClassVar[tuple[str, ...]] = ("family", "architecture", "sizes", "seeds")
 
     def __post_init__(self) -> None:
         if not _FAMILY_NAME.match(self.family):
@@ -312,11 +328,10 @@ class FamilyConfig:
             raise _fail("sizes", "a family needs at least one size")
         if not self.seeds:
             raise _fail("seeds", "a family needs at least one seed")
-        _check_common(self, self.sizes)
+        self._check(self.sizes)
         _unique("sizes", [s.name for s in self.sizes])
         _unique("seeds", [s.seed for s in self.seeds])
-        resolved = tuple(_resolve_size(s, self.architecture, self.data.seq_len) for s in self.sizes)
-        object.__setattr__(self, "sizes", resolved)
+        object.__setattr__(self, "sizes", tuple(self._resolved(s) for s in self.sizes))
 
     def runs(self) -> list[RunConfig]:
         """Every size x seed: sizes in manifest order, seeds in manifest order within a size."""
@@ -337,15 +352,11 @@ class FamilyConfig:
         return self._run(sizes[size], seeds[seed])
 
     def _run(self, size: SizeConfig, seed: SeedConfig) -> RunConfig:
-        shared = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in ("sizes", "seeds")
-        }
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingSettings)}
         return RunConfig(size=size, seed=seed, **shared)
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return self._json()
 
 
 def _unique(where: str, values: list) -> None:
@@ -358,121 +369,113 @@ def _unique(where: str, values: list) -> None:
 
 # ------------------------------------------------------------------ plain data -> dataclass
 
-T = TypeVar("T")
-_NUMBER = re.compile(
-    r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
-)  # YAML 1.1 reads "1e-3" as a string
+# YAML 1.1 reads 1e-3 as a string, so a float field accepts a number spelled as one
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    type(None): "null",
+}
 
 
-def from_data(cls: type[T], data: Any, path: str = "") -> T:
-    """Build dataclass `cls` from plain data (parsed YAML or JSON), checking keys and types.
+class _WrongType(ZooError):
+    """A value of the wrong type at `path`; a union catches it to name all its options instead."""
 
-    Errors are ZooErrors naming the dotted path of the offending key; checks a dataclass makes in
-    its own __post_init__ come back prefixed with where that dataclass sits.
-    """
-    return _convert(cls, data, path)
-
-
-def _describe(value: Any) -> str:
-    return "nothing (null)" if value is None else repr(value)
+    def __init__(self, path: str, tp: Any, value: Any) -> None:
+        found = "nothing (null)" if value is None else repr(value)
+        super().__init__(f"{path or 'manifest'}: must be {_type_name(tp)}, got {found}")
+        self.path = path
 
 
 def _type_name(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping"
-    names = {
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        bool: "true or false",
-        type(None): "null",
-    }
-    if tp in names:
-        return names[tp]
-    origin = typing.get_origin(tp)
-    if origin is tuple:
+    if typing.get_origin(tp) is tuple:
         return "a list"
-    if origin in (Union, types.UnionType):
+    if typing.get_origin(tp) in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    return str(tp)
+    return _TYPE_NAMES.get(tp, str(tp))
 
 
-def _convert(tp: Any, value: Any, path: str) -> Any:
-    where = path or "manifest"
+def from_data(tp: Any, value: Any, path: str = "") -> Any:
+    """Build `tp` (a dataclass, or a field type in one) from plain data (parsed YAML or JSON).
+
+    Errors are ZooErrors naming the dotted path of the offending key; checks a dataclass makes in
+    its own __post_init__ come back prefixed with where that dataclass sits.
+    """
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
+        if value is None and type(None) in typing.get_args(tp):
             return None
-        non_null = [o for o in options if o is not type(None)]
-        if len(non_null) == 1:
+        for option in typing.get_args(tp):
             try:
-                return _convert(non_null[0], value, path)
-            except ZooError as err:
-                if not str(err).startswith(f"{where}: must be {_type_name(non_null[0])}, got"):
+                return from_data(option, value, path)
+            except _WrongType as err:
+                if err.path != path:  # wrong deeper down: that error is the one to report
                     raise
-        raise _fail(where, f"must be {_type_name(tp)}, got {_describe(value)}")
+        raise _WrongType(path, tp, value)
     if dataclasses.is_dataclass(tp):
-        return _convert_dataclass(tp, value, path)
+        return _dataclass_from_data(tp, value, path)
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise _fail(where, f"must be a list, got {_describe(value)}")
+            raise _WrongType(path, tp, value)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
+            args = (args[0],) * len(value)
+        elif len(value) != len(args):
             raise _fail(
-                where, f"must be a list of {len(args)} items, got {len(value)}: {list(value)}"
+                path, f"must be a list of {len(args)} items, got {len(value)}: {list(value)}"
             )
-        return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if tp is bool:
-        if isinstance(value, bool):
+        return tuple(from_data(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if tp not in (bool, int, float, str, type(None)):
+        raise TypeError(f"config walker cannot handle type {tp!r} at {path}")  # programming error
+    if isinstance(value, bool):  # bool is an int to Python, never to a manifest
+        if tp is bool:
             return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _NUMBER.match(value.strip()):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:
-        raise TypeError(f"config walker cannot handle type {tp!r} at {where}")  # programming error
-    raise _fail(where, f"must be {_type_name(tp)}, got {_describe(value)}")
+    elif tp is str and isinstance(value, str):
+        return value
+    elif tp is int and (isinstance(value, int) or isinstance(value, float) and value.is_integer()):
+        return int(value)
+    elif tp is float and (
+        isinstance(value, (int, float)) or isinstance(value, str) and _NUMBER.match(value.strip())
+    ):
+        return float(value)
+    raise _WrongType(path, tp, value)
 
 
-def _in(path: str) -> str:
-    return f" in {path}" if path else ""
-
-
-def _convert_dataclass(cls: Any, value: Any, path: str) -> Any:
-    where = path or "manifest"
-    shorthand = getattr(cls, "SHORTHAND", None)
+def _dataclass_from_data(cls: Any, value: Any, path: str) -> Any:
+    shorthand = getattr(cls, "SHORTHAND", None)  # e.g. a bare seed number
     if shorthand is not None and not isinstance(value, dict):
         value = {shorthand: value}
     if not isinstance(value, dict):
-        raise _fail(where, f"must be a mapping, got {_describe(value)}")
+        raise _WrongType(path, cls, value)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {name: fields[name] for name in getattr(cls, "LEADING_KEYS", ())} | fields
     for key in value:
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            valid = f"valid keys in {path}" if path else "valid keys"
             raise _fail(
                 f"{path}.{key}" if path else str(key),
-                f"unknown key{hint}; valid keys{_in(path)}: {', '.join(fields)}",
+                f"unknown key{hint}; {valid}: {', '.join(fields)}",
             )
+    optional = getattr(cls, "OPTIONAL_KEYS", None)
+    if optional is None:  # by default, the keys whose fields have defaults
+        optional = [
+            n
+            for n, f in fields.items()
+            if f.default_factory is not dataclasses.MISSING or f.default is not dataclasses.MISSING
+        ]
     kwargs = {}
-    for name, f in fields.items():
+    for name in fields:
         sub = f"{path}.{name}" if path else name
         if name in value:
-            kwargs[name] = _convert(hints[name], value[name], sub)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs[name] = from_data(hints[name], value[name], sub)
+        elif name not in optional:
             raise _fail(sub, "is required")
     try:
         return cls(**kwargs)

@@ -34,7 +34,7 @@ class StepInspection:
 
 
 def inspect_step(name: str, *, seed: int, step: int, store: str | Store | None = None,
-                 progress: bool = True) -> StepInspection:
+                 progress: bool = False) -> StepInspection:
     from zoo.store.corpora import open_corpus
     from zoo.store.catalog import open_run, open_store
     from zoo.engine.step_replay import advance

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from data_index import Corpus, StepIndex
+from zoo_common.progress import progress as progress_bar
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
 from zoo import environment
@@ -93,7 +93,7 @@ class ReplayState:
 
 
 def replay(name: str, *, seed: int, step: int, store: str | Store | None = None,
-           threads: int | None = None, device: str = "cpu", progress: bool = True) -> ReplayReport:
+           threads: int | None = None, device: str = "cpu", progress: bool = False) -> ReplayReport:
     """Replay step `step` of (name, seed) and compare with the stored checkpoint if there is one."""
     from zoo.store.catalog import open_run, open_store
 
@@ -111,7 +111,7 @@ def check_replay_arguments(step, threads, device) -> tuple[int, int | None, str]
 
 
 def replay_run(run: RunStore, step: int, *, store: Store, threads: int | None = None,
-               device: str = "cpu", progress: bool = True) -> ReplayReport:
+               device: str = "cpu", progress: bool = False) -> ReplayReport:
     step, threads, device = check_replay_arguments(step, threads, device)
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
@@ -123,7 +123,7 @@ def replay_run(run: RunStore, step: int, *, store: Store, threads: int | None = 
 
 
 def check_all(run: RunStore, *, store: Store, threads: int | None = None, device: str = "cpu",
-              progress: bool = True) -> list[ReplayReport]:
+              progress: bool = False) -> list[ReplayReport]:
     """Replay every stored step (checkpoints and keyframes) from the keyframe before it.
 
     Walks each keyframe interval once, so the cost is one pass over the run's steps.
@@ -134,8 +134,8 @@ def check_all(run: RunStore, *, store: Store, threads: int | None = None, device
     targets = [s for s in stored if 0 < s <= last]
     reports: list[ReplayReport] = []
     previous_threads = torch.get_num_threads()
-    bar = tqdm(total=len(targets), desc=f"replay --all {run.run_id.key}", unit="ckpt",
-               disable=not progress)
+    bar = progress_bar(total=len(targets), desc=f"replay --all {run.run_id.key}", unit="ckpt",
+                       enabled=progress)
     try:
         state = None
         for target in targets:
@@ -177,7 +177,7 @@ def _report(run: RunStore, state: ReplayState, started: float) -> ReplayReport:
 
 
 def advance(run: RunStore, step: int, *, store: Store, threads: int | None = None,
-            device: str = "cpu", progress: bool = True,
+            device: str = "cpu", progress: bool = False,
             observe: STEP_OBSERVER | None = None) -> ReplayState:
     """Restore the keyframe before `step` and run training steps up to `step` included.
 
@@ -209,15 +209,15 @@ def restore(run: RunStore, keyframe_step: int, *, store: Store, threads: int | N
     return ReplayState(state, keyframe_step, corpus, index, run.run_id.key, device)
 
 
-def step_to(state: ReplayState, step: int, *, progress: bool = True,
+def step_to(state: ReplayState, step: int, *, progress: bool = False,
             observe: STEP_OBSERVER | None = None) -> None:
     """Run the recorded training steps state.step+1 .. step (the same function training ran)."""
     if step > state.index.last_step:
         raise ZooError(f"{state.run}: the data index records steps {state.index.first_step}.."
                        f"{state.index.last_step}; step {step} was never trained")
     todo = range(state.step + 1, step + 1)
-    for s in tqdm(todo, desc=f"replay {state.run} -> step {step}", unit="step",
-                  disable=not progress or len(todo) < 8, leave=False):
+    for s in progress_bar(todo, desc=f"replay {state.run} -> step {step}", unit="step",
+                          enabled=progress and len(todo) >= 8):
         batch = torch.from_numpy(state.corpus.samples(state.index.batch_ids(s))).to(state.device)
         state.training.update(batch, observe=observe if s == step else None)
 

@@ -54,8 +54,8 @@ def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
             markersize=3,
             label=f"{'AB'[arm == 'b']}: {label}  (mean of {len(seeds)} seeds, {conf} band; thin: seeds)",
         )
-    top.set_ylabel(result.metric)
-    top.set_title(f"{result.metric}: {result.b} vs {result.a}", fontsize=12)
+    top.set_ylabel(metric_label(result.metric))
+    top.set_title(f"{metric_label(result.metric)}: {result.b} vs {result.a}", fontsize=12)
     top.legend(fontsize=8, loc="best")
     top.grid(True, alpha=0.3)
     bottom.axhline(0, color="black", linewidth=0.8)
@@ -88,3 +88,15 @@ def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+METRIC_LABELS = {
+    "loss": "held-out loss",
+    "train_loss": "train loss (the step's batch)",
+    "icl": "in-context score",
+}
+
+
+def metric_label(metric: str) -> str:
+    """What a metric column measures, for axes and titles ("loss" alone hides which loss)."""
+    return METRIC_LABELS.get(metric, metric)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from zoo_common.progress import progress as progress_bar
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
 from zoo.store.corpora import open_corpus
@@ -272,7 +273,6 @@ def evaluate_family(
     finished when it was measured on the same stored weights, and for loss / icl on the same
     held-out set). `recompute=True` evaluates every cell again, e.g. after changing a metric's
     code under the same name; the new rows supersede the old."""
-    from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
     from zoo.store.catalog import open_store
@@ -317,7 +317,7 @@ def evaluate_family(
             else:
                 skipped += 1
     models, rows = _Models(), 0
-    bar = tqdm(total=len(todo), desc=f"eval {family}", unit="ckpt", disable=not progress)
+    bar = progress_bar(total=len(todo), desc=f"eval {family}", unit="ckpt", enabled=progress)
     try:
         for k, (run, step, missing) in enumerate(todo):
             rid, record = run.run_id, records[run.run_id]

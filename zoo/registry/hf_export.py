@@ -18,8 +18,8 @@ import re
 import shutil
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
+from zoo_common.progress import progress as progress_bar
 from zoo_common.errors import ZooError
 from zoo_common.location import sha256_file
 from zoo.store.store import Store
@@ -60,7 +60,8 @@ def export_run(name: str, *, seed: int, to: str | os.PathLike, steps: list[int] 
     staging.mkdir(parents=True)
     record = run.read_json("run.json")
     card = model_card(name, seed=seed, record=record, steps=wanted, final=final)
-    for step in tqdm(wanted, desc=f"export {name} seed {seed}", unit="step", disable=not progress):
+    for step in progress_bar(wanted, desc=f"export {name} seed {seed}", unit="step",
+                             enabled=progress):
         _copy_snapshot(snapshot(name, seed=seed, step=step, store=store), staging / f"step{step}",
                        card)
     _copy_snapshot(staging / f"step{final}", staging / "main", card)
@@ -100,7 +101,8 @@ def push_run(name: str, *, seed: int, repo_id: str, to: str | os.PathLike | None
         api = HfApi(token=token)
         url = str(api.create_repo(repo_id, private=private, exist_ok=True))
         branches = ["main"] + [f"step{s}" for s in exported["steps"]]
-        for branch in tqdm(branches, desc=f"push {repo_id}", unit="branch", disable=not progress):
+        for branch in progress_bar(branches, desc=f"push {repo_id}", unit="branch",
+                                   enabled=progress):
             if branch != "main":
                 api.create_branch(repo_id, branch=branch, exist_ok=True)
             api.upload_folder(

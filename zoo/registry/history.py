@@ -11,8 +11,8 @@ import difflib
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
+from zoo_common.progress import progress as progress_bar
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
 from zoo.store.store import Store
@@ -59,7 +59,7 @@ def tensor_history(name: str, *, seed: int, tensor: str, steps: list[int] | None
         raise ZooError(f"{run.run_id} has no tensor {tensor!r}; closest: {', '.join(close)}{listed}")
     by_blob: dict[str, torch.Tensor] = {}
     values = []
-    for step in tqdm(wanted, desc=f"history {tensor}", unit="step", disable=not progress):
+    for step in progress_bar(wanted, desc=f"history {tensor}", unit="step", enabled=progress):
         ref = refs[step].get(tensor)
         if ref is None:
             raise ZooError(f"{run.run_id} step {step} has no tensor {tensor!r}; the run's "

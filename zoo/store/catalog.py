@@ -32,7 +32,7 @@ def list_models(*, store: str | os.PathLike | Store | None = None) -> list[Model
             grouped.setdefault((run_id.family, run_id.size), {})[run_id.seed] = steps
     return [
         ModelInfo(f"{family}-{size}", family, size, tuple(sorted(by_seed)), dict(sorted(by_seed.items())))
-        for (family, size), by_seed in sorted(grouped.items())
+        for (family, size), by_seed in grouped.items()  # in the store's natural run order
     ]
 
 

@@ -37,8 +37,8 @@ def check_format(obj: Any, what: str) -> dict:
 
 
 def dump_json(obj: Any, what: str) -> bytes:
-    # No indent: json's C encoder only runs without one (a keyframe's optimizer tree took ~10 ms
-    # to encode indented). `zoo show` and `python -m json.tool` print the files readably.
+    # No indent: json's C encoder only runs without one, and a keyframe's optimizer tree is
+    # large. `zoo show` and `python -m json.tool` print the files readably.
     try:
         return json.dumps(obj, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:

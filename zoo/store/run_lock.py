@@ -31,7 +31,7 @@ from zoo_common.location import Location
 LEASE_FILE = "lock.json"
 DEFAULT_STALE_AFTER = 6 * 3600.0
 REFRESH_EVERY = 60.0  # seconds; far inside stale_after, and a checkpoint write no longer pays a
-# lease write + fsync each time (1.5 ms of every tiny checkpoint)
+# lease write + fsync each time
 _held: dict[str, list] = {}  # lease url -> [token, depth, last refresh]: leases this process holds
 _held_guard = threading.Lock()
 

@@ -91,7 +91,7 @@ class Store:
             self.location.create_exclusive(STORE_FILE, dump_json({"format": FORMAT}, STORE_FILE))
 
     def runs(self) -> list[RunId]:
-        """Every run with a folder in the store, sorted by family, size, seed (as integers)."""
+        """Every run with a folder in the store, by family, size (natural order) and seed."""
         found = []
         for family in self.location.list("runs"):
             for size in self.location.list("runs", family):
@@ -102,7 +102,7 @@ class Store:
                             found.append(RunId(family, size, int(match[1])))
                     except ZooError:
                         continue  # a stray folder with a foreign name is not a run
-        return sorted(found)
+        return sorted(found, key=lambda run_id: run_id.sort_key)
 
     def run(self, run_id: RunId) -> RunStore:
         return RunStore(self, run_id)

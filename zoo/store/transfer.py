@@ -19,9 +19,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
-
 from zoo_common.errors import ZooError
+from zoo_common.progress import progress as progress_bar
 from zoo_common.location import Location
 from zoo.store.blobs import inline_raw, is_inline
 from zoo.config.names import RunId
@@ -175,13 +174,8 @@ def _copy_blobs(
 
     copied = present = size = 0
     with ThreadPoolExecutor(8) as pool:
-        for result in tqdm(
-            pool.map(one, shas),
-            total=len(shas),
-            desc=f"{label} blobs",
-            unit="blob",
-            disable=not progress,
-        ):
+        for result in progress_bar(pool.map(one, shas), total=len(shas), desc=f"{label} blobs",
+                                   unit="blob", enabled=progress):
             if result < 0:
                 present += 1
             else:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tqdm.auto import tqdm
 
+from zoo_common.progress import progress as progress_bar
 from zoo_common.errors import ZooError
 from zoo.store import state_tree
 from zoo.store.blobs import inline_raw, is_inline
@@ -154,9 +154,8 @@ def verify_store(
 
     with ThreadPoolExecutor(4) as pool:
         results = pool.map(check, referrers.items())
-        for result in tqdm(
-            results, total=len(referrers), desc="verifying blobs", unit="blob", disable=not progress
-        ):
+        for result in progress_bar(results, total=len(referrers), desc="verifying blobs",
+                                   unit="blob", enabled=progress):
             if result:
                 problems.append(result)
     return VerifyReport(len(run_ids), manifests, len(referrers), raw_bytes, problems, inline)
