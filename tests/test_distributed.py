@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -137,14 +136,16 @@ def _children(pid: int) -> list[int]:
 def test_killed_rank_stops_the_run_and_zoo_train_resumes_it(plain, folder):
     manifest, _, reference, _ = plain
     target = folder / "killed"
-    proc = subprocess.Popen(_torchrun(manifest, target, "--only", "1l32/1"), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    status = target / "runs/micro/1l32/seed-1/status.json"
-    deadline = time.time() + TIMEOUT
-    while time.time() < deadline and proc.poll() is None:
-        if status.exists() and '"last_step": 8' in status.read_text():
+    proc = subprocess.Popen(_torchrun(manifest, target, "--only", "1l32/1", "--hold-after-step",
+                                      "11"), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    said = []
+    for line in proc.stderr:  # both ranks wait after step 11 (keyframe 8 is written) for a signal
+        said.append(line)
+        if "holding after step 11" in line:
             break
-        time.sleep(0.005)
+    else:
+        raise AssertionError("the run never held after step 11: " + "".join(said)[-2000:])
     workers = sorted(_children(proc.pid))  # started in rank order
     assert len(workers) == 2, workers
     os.kill(workers[1], signal.SIGKILL)

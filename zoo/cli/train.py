@@ -51,11 +51,11 @@ def register(subparsers) -> None:
 
 def _train(args) -> int:
     from zoo.config.manifest import load_manifest
-    from zoo.store.store import resolve_store_url
 
     load_manifest(args.manifest)  # a typo in the manifest is reported before torch loads
     from training.distributed import launch, shutdown, world_from_env
     from training.sweep import plan_commands, train_family
+    from zoo.store.store import resolve_store_url
 
     store_url = resolve_store_url(args.store)
     if args.plan:
