@@ -104,6 +104,9 @@ def register(subparsers) -> None:
     cmp.set_defaults(handler=_compare)
 
 
+_HEADERS = {"loss": "held-out loss"}  # "loss" alone does not say which loss
+
+
 def _eval(args) -> int:
     from zoo.eval.evaluate import evaluate_family
     from zoo.eval.tables import metrics_table
@@ -137,7 +140,7 @@ def _eval(args) -> int:
     if columns and last:
         print(
             f"\nat each run's last evaluated step:\n{'size':>10} {'seed':>5} {'step':>8} "
-            + " ".join(f"{c:>14}" for c in columns)
+            + " ".join(f"{_HEADERS.get(c, c):>14}" for c in columns)
         )
         for (size, seed), row in sorted(last.items()):
             print(
