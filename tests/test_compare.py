@@ -64,7 +64,10 @@ def test_a_model_against_itself_has_a_difference_interval_covering_zero(store):
         result.test.difference == 0 and result.test.difference_low < 0 < result.test.difference_high
     )
     assert result.examples == "64 held-out examples" and result.test.n_examples == 64
-    assert 0.2 < result.test.p_value < 0.8
+    assert result.test.alternative == "two-sided" and result.test.p_value > 0.5
+    one_sided = compare("micro", "micro-1l32", "loss", store=store, n_resamples=2000,
+                        alternative="greater")
+    assert 0.2 < one_sided.test.p_value < 0.8
     paired = compare("micro-1l32", "micro-1l32", "loss", paired=True, store=store, n_resamples=500)
     assert (
         paired.test.difference_low == paired.test.difference_high == 0 and paired.test.p_value == 1
@@ -75,7 +78,18 @@ def test_a_wider_model_is_told_apart_and_the_table_prints(store):
     result = compare("micro-1l32", "other-1l48", "loss", store=store, n_resamples=2000)
     text = result.format()
     assert "Multi-Bootstrap at step 12 (unpaired; 2 + 2 seeds x 64 held-out examples" in text
-    assert text.count("\n") > 8 and "one-sided p (H0: B - A <= 0)" in text
+    assert text.count("\n") > 8 and "(two-sided test of B - A = 0" in text
+    assert "loss: lower is better, so B - A < 0 favours B (other-1l48)" in text
+    assert "A, B: mean over seeds [95% t interval]" in text and "note: only 2 seeds" in text
+    # the p-value answers the question asked, whichever way the difference lies
+    less, greater = (compare("micro-1l32", "other-1l48", "loss", store=store, n_resamples=2000,
+                             alternative=alt).test for alt in ("less", "greater"))
+    assert less.p_value + greater.p_value >= 1
+    smaller = min(less.p_value, greater.p_value)  # twice it, or the floor 1/2000 if at it
+    assert smaller <= result.test.p_value <= min(1, 2 * smaller)
+    assert "one-sided test of B - A >= 0 against B - A < 0" in less.format()
+    with pytest.raises(ZooError, match="unknown alternative 'lower'"):
+        compare("micro-1l32", "other-1l48", "loss", store=store, alternative="lower")
     means = result.per_step.to_pydict()
     assert means["difference"][0] == pytest.approx(means["b_mean"][0] - means["a_mean"][0])
 

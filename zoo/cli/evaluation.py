@@ -31,6 +31,7 @@ zoo.metrics(family): loss, icl, induction.max, induction.L1H2, train_loss, ...
 examples:
   zoo compare tiny-2l64 tiny-2l128 --metric loss
   zoo compare toy-gelu2l toy-solu2l --metric induction.max --paired --out bump.png
+  zoo compare tiny-1l64 tiny-2l128 --metric loss --alternative less   is B's loss lower?
 """
 
 
@@ -100,6 +101,12 @@ def register(subparsers) -> None:
         "--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)"
     )
     cmp.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+    cmp.add_argument("--alternative", choices=("two-sided", "less", "greater"), default="two-sided",
+                     help="the test at the chosen step: two-sided (B - A = 0, default), less (is B "
+                          "lower? e.g. a loss), greater (is B higher?)")
+    cmp.add_argument("--interval", choices=("t", "percentile", "bca"), default="t",
+                     help="interval over seeds: Student-t (default; keeps its coverage at 3-10 "
+                          "seeds), or a bootstrap (percentile, bca) for many seeds")
     add_store_argument(cmp)
     cmp.set_defaults(handler=_compare)
 
@@ -190,6 +197,8 @@ def _compare(args) -> int:
         store=open_store(args),
         n_resamples=args.resamples,
         confidence=args.confidence,
+        alternative=args.alternative,
+        method=args.interval,
     )
     print(result.format())
     if args.out:

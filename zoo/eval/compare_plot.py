@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pyarrow.compute as pc
 
+from zoo.stats.multi_bootstrap import format_p
 from zoo.eval.comparison import Comparison
 
 COLORS = {"a": "#1f77b4", "b": "#d62728"}
@@ -64,13 +65,13 @@ def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
     )
     bottom.plot(steps, t["difference"], color="#333333", linewidth=1.8, marker="o", markersize=3)
     r = result.test
-    p = f"p < {1 / r.n_resamples:.1g}" if r.p_value == 0 else f"p = {r.p_value:.3g}"
+    p = format_p(r.p_value, r.n_resamples, r.alternative)
     bottom.axvline(result.at_step, color="#999999", linestyle=":", linewidth=1)
     bottom.set_ylabel("B − A")
     bottom.set_title(
         f"difference with {conf} interval; at step {result.at_step}: "
         f"{r.difference:.3g} [{r.difference_low:.3g}, {r.difference_high:.3g}], "
-        f"{p} (one-sided)",
+        f"{p}",
         fontsize=9,
     )
     bottom.grid(True, alpha=0.3)

@@ -3,10 +3,13 @@
     result = compare("toy-gelu2l", "toy-solu2l", "induction.max", paired=False, store=...)
     print(result.format()); plot_comparison(result, "cmp.png")
 
-Per step shared by both arms: mean and bootstrap interval over seeds of each arm (zoo.stats
-seed_intervals) and the difference B - A with its interval (the Multi-Bootstrap over seeds). At the
-final shared step (or `step=`): the Multi-Bootstrap of MultiBERTs with its one-sided p-value
-(H0: B - A <= 0). For `loss` the examples are the held-out samples (each seed's checkpoint is
+Per step shared by both arms: mean and interval over seeds of each arm (zoo.stats seed_intervals;
+a t interval by default) and the difference B - A with its interval (the Multi-Bootstrap over
+seeds). At the final shared step (or `step=`): the Multi-Bootstrap of MultiBERTs with the p-value
+of the hypothesis `alternative` names, two-sided by default (a loss is better lower, an induction
+score higher: a fixed one-sided direction would answer the wrong question for one of them); the
+printed result says in words which hypothesis that is and, for a metric with a known direction,
+which sign favours B. For `loss` the examples are the held-out samples (each seed's checkpoint is
 reloaded to score them one by one), so seeds and examples are resampled jointly (when the table's
 losses were measured on that default held-out set; losses from other sets fall back to seeds, and
 one model's seeds measured on different sets are refused); other metrics
@@ -30,8 +33,15 @@ from zoo.eval.metrics import METRICS, per_example_loss
 from zoo.eval.evaluate import _Models, family_runs
 from zoo.config.names import parse_model_name
 from zoo.stats import MultiBootstrapResult, multi_bootstrap, seed_intervals
+from zoo.stats.multi_bootstrap import check_alternative, format_p
+from zoo.stats.seed_intervals import few_seeds_note
 from zoo.store.store import Store
 from zoo.eval.tables import metrics_table
+
+# Metrics whose better direction is known; the output says which sign of B - A favours B.
+LOWER_IS_BETTER = ("loss", "train_loss")
+_INTERVAL_WORDS = {"t": "t interval", "percentile": "percentile bootstrap interval",
+                   "bca": "BCa bootstrap interval"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +59,7 @@ class Comparison:
     examples: str
     seeds_a: tuple[int, ...]
     seeds_b: tuple[int, ...]
+    interval_method: str = "t"  # of the per-step A and B intervals (see zoo.stats.seed_interval)
 
     def format(self) -> str:
         """The per-step table and the test, as printed by `zoo compare`."""
@@ -56,7 +67,9 @@ class Comparison:
         rows = [
             (
                 f"{self.metric}: A = {self.a} (seeds {_seeds(self.seeds_a)}), B = {self.b} (seeds "
-                f"{_seeds(self.seeds_b)}); mean over seeds [{conf} bootstrap interval over seeds]"
+                f"{_seeds(self.seeds_b)}); A, B: mean over seeds [{conf} "
+                f"{_INTERVAL_WORDS[self.interval_method]}]; B - A: difference of the means "
+                f"[{conf} Multi-Bootstrap interval]"
             )
         ]
         header = f"{'step':>8}  {'A':>30}  {'B':>30}  {'B - A':>30}"
@@ -77,10 +90,15 @@ class Comparison:
             ),
             f"  A {_cell(r.mean_a, r.a_low, r.a_high)}   B {_cell(r.mean_b, r.b_low, r.b_high)}",
             (
-                f"  B - A {_cell(r.difference, r.difference_low, r.difference_high)}   one-sided p "
-                f"(H0: B - A <= 0) = {_p(r.p_value, r.n_resamples)}"
+                f"  B - A {_cell(r.difference, r.difference_low, r.difference_high)}   "
+                f"{format_p(r.p_value, r.n_resamples, r.alternative)}"
             ),
         ]
+        if self.metric in LOWER_IS_BETTER:
+            rows.append(f"  {self.metric}: lower is better, so B - A < 0 favours B ({self.b})")
+        fewest = min(min(t["a_seeds"]), min(t["b_seeds"]))
+        notes = [few_seeds_note(fewest, self.interval_method), r.note]
+        rows += [f"  note: {note}" for note in notes if note]
         return "\n".join(rows)
 
 
@@ -90,10 +108,6 @@ def _seeds(seeds) -> str:
 
 def _cell(mean, low, high) -> str:
     return f"{mean:.4g} [{low:.4g}, {high:.4g}]"
-
-
-def _p(p: float, n: int) -> str:
-    return f"< {1 / n:.1g}" if p == 0 else f"{p:.4g}"
 
 
 def resolve_arm(name: str, store: Store) -> tuple[str, str]:
@@ -193,10 +207,17 @@ def compare(
     confidence: float = 0.95,
     n_resamples: int = 10_000,
     rng_seed: int = 0,
+    alternative: str = "two-sided",
+    method: str = "t",
 ) -> Comparison:
-    """Compare model / family `a` with `b` on `metric` (a column of zoo.metrics, e.g. loss)."""
+    """Compare model / family `a` with `b` on `metric` (a column of zoo.metrics, e.g. loss).
+
+    alternative: the hypothesis of the test, "two-sided" (B - A = 0), "less" (is B lower?) or
+    "greater" (is B higher?). method: the per-step interval of each arm (see seed_interval).
+    """
     from zoo.store.catalog import open_store
 
+    check_alternative(alternative)
     store = open_store(store)
     arms = {"a": resolve_arm(a, store), "b": resolve_arm(b, store)}
     values = {k: _arm_values(*arm, metric, store) for k, arm in arms.items()}
@@ -216,7 +237,7 @@ def compare(
     intervals = {}
     for k, name in (("a", a), ("b", b)):
         try:
-            intervals[k] = seed_intervals(values[k], **options)
+            intervals[k] = seed_intervals(values[k], method=method, **options)
         except ZooError as error:
             raise ZooError(f"{name}: {error}") from None
     differences = []
@@ -226,7 +247,8 @@ def compare(
             _check_paired(f"{a} at step {s}", f"{b} at step {s}", sa, sb)
         differences.append(
             multi_bootstrap(
-                va[:, None], vb[:, None], paired=paired, seeds_a=sa, seeds_b=sb, **options
+                va[:, None], vb[:, None], paired=paired, seeds_a=sa, seeds_b=sb,
+                alternative=alternative, **options
             )
         )
     at_step = steps[-1] if step is None else step
@@ -242,7 +264,8 @@ def compare(
         # Examples are resampled only on the held-out set the table's losses were measured on
         # (the default one, which is what is re-scored here); else the seeds-only test stands.
         if fa == fb and stored["a"] <= {fa} and stored["b"] <= {fa}:
-            test = multi_bootstrap(ma, mb, paired=paired, seeds_a=sa, seeds_b=sb, **options)
+            test = multi_bootstrap(ma, mb, paired=paired, seeds_a=sa, seeds_b=sb,
+                                   alternative=alternative, **options)
             examples = f"{ma.shape[1]} held-out examples"
         elif fa == fb:
             examples += ("; the losses were measured on another held-out set than the default, "
@@ -279,4 +302,5 @@ def compare(
         examples,
         tuple(seeds["a"]),
         tuple(seeds["b"]),
+        method,
     )

@@ -7,7 +7,8 @@ copies. Draws are made as index matrices first (rng.integers, exactly like a tex
 so a test can pass its own index set in and check the arithmetic by hand.
 
 No scipy at run time (it is a dev dependency only): the normal CDF / inverse CDF for BCa come
-from the standard library's NormalDist.
+from the standard library's NormalDist (and the t quantile of the default interval, which is no
+bootstrap, from _student_t).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import numpy as np
 
 from zoo_common.errors import ZooError
 
-METHODS = ("percentile", "bca")
+METHODS = ("t", "percentile", "bca")  # "t" (the default) is no bootstrap: see _student_t
+FEW_SEEDS = 5  # below this many seeds, results say that the seeds are few
+# A bootstrap over seeds treats the seeds drawn as the population: below this many it is too narrow
+BOOTSTRAP_SEEDS = 20
 NAN_POLICIES = ("raise", "omit")
 _STANDARD_NORMAL = NormalDist()
 # Resamples are processed in chunks so memory stays bounded (chunk x n items of int32 indices).
@@ -45,7 +49,8 @@ def check_options(*, confidence, n_resamples, rng_seed, method=_NOT_USED,
         raise ZooError(f"rng_seed must be a non-negative integer (results are reproducible from "
                        f"it), got {rng_seed!r}")
     if method is not _NOT_USED and method not in METHODS:
-        raise ZooError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ZooError(f"unknown interval method {method!r}; choose one of t (Student-t, the "
+                       "default), percentile, bca (bootstrap methods)")
     if nan_policy is not _NOT_USED and nan_policy not in NAN_POLICIES:
         raise ZooError(
             f"unknown nan_policy {nan_policy!r}; choose one of {', '.join(NAN_POLICIES)}"
@@ -86,10 +91,11 @@ def too_few_seeds_error(n_seeds: int, where: str = "", seeds: Sequence | None = 
     named = f" ({', '.join(map(str, seeds))})" if seeds is not None and len(seeds) else ""
     place = f" {where}" if where else ""
     return ZooError(
-        f"an interval over seeds needs at least 2 seeds, got {n_seeds}{named}{place}: the bootstrap "
-        "resamples whole seeds, so with a single seed every resample is that same run and the "
-        "seed-to-seed variation the interval is meant to measure cannot be estimated. Train or "
-        "load more seeds, or report the single value without an interval."
+        f"an interval over seeds needs at least 2 seeds, got {n_seeds}{named}{place}: it measures "
+        "seed-to-seed variation, which a single seed cannot show (the t interval has no standard "
+        "deviation over one seed, and a bootstrap resamples whole seeds, so every resample is "
+        "that same run). Train or load more seeds, or report the single value without an "
+        "interval."
     )
 
 

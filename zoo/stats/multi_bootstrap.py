@@ -10,10 +10,13 @@ grid. Two arms:
   applied to each seed); one seed draw and one example draw serve both arms.
 - unpaired: seeds are drawn independently per arm (different runs), examples are still shared.
 
-p-value (one-sided, H0: mean_b - mean_a <= 0), exactly as the paper's released code (report_ci):
-the fraction of resamples whose difference delta* = mean_b* - mean_a* is <= 0. A p-value of 0
-means fewer than 1 in n_resamples. Intervals are percentile intervals of the resamples, also as
-the paper; mean_a / mean_b / difference are the plug-in estimates on the full matrices.
+p-value: `alternative` names the hypothesis, and the result says it in words. "greater" is the
+paper's released code (report_ci): H0 B - A <= 0, p = the fraction of resamples whose difference
+delta* = mean_b* - mean_a* is <= 0. "less" is the mirror (H0 B - A >= 0, the fraction >= 0), and
+"two-sided" (the default: a test must not quietly assume which arm is better) is twice the
+smaller of the two, at most 1. Every p-value is floored at 1 / n_resamples: no resample on the
+far side of 0 means "fewer than 1 in n_resamples", never 0. Intervals are percentile intervals of
+the resamples, as the paper; mean_a / mean_b / difference are the plug-in estimates.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from zoo_common.errors import ZooError
 from zoo.stats._resample import (
     CHUNK_RESAMPLES,
+    FEW_SEEDS,
     check_options,
     counts_from_indices,
     draw_indices,
@@ -34,12 +38,43 @@ from zoo.stats._resample import (
     too_few_seeds_error,
 )
 
+ALTERNATIVES = ("two-sided", "less", "greater")
+_HYPOTHESES = {
+    "two-sided": "two-sided test of B - A = 0",
+    "less": "one-sided test of B - A >= 0 against B - A < 0",
+    "greater": "one-sided test of B - A <= 0 against B - A > 0",
+}
+
+
+def check_alternative(alternative) -> None:
+    """An unknown alternative is an error: a p-value must never answer another question."""
+    if alternative not in ALTERNATIVES:
+        raise ZooError(
+            f"unknown alternative {alternative!r}; choose one of two-sided (B - A = 0, the "
+            "default), less (H0 B - A >= 0: is B lower?), greater (H0 B - A <= 0: is B higher?)"
+        )
+
+
+def hypothesis_words(alternative: str) -> str:
+    """The test a p-value answers, in words (B is arm b, A is arm a)."""
+    return _HYPOTHESES[alternative]
+
+
+def format_p(p: float, n_resamples: int, alternative: str) -> str:
+    """'p = 0.031 (two-sided test of B - A = 0)'; at the floor 'p <= 0.0001 (...)', since no
+    resample on the far side of 0 says "fewer than 1 in n_resamples", not "never"."""
+    words = hypothesis_words(alternative)
+    if p <= 1 / n_resamples:
+        return f"p <= {1 / n_resamples:.2g} ({words}; the floor, 1 / {n_resamples} resamples)"
+    return f"p = {p:.4g} ({words})"
+
 
 @dataclass(frozen=True)
 class MultiBootstrapResult:
-    """Means of both arms, the difference b - a with its interval, and the one-sided p-value.
+    """Means of both arms, the difference b - a with its interval, and the p-value of the test
+    named by alternative (its words: `hypothesis`).
 
-    With b=None only the a fields are set (b fields, difference and p_value are None).
+    With b=None only the a fields are set (b fields, difference, p_value, alternative are None).
     omitted_examples: example columns left out for NaN under nan_policy="omit".
     """
 
@@ -61,6 +96,51 @@ class MultiBootstrapResult:
     n_resamples: int
     rng_seed: int
     omitted_examples: tuple = ()
+    alternative: str | None = None
+
+    @property
+    def hypothesis(self) -> str:
+        """The test p_value answers, in words, e.g. "two-sided test of B - A = 0" ("" if no b)."""
+        return "" if self.alternative is None else hypothesis_words(self.alternative)
+
+    @property
+    def note(self) -> str:
+        """In words, what few seeds mean for these numbers ("" when nothing)."""
+        counts = {"a": self.n_seeds_a} if self.n_seeds_b is None else {
+            "a": self.n_seeds_a, "b": self.n_seeds_b}
+        few = {arm: n for arm, n in counts.items() if n < FEW_SEEDS}
+        if not few:
+            return ""
+        where = ", ".join(f"{n} in arm {arm}" for arm, n in few.items())
+        return (f"few seeds ({where}; fewer than {FEW_SEEDS}): resampling so few seeds "
+                "understates the seed-to-seed variation, so the intervals are too narrow and "
+                "the p-value too small; train more seeds")
+
+    def format(self) -> str:
+        """The means, the difference and the test, in a few lines."""
+        conf = f"{self.confidence:.0%}"
+
+        def cell(mean, low, high):
+            return f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+
+        grid = (f"{self.n_seeds_a}{'' if self.n_seeds_b is None else f' + {self.n_seeds_b}'} "
+                f"seeds x {self.n_examples} examples; {self.n_resamples} resamples; {conf} "
+                "percentile intervals")
+        if self.mean_b is None:
+            lines = [f"A {cell(self.mean_a, self.a_low, self.a_high)} (Multi-Bootstrap, {grid})"]
+        else:
+            lines = [
+                f"Multi-Bootstrap ({'paired' if self.paired else 'unpaired'}; {grid}):",
+                (f"  A {cell(self.mean_a, self.a_low, self.a_high)}   "
+                 f"B {cell(self.mean_b, self.b_low, self.b_high)}"),
+                (f"  B - A {cell(self.difference, self.difference_low, self.difference_high)}   "
+                 f"{format_p(self.p_value, self.n_resamples, self.alternative)}"),
+            ]
+        if self.note:
+            lines.append(f"  note: {self.note}")
+        return "\n".join(lines)
+
+    __str__ = format
 
 
 def _as_matrix(scores, arm: str) -> np.ndarray:
@@ -148,6 +228,14 @@ def _resample_means(a, b, paired, n_resamples, rng, resamples):
     return np.concatenate(boot_a), (np.concatenate(boot_b) if b is not None else None)
 
 
+def _p_value(deltas: np.ndarray, alternative: str) -> float:
+    """The bootstrap p-value of `alternative` from the resampled differences, floored at 1/n."""
+    at_or_below, at_or_above = float(np.mean(deltas <= 0)), float(np.mean(deltas >= 0))
+    p = {"greater": at_or_below, "less": at_or_above,
+         "two-sided": min(1.0, 2 * min(at_or_below, at_or_above))}[alternative]
+    return max(p, 1 / len(deltas))
+
+
 def multi_bootstrap(
     a,
     b=None,
@@ -159,6 +247,7 @@ def multi_bootstrap(
     n_resamples: int = 10_000,
     rng_seed: int = 0,
     nan_policy: str = "raise",
+    alternative: str = "two-sided",
     _resamples: tuple | None = None,
 ) -> MultiBootstrapResult:
     """Multi-Bootstrap over seeds and examples of one arm (b=None) or of the difference b - a.
@@ -166,11 +255,14 @@ def multi_bootstrap(
     a, b: [n_seeds, n_examples] per-seed, per-example scores; columns are the same examples in
     both arms. paired must be stated when b is given. seeds_a / seeds_b: seed labels of the rows
     (paired mode matches rows by label and names any seed missing from one arm; without labels,
-    row i of a is paired with row i of b). _resamples: private hook for tests, a tuple
+    row i of a is paired with row i of b). alternative: the hypothesis the p-value tests,
+    "two-sided" (B - A = 0), "greater" (H0 B - A <= 0, the paper's) or "less" (H0 B - A >= 0).
+    _resamples: private hook for tests, a tuple
     (seed_indices_a [R, n_a], seed_indices_b [R, n_b] or None, example_indices [R, n_x]).
     """
     check_options(confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed,
                   nan_policy=nan_policy)
+    check_alternative(alternative)
     if paired is not None and not isinstance(paired, bool):
         raise ZooError(f"paired must be True or False, got {paired!r}")
     a = _as_matrix(a, "a")
@@ -246,7 +338,8 @@ def multi_bootstrap(
             difference=float(difference),
             difference_low=float(d_low),
             difference_high=float(d_high),
-            p_value=float(np.mean(deltas <= 0)),
+            p_value=_p_value(deltas, alternative),
             n_seeds_b=b.shape[0],
+            alternative=alternative,
         )
     return MultiBootstrapResult(**fields)

@@ -1,8 +1,10 @@
 """Mean and confidence interval over seeds: for one step, or for every step of a curve at once.
 
-The unit of resampling is the seed (a whole training run), because the question is "how much
-would this number move if we had trained other runs?" (MultiBERTs, PolyPythias). Examples inside
-a run are not resampled here; for that, use multi_bootstrap.
+The unit is the seed (a whole training run), because the question is "how much would this number
+move if we had trained other runs?" (MultiBERTs, PolyPythias). The default interval is Student's t
+(mean +- t * sd / sqrt(n)), because a bootstrap over 3-10 seeds treats the seeds we happened to
+draw as the whole population and is too narrow; percentile and BCa bootstrap intervals are there
+on request (method=). Examples inside a run are not resampled here; for that, use multi_bootstrap.
 """
 
 from __future__ import annotations
@@ -15,19 +17,43 @@ import numpy as np
 
 from zoo_common.errors import ZooError
 from zoo.stats._resample import (
+    BOOTSTRAP_SEEDS,
+    FEW_SEEDS,
     bootstrap_row_means,
     check_options,
     integer_steps,
+    power_of_two_scale,
     real_array,
     too_few_seeds_error,
 )
+from zoo.stats._student_t import t_interval_of_means
 
 _SHOWN = 10  # how many offending (step, seed) pairs an error message lists
+_METHOD_WORDS = {"t": "t interval", "percentile": "percentile bootstrap interval",
+                 "bca": "BCa bootstrap interval"}
+
+
+def few_seeds_note(n_seeds: int, method: str) -> str:
+    """What a reader of an interval over n_seeds seeds should know ("" when nothing)."""
+    if method == "t":
+        if n_seeds >= FEW_SEEDS:
+            return ""
+        return (f"only {n_seeds} seeds (fewer than {FEW_SEEDS}): the t interval is wide and holds "
+                "only if the seed-to-seed variation is roughly normal, which so few seeds cannot "
+                "show; train more seeds for a firmer interval")
+    if n_seeds >= BOOTSTRAP_SEEDS:
+        return ""
+    return (f"only {n_seeds} seeds (fewer than {BOOTSTRAP_SEEDS}): a bootstrap interval over so "
+            "few seeds is too narrow (it covers the true mean less often than its stated "
+            "level); method='t', the default, is not")
 
 
 @dataclass(frozen=True)
 class SeedInterval:
-    """Mean over seeds with its bootstrap interval; omitted_seeds lists seeds left out for NaN."""
+    """Mean over seeds with its interval; omitted_seeds lists seeds left out for NaN.
+
+    n_resamples and rng_seed are what was asked; the t interval (method "t") uses neither.
+    """
 
     mean: float
     low: float
@@ -38,6 +64,26 @@ class SeedInterval:
     n_resamples: int
     rng_seed: int
     omitted_seeds: tuple = ()
+
+    @property
+    def few_seeds(self) -> bool:
+        """True below FEW_SEEDS seeds, where any interval over seeds is shaky."""
+        return self.n_seeds < FEW_SEEDS
+
+    @property
+    def note(self) -> str:
+        """In words, what the seed count means for this interval ("" when nothing)."""
+        return few_seeds_note(self.n_seeds, self.method)
+
+    def format(self) -> str:
+        """One line: the mean, the interval, how it was made, over how many seeds, and the note."""
+        omitted = (f"; left out for NaN: seed(s) {', '.join(map(str, self.omitted_seeds))}"
+                   if self.omitted_seeds else "")
+        note = f"; {self.note}" if self.note else ""
+        return (f"{self.mean:.4g} [{self.low:.4g}, {self.high:.4g}] (mean over {self.n_seeds} "
+                f"seeds, {self.confidence:.0%} {_METHOD_WORDS[self.method]}{omitted}){note}")
+
+    __str__ = format
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +101,24 @@ class SeedIntervals:
     rng_seed: int
     omitted: tuple = ()  # (step, seed) pairs left out under nan_policy="omit"
 
+    @property
+    def few_seeds(self) -> bool:
+        """True when some step has fewer than FEW_SEEDS seeds."""
+        return bool(len(self.n_seeds)) and int(np.min(self.n_seeds)) < FEW_SEEDS
+
+    @property
+    def note(self) -> str:
+        """In words, what the fewest seeds at any step mean for these intervals ("" if nothing)."""
+        if not len(self.n_seeds):
+            return ""
+        fewest = int(np.min(self.n_seeds))
+        note = few_seeds_note(fewest, self.method)
+        if not note or fewest == int(np.max(self.n_seeds)):
+            return note
+        at = self.steps[self.n_seeds == fewest].tolist()
+        shown = ", ".join(map(str, at[:_SHOWN])) + (" ..." if len(at) > _SHOWN else "")
+        return f"at step(s) {shown}: {note}"
+
     def to_arrow(self):
         """The same numbers as a pyarrow Table (columns step, mean, low, high, n_seeds)."""
         import pyarrow as pa
@@ -68,6 +132,27 @@ class SeedIntervals:
                 "n_seeds": self.n_seeds,
             }
         )
+
+
+def _row_intervals(data: np.ndarray, *, confidence: float, n_resamples: int, rng_seed: int,
+                   method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and interval of each row of data [rows, n seeds], by the method asked."""
+    if method != "t":
+        return bootstrap_row_means(data, confidence=confidence, n_resamples=n_resamples,
+                                   rng_seed=rng_seed, method=method)
+    scale = power_of_two_scale(data, axis=1)  # exact; no sum can overflow near 1e308
+    mean, low, high = t_interval_of_means(data / scale, confidence)
+    scale = scale[:, 0]
+    with np.errstate(over="ignore"):
+        low, high = low * scale, high * scale
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        peak = float(np.max(np.abs(data)))
+        raise ZooError(
+            f"the t interval reaches beyond the float64 range (values as large as {peak:.3g}); "
+            "rescale the values (e.g. divide by 1e300), or use method='percentile', whose end "
+            "points stay within the values"
+        )
+    return mean * scale, low, high
 
 
 def _describe(pairs: Sequence[tuple]) -> str:
@@ -92,14 +177,15 @@ def seed_interval(
     confidence: float = 0.95,
     n_resamples: int = 10_000,
     rng_seed: int = 0,
-    method: str = "percentile",
+    method: str = "t",
     nan_policy: str = "raise",
 ) -> SeedInterval:
-    """Mean over seeds of one number (e.g. the loss at one step) with a bootstrap interval.
+    """Mean over seeds of one number (e.g. the loss at one step) with a confidence interval.
 
     values: one number per seed, or a mapping seed -> number. seeds: labels for error messages
-    and for omitted_seeds (default: positions). method: "percentile" or "bca" (same definitions
-    as scipy.stats.bootstrap). Resampling is reproducible from rng_seed.
+    and for omitted_seeds (default: positions). method: "t" (Student's t, which keeps its coverage
+    at a handful of seeds), or the bootstraps "percentile" and "bca" (same definitions as
+    scipy.stats.bootstrap, reproducible from rng_seed). The result says when seeds are few.
     """
     check_options(confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed,
                   method=method, nan_policy=nan_policy)
@@ -127,7 +213,7 @@ def seed_interval(
     if len(data) < 2:
         after = f"after omitting NaN seeds {list(omitted)}" if omitted else ""
         raise too_few_seeds_error(len(data), after, labels)
-    mean, low, high = bootstrap_row_means(
+    mean, low, high = _row_intervals(
         data[None, :],
         confidence=confidence,
         n_resamples=n_resamples,
@@ -188,7 +274,7 @@ def seed_intervals(
     confidence: float = 0.95,
     n_resamples: int = 10_000,
     rng_seed: int = 0,
-    method: str = "percentile",
+    method: str = "t",
     nan_policy: str = "raise",
 ) -> SeedIntervals:
     """Per-step mean and interval over seeds for a long table of (step, seed, value) rows.
@@ -196,9 +282,10 @@ def seed_intervals(
     table: a pyarrow Table, a pandas DataFrame, or a mapping of column name -> array, such as
     `zoo.metrics(family)` filtered to one size. Steps at which the value is null for every seed
     (a metric not evaluated there) are left out; a null or NaN for some seeds of a step is an
-    error unless nan_policy="omit". Steps with
-    the same number of seeds share the same resampled seed sets (seeds sorted within each step),
-    so the band of a curve is made of coherent whole-run resamples and costs one matrix product.
+    error unless nan_policy="omit". method: as in seed_interval. With a bootstrap method, steps
+    with the same number of seeds share the same resampled seed sets (seeds sorted within each
+    step), so the band of a curve is made of coherent whole-run resamples and costs one matrix
+    product.
     """
     check_options(confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed,
                   method=method, nan_policy=nan_policy)
@@ -247,7 +334,7 @@ def seed_intervals(
     for n in np.unique(counts):
         rows = np.flatnonzero(counts == n)
         data = values[starts[rows][:, None] + np.arange(n)[None, :]]
-        mean, low, high = bootstrap_row_means(
+        mean, low, high = _row_intervals(
             data, confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed, method=method
         )
         means[rows], lows[rows], highs[rows] = mean, low, high
