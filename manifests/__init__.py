@@ -1,3 +1,2 @@
-"""The built-in family manifests (YAML data, not code), shipped inside the package so that an
-installed Model Zoo finds them from any folder (zoo.config.manifest reads them through
-importlib.resources)."""
+"""The built-in family manifests (YAML data, not code). A package only so that the wheel ships
+them; zoo.config.manifest finds them beside the installed `zoo` package, without importing this."""

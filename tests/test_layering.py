@@ -46,7 +46,11 @@ def _imports(file: Path, name: str, modules: dict, *, top_level_only: bool = Fal
             skip |= {id(n) for part in node.body for n in ast.walk(part)}
     package = name if file.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in (tree.body if top_level_only else ast.walk(tree)):
+    if top_level_only:  # what runs at import time: everything outside function bodies
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                skip |= {id(n) for part in node.body for n in ast.walk(part)}
+    for node in ast.walk(tree):
         if id(node) in skip:
             continue
         targets = []
@@ -137,6 +141,14 @@ def test_the_layering_check_sees_a_violation(tmp_path):
     imported = _imports(file, "zoo.store.bad", modules)
     assert "zoo.registry.snapshots" in imported
     assert _zoo_level("zoo.registry.snapshots") > _zoo_level("zoo.store.bad")
+
+
+def test_the_import_time_check_sees_imports_nested_in_if_and_try(tmp_path):
+    file = tmp_path / "lazy.py"
+    file.write_text("try:\n    import training.loop\nexcept ImportError:\n    pass\n"
+                    "def f():\n    import training.sweep\n")
+    at_import = _imports(file, "zoo.cli.lazy", _modules(), top_level_only=True)
+    assert "training.loop" in at_import and "training.sweep" not in at_import
 
 
 def test_no_source_file_is_over_500_lines():

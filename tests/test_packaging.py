@@ -1,5 +1,6 @@
 """The built wheel is the whole program: it ships the built-in manifests as package data and
-every package, so an installed Model Zoo runs `zoo train tiny --plan` from any folder."""
+every package, so an installed Model Zoo runs `zoo train tiny --plan` from any folder, even one
+with a `manifests/` folder of its own."""
 from __future__ import annotations
 
 import os
@@ -23,7 +24,9 @@ def test_the_wheel_ships_the_manifests_and_plans_tiny_from_an_empty_folder(tmp_p
     assert {"manifests/tiny.yaml", "manifests/toy-interp.yaml", "zoo_common/location.py",
             "zoo/cli/__init__.py", "data_index/order.py", "training/loop.py"} <= names
     empty = tmp_path / "empty"
-    empty.mkdir()
+    (empty / "manifests").mkdir(parents=True)  # a user's own folder of that name must not hide
+    (empty / "manifests" / "__init__.py").write_text("")  # the built-ins ('' is on sys.path)
+    (empty / "manifests" / "mine.yaml").write_text("family: mine\n")
     # only the unpacked wheel on the path (before site-packages, where an editable install of
     # this checkout may live): the installed code must find its manifests by itself
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}

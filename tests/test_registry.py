@@ -108,6 +108,26 @@ def test_stale_snapshot_is_rebuilt(store):
     assert json.loads((rebuilt / "zoo_snapshot.json").read_text())["weights_id"] == record["weights_id"]
 
 
+def test_publishing_keeps_a_current_snapshot_and_replaces_a_stale_one(store, tmp_path):
+    """Two processes may build the same step at once: the second must not delete the first's
+    folder (it may be open); a folder of other weights is replaced whole."""
+    from zoo.registry.snapshot_folder import write_snapshot
+
+    folder = zoo.snapshot(NAME, seed=1, step=8, store=store)
+    inode, record = folder.stat().st_ino, json.loads((folder / "zoo_snapshot.json").read_text())
+    run = store.run(RunId("micro", "1l32", 1))
+    tensors = run.read_checkpoint(8).tensors
+    write_snapshot(folder, run=run, step=8, tensors=tensors, tokens_seen=record["tokens_seen"],
+                   weights_id=record["weights_id"])
+    assert folder.stat().st_ino == inode  # kept, not rebuilt under a reader
+    write_snapshot(folder, run=run, step=8, tensors=tensors, tokens_seen=record["tokens_seen"],
+                   weights_id="other weights")
+    assert folder.stat().st_ino != inode
+    assert json.loads((folder / "zoo_snapshot.json").read_text())["weights_id"] == "other weights"
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # nothing left aside
+    zoo.snapshot(NAME, seed=1, step=8, store=store)  # the store's weights again, rebuilt
+
+
 def test_snapshot_opens_with_transformers_alone(store, tmp_path):
     folder = zoo.snapshot(NAME, seed=1, step=12, store=store)
     code = (
@@ -197,6 +217,14 @@ def test_load_equals_a_plain_folder_load_for_each_architecture(tmp_path, monkeyp
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(cold.named_buffers(), plain.named_buffers()))
     with torch.no_grad():
         assert torch.equal(cold(_tokens()).logits, plain(_tokens()).logits)
+    if architecture == "toy":  # a fresh process, the snapshot cached: zoo.snapshot registers it
+        code = ("import zoo\nfrom transformers import AutoModelForCausalLM\n"
+                f"path = zoo.snapshot('micro-1l32', seed=1, step=4, store={store.url!r})\n"
+                "print(type(AutoModelForCausalLM.from_pretrained(path)).__name__)\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "ZOO_CACHE": str(tmp_path / "cache")})
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split() == ["ZooToyForCausalLM"]
 
 
 def test_load_of_a_corrupt_blob_fails_clearly_and_caches_nothing(tmp_path, monkeypatch):

@@ -148,7 +148,8 @@ def gather_rng_states(world: World, state: dict) -> dict:
 
 def launch_command(manifest: str, *, nproc: int, store_url: str, only: list[str] | None = None,
                    threads: int | None = None, device: str = "cpu", quiet: bool = False,
-                   stop_after_step: int | None = None) -> list[str]:
+                   stop_after_step: int | None = None,
+                   hold_after_step: int | None = None) -> list[str]:
     """The torchrun command line that trains `manifest` on `nproc` processes of this machine."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc}", "--max-restarts=0", "-m", "training", manifest,
@@ -161,12 +162,14 @@ def launch_command(manifest: str, *, nproc: int, store_url: str, only: list[str]
         command.append("--quiet")
     if stop_after_step is not None:
         command += ["--stop-after-step", str(stop_after_step)]
+    if hold_after_step is not None:
+        command += ["--hold-after-step", str(hold_after_step)]
     return command
 
 
 def launch(manifest: str, *, nproc: int, store_url: str, only: list[str] | None = None,
            threads: int | None = None, device: str = "cpu", quiet: bool = False,
-           stop_after_step: int | None = None) -> int:
+           stop_after_step: int | None = None, hold_after_step: int | None = None) -> int:
     """Run torchrun as a child process and return its exit status (what `zoo train --nproc` does).
 
     torchrun watches its workers: when one dies, it stops the others, so nothing hangs; every
@@ -178,7 +181,7 @@ def launch(manifest: str, *, nproc: int, store_url: str, only: list[str] | None 
         raise ZooError("--nproc was given inside a torchrun worker; use one launcher, not two")
     command = launch_command(manifest, nproc=nproc, store_url=store_url, only=only,
                              threads=threads, device=device, quiet=quiet,
-                             stop_after_step=stop_after_step)
+                             stop_after_step=stop_after_step, hold_after_step=hold_after_step)
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH")) if p)}

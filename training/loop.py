@@ -3,7 +3,7 @@
 What it owns: seeding every stream from the run's seeds, feeding step s the global batch s-1 of
 the data order, and writing what a researcher needs afterwards — checkpoints on the family's
 schedule, keyframes to resume or replay from, the per-step data index and per-step metrics — into
-the store through its API. What it does not own: the update itself (zoo.train_step, shared with
+the store through its API. What it does not own: the update itself (zoo.engine.train_step and the training state, shared with
 replay) and the formats (zoo.store, data_index).
 
 Resume contract: a killed run restarts from its last keyframe; steps recorded after it are dropped

@@ -14,14 +14,12 @@ Also here: `reaching`, which turns any I/O failure into one ZooError naming the 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import fsspec
 
@@ -67,24 +65,17 @@ class Location:
         except FileNotFoundError:
             raise ZooError(f"missing file {target} in {self.url}") from None
 
-    def write_atomic(self, relpath: str, data: bytes | Callable[[BinaryIO], None]) -> None:
+    def write_atomic(self, relpath: str, data: bytes) -> None:
         """Write `data` so that readers see either nothing/old bytes or all of the new bytes."""
         staged = self.write_staged(relpath, data)
         if staged is not None:
             self.commit_staged([staged])
 
-    def write_staged(self, relpath: str, data: bytes | Callable[[BinaryIO], None]) -> StagedFile | None:
+    def write_staged(self, relpath: str, data: bytes) -> StagedFile | None:
         """Write `data` to a temporary file beside `relpath`, not yet durable nor visible; None
-        when the write is already complete (object stores: one PUT is atomic and durable).
-
-        `data` may be a function that writes into the open file, so that content made of parts
-        is written part by part instead of being joined in memory first."""
+        when the write is already complete (object stores: one PUT is atomic and durable)."""
         target = self.path(relpath)
         if not self.is_local:
-            if callable(data):
-                sink = io.BytesIO()
-                data(sink)
-                data = sink.getvalue()
             self.fs.pipe_file(target, data)
             return None
         folder = os.path.dirname(target)
@@ -93,10 +84,7 @@ class Location:
         try:
             os.makedirs(folder, exist_ok=True)
             with open(staged.tmp, "wb") as handle:
-                if callable(data):
-                    data(handle)
-                else:
-                    handle.write(data)
+                handle.write(data)
         except OSError as exc:
             staged.discard()
             raise self._write_error(target, exc) from None

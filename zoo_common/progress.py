@@ -17,13 +17,15 @@ LOG_EVERY_SECONDS = 10.0
 def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it",
              initial: int = 0, enabled: bool = True, leave: bool = False, stream=None):
     """A progress display for `iterable` (or for `update()` calls): a tqdm bar when `stream`
-    (default stderr) is a terminal, LogProgress otherwise, nothing when not `enabled`."""
+    (default stderr) is a terminal or in a notebook, LogProgress otherwise, nothing when not
+    `enabled`."""
     stream = stream or sys.stderr
-    if enabled and not _is_terminal(stream):
+    in_notebook = "ipykernel" in sys.modules  # tqdm.auto draws a widget there
+    if enabled and not in_notebook and not _is_terminal(stream):
         return LogProgress(iterable, total=total, desc=desc, unit=unit, initial=initial,
                            stream=stream)
     return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=not enabled,
-                leave=leave, dynamic_ncols=True, file=stream)
+                leave=leave, dynamic_ncols=True, **({} if in_notebook else {"file": stream}))
 
 
 def _is_terminal(stream) -> bool:

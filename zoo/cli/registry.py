@@ -79,7 +79,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 def _snapshot(args) -> int:
     from zoo.registry.snapshots import snapshot
 
-    print(snapshot(args.name, seed=args.seed, step=args.step, store=open_store(args)))
+    print(snapshot(args.name, seed=args.seed, step=args.step, store=open_store(args),
+                   progress=True))
     return 0
 
 

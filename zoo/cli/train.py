@@ -69,7 +69,8 @@ def _train(args) -> int:
         _check_nproc(args)
         return launch(args.manifest, nproc=args.nproc, store_url=store_url, only=args.only,
                       threads=args.threads, device=args.device, quiet=args.quiet,
-                      stop_after_step=args.stop_after_step)
+                      stop_after_step=args.stop_after_step,
+                      hold_after_step=args.hold_after_step)
     world = world_from_env(args.device)  # torchrun's environment, or a single process
     try:
         train_family(args.manifest, store=open_store(args, must_exist=False), only=args.only,

@@ -6,7 +6,6 @@ and the key (or the line and column, when the YAML itself does not parse), never
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -14,14 +13,18 @@ import yaml
 from zoo_common.errors import ZooError
 from zoo.config.run_config import FamilyConfig, from_data
 
-BUILTIN_PACKAGE = "manifests"  # the package whose data files are the built-in families
+# The built-in families ship as package data of the top-level `manifests` package, installed
+# beside `zoo` (site-packages/manifests in a wheel, <repo>/manifests in a checkout). They are found
+# there, next to this package, not by importing `manifests`: a user's own `manifests/` folder on
+# sys.path (the working directory, say) would be imported instead and hide them.
+BUILTIN_FOLDER = Path(__file__).resolve().parents[2] / "manifests"
 
 
 def builtin_manifest_paths() -> dict[str, Path]:
-    """Built-in family name -> manifest path, sorted by name (package data: a wheel ships them)."""
-    folder = resources.files(BUILTIN_PACKAGE)
-    return {Path(entry.name).stem: Path(str(entry)) for entry in
-            sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".yaml")}
+    """Built-in family name -> manifest path, sorted by name."""
+    if not BUILTIN_FOLDER.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(BUILTIN_FOLDER.glob("*.yaml"))}
 
 
 def resolve_manifest(path_or_name: str | Path) -> Path:

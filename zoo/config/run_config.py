@@ -192,7 +192,7 @@ class TrainingSettings:
     steps: int = 1000
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     precision: str = "fp32"
-    # World-size-invariant numerics (zoo.train_step): the gradient is summed over micro-batches of
+    # World-size-invariant numerics (zoo.engine.train_step): the gradient is summed over micro-batches of
     # this many samples in a fixed global order, so N processes give the bits of 1. None: off.
     micro_batch_size: int | None = None
 

@@ -88,6 +88,14 @@ class ReplayState:
         return self.training.model
 
     @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.training.optimizer
+
+    @property
+    def scheduler(self):
+        return self.training.scheduler
+
+    @property
     def environment_then(self) -> dict:
         return self.training.environment_then
 

@@ -2,7 +2,7 @@
 
 GPT-NeoX (as Pythia: parallel residual, rotary on a quarter of each head, untied embeddings) and
 Llama are stock transformers classes, so their checkpoints load with `AutoModelForCausalLM` and no
-code of ours; "toy" is our one small architecture (zoo/toy_model.py). Every model is built with
+code of ours; "toy" is our one small architecture (zoo/models/toy.py). Every model is built with
 dropout 0 and eager attention: deterministic, CPU-friendly, and `output_attentions` works.
 
 Initial weights come from the named stream "init" seeded by the run's `init_seed`, inside

@@ -3,8 +3,8 @@
 Pre-LayerNorm blocks, learned positional embeddings, separate q/k/v/o projections, and an MLP whose
 activation is GELU or SoLU (x * softmax(x), then a LayerNorm over the MLP width: Elhage et al. 2022,
 TransformerLens' `solu_ln`), or no MLP at all (`attn_only`). Registered with transformers' Auto
-classes under `model_type = "zoo-toy"` so a saved folder opens with `AutoModelForCausalLM` once
-`zoo` is imported. Deliberately small and readable: the eager attention below IS the computation an
+classes under `model_type = "zoo-toy"` by `register_toy_model()`, which zoo.snapshot, zoo.load and
+model building call, so a saved folder opens with `AutoModelForCausalLM` in that process. Deliberately small and readable: the eager attention below IS the computation an
 interpretability researcher reads, so there is no cache, no kernel dispatch, no dropout.
 
 Outputs follow transformers' conventions: `labels` -> shifted causal-LM loss (`loss_function`),

@@ -67,15 +67,37 @@ def write_snapshot(folder: Path, *, run: RunStore, step: int, tensors: dict[str,
             "corpus_fingerprint": record["corpus_fingerprint"], "weights_id": weights_id,
             "store": run.store.url,
         }, indent=2))
-        shutil.rmtree(folder, ignore_errors=True)  # a stale snapshot of the same step
-        try:
-            staging.rename(folder)
-        except OSError:  # another process renamed its whole copy into place first: use that one
-            if not (folder / SNAPSHOT_RECORD).exists():
-                raise
+        _publish(staging, folder, weights_id)
         return folder
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, folder: Path, weights_id: str | None) -> None:
+    """Rename the complete staging folder into place. A folder already there built from the same
+    weights (another process was first) is kept as it is: it may be open. A stale one is renamed
+    aside before it is removed, so that nobody ever finds the place half deleted."""
+    try:
+        staging.rename(folder)
+        return
+    except OSError:
+        if not folder.exists():
+            raise
+    try:
+        there = json.loads((folder / SNAPSHOT_RECORD).read_text()).get("weights_id")
+    except (OSError, ValueError):
+        there = "damaged"
+    if there == weights_id or weights_id is None:  # the same weights (a replayed step is unique)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".stale", dir=folder.parent))
+    folder.rename(aside / "old")
+    try:
+        staging.rename(folder)
+    except OSError:  # yet another process published in the meantime: its copy is as good
+        if not (folder / SNAPSHOT_RECORD).exists():
+            raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def hf_config(record: dict, dtypes: set[torch.dtype]):

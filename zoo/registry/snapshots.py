@@ -29,7 +29,12 @@ def snapshot(name: str, *, seed: int, step: int, store: str | os.PathLike | Stor
 
 
 def run_snapshot(run: RunStore, step: int, *, progress: bool = False) -> Path:
-    """`snapshot` of an opened run."""
+    """`snapshot` of an opened run. A toy-architecture run's model type is registered with
+    transformers' Auto classes here, so the folder opens with `from_pretrained` in this process."""
+    if run.read_json("run.json")["hf_config"].get("model_type") == "zoo-toy":
+        from zoo.models.toy import register_toy_model  # imports transformers: only when needed
+
+        register_toy_model()
     stored = run.checkpoint_steps()
     check_step(run, step, stored)
     if step not in stored:

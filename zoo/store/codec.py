@@ -105,7 +105,8 @@ def decode(blob: bytes | memoryview) -> np.ndarray:
             f"blob uses encoding {encoding!r}, which this version of Model Zoo cannot "
             f"read (known: {', '.join(ENCODINGS)}); upgrade model-zoo"
         )
-    if not isinstance(itemsize, int) or not isinstance(nbytes, int) or itemsize < 1 or nbytes < 0:
+    if (not isinstance(itemsize, int) or not isinstance(nbytes, int) or itemsize < 1 or nbytes < 0
+            or nbytes % itemsize):
         raise IntegrityError(f"damaged blob header (itemsize {itemsize!r}, nbytes {nbytes!r})")
     payload = memoryview(blob)[header["offset"]:]
     try:
