@@ -26,6 +26,10 @@ def _error(capsys) -> str:
     (["train", "tiny", "--device", "bogus"], "unknown device 'bogus'; use cpu, cuda or cuda:N"),
     (["data", "show", "--corpus", "c", "--index", "i", "--step", "1", "--max-chars", "-5"],
      "argument --max-chars: expected a whole number >= 0"),
+    (["replay", "m-1l32", "--sed", "1", "--step", "3"],
+     "unrecognized option --sed (did you mean --seed?)"),
+    # a unique prefix is an abbreviation argparse accepts, not a typo: the missing --step is named
+    (["replay", "m-1l32", "--se", "1"], "one of the arguments --step --all is required"),
 ])
 def test_bad_numbers_and_devices_are_refused_by_the_parser(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -10,12 +10,13 @@
     zoo.steps_of("tiny-2l128", seed=1, sample=1234)     # steps whose batch held that sample
     zoo.tensor_history("tiny-2l128", seed=1, tensor="gpt_neox.layers.0.attention.dense.weight")
     zoo.metrics("tiny")                                 # training + eval metrics, (size, seed, step)
+    zoo.per_example("tiny-2l128", step=300)             # [seeds, examples] held-out loss matrix
     zoo.stats.seed_interval(values)                     # statistics across seeds (zoo.stats)
 
 Every function takes `store=` (a folder or fsspec URL); the default is $ZOO_STORE, else ./zoo-store.
 The interpretability architecture ("zoo-toy": SoLU / attention-only) is registered with
-transformers' Auto classes by the calls that need it (zoo.load, building a model); to open a toy
-snapshot with AutoModelForCausalLM yourself, call zoo.models.toy.register_toy_model() first.
+transformers' Auto classes by the calls that need it (zoo.snapshot, zoo.load, evaluation); in a
+process that only has the folder, call zoo.models.toy.register_toy_model() first.
 """
 from importlib import import_module
 
@@ -34,12 +35,13 @@ _PUBLIC = {
     "open_run": ("zoo.store.catalog", "open_run"),
     "replay": ("zoo.engine.step_replay", "replay"),
     "metrics": ("zoo.eval.tables", "metrics_table"),
+    "per_example": ("zoo.eval.example_scores", "per_example"),
     "stats": ("zoo.stats", None),
 }
 
 __all__ = [
-    "IntegrityError", "ZooError", "batch", "list_models", "load", "metrics", "open_run", "replay",
-    "snapshot",
+    "IntegrityError", "ZooError", "batch", "list_models", "load", "metrics", "open_run",
+    "per_example", "replay", "snapshot",
     "stats", "steps", "steps_of", "tensor_history",
 ]
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "zoo.cli.batches",
     "zoo.cli.registry",
     "zoo.cli.evaluation",
+    "zoo.cli.plot",
     "data_index.cli",
 )
 
@@ -39,8 +40,11 @@ class ZooArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         if "required" in message:
             known = [o for o in self._option_string_actions if o.startswith("--")]
-            unknown = [token.split("=", 1)[0] for token in getattr(self, "_given", [])
-                       if token.startswith("--") and token.split("=", 1)[0] not in known]
+            # argparse takes a unique prefix (--se for --seed): only a token no option starts
+            # with is a typo
+            flags = [token.split("=", 1)[0] for token in getattr(self, "_given", [])
+                     if token.startswith("--")]
+            unknown = [flag for flag in flags if not any(o.startswith(flag) for o in known)]
             if unknown:
                 close = difflib.get_close_matches(unknown[0], known, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
@@ -81,6 +85,3 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ EVAL_EPILOG = """\
 metrics: loss (held-out loss: documents the training corpus does not contain), icl (in-context
 learning score: late-context loss minus early), induction (per-head induction score on repeated
 random tokens; columns induction.max, induction.L0H0, ...). Your own f(model, tokenizer) -> float |
-dict works from Python: zoo.evaluate.evaluate_family("tiny", ["loss", f]).
+dict works from Python: zoo.eval.evaluate.evaluate_family("tiny", ["loss", f]).
 
 examples:
   zoo eval tiny --metric loss --metric induction

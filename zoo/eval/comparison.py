@@ -9,10 +9,10 @@ seeds). At the final shared step (or `step=`): the Multi-Bootstrap of MultiBERTs
 of the hypothesis `alternative` names, two-sided by default (a loss is better lower, an induction
 score higher: a fixed one-sided direction would answer the wrong question for one of them); the
 printed result says in words which hypothesis that is and, for a metric with a known direction,
-which sign favours B. For `loss` the examples are the held-out samples (each seed's checkpoint is
-reloaded to score them one by one), so seeds and examples are resampled jointly (when the table's
-losses were measured on that default held-out set; losses from other sets fall back to seeds, and
-one model's seeds measured on different sets are refused); other metrics
+which sign favours B. For `loss` the examples are the held-out samples (zoo.per_example: each
+seed's checkpoint is reloaded to score them one by one), so seeds and examples are resampled
+jointly (when the table's losses were measured on that default held-out set; losses from other sets
+fall back to seeds, and one model's seeds measured on different sets are refused); other metrics
 have one number per seed and step, so only seeds are resampled there (said in `examples`).
 
 paired=True says the same seeds trained both arms (e.g. the same init/data seeds with another
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 
 from zoo_common.errors import ZooError
-from zoo.eval.metrics import METRICS, per_example_loss
-from zoo.eval.evaluate import _Models, family_runs
+from zoo.eval.metrics import METRICS
+from zoo.eval.evaluate import family_runs
+from zoo.eval.example_scores import per_example
 from zoo.config.names import parse_model_name
 from zoo.stats import MultiBootstrapResult, multi_bootstrap, seed_intervals
 from zoo.stats.multi_bootstrap import check_alternative, format_p
@@ -178,24 +178,6 @@ def _stored_heldout_sets(family: str, size: str, step: int, store: Store, name: 
     return sets
 
 
-def _per_example_losses(family: str, size: str, seeds: list[int], step: int, store: Store):
-    """[n_seeds, n_heldout] per-example held-out loss at `step`, and the held-out fingerprint."""
-    from zoo.store.corpora import open_corpus
-    from zoo.eval.heldout import build_heldout
-
-    models, rows, fingerprint = _Models(), [], None
-    for seed in seeds:
-        run = store.run(next(r for r in family_runs(store, family, sizes=[size], seeds=[seed])))
-        record = run.read_json("run.json")
-        heldout = build_heldout(open_corpus(store, record["corpus_fingerprint"]))
-        model = models.load(
-            record["hf_config"], run.read_checkpoint(step).tensors, f"{run.run_id} step {step}"
-        )
-        rows.append(per_example_loss(model, torch.from_numpy(heldout.tokens)).double().numpy())
-        fingerprint = heldout.fingerprint
-    return np.stack(rows), fingerprint
-
-
 def compare(
     a: str,
     b: str,
@@ -259,8 +241,9 @@ def compare(
         (sa, _), (sb, _) = _matrix(values["a"], at_step), _matrix(values["b"], at_step)
         stored = {k: _stored_heldout_sets(*arms[k], at_step, store, name)
                   for k, name in (("a", a), ("b", b))}
-        ma, fa = _per_example_losses(*arms["a"], sa, at_step, store)
-        mb, fb = _per_example_losses(*arms["b"], sb, at_step, store)
+        scores_a = per_example("-".join(arms["a"]), step=at_step, seeds=sa, store=store)
+        scores_b = per_example("-".join(arms["b"]), step=at_step, seeds=sb, store=store)
+        ma, fa, mb, fb = scores_a.values, scores_a.heldout, scores_b.values, scores_b.heldout
         # Examples are resampled only on the held-out set the table's losses were measured on
         # (the default one, which is what is re-scored here); else the seeds-only test stands.
         if fa == fb and stored["a"] <= {fa} and stored["b"] <= {fa}:
