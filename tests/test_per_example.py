@@ -9,33 +9,21 @@ import pyarrow.compute as pc
 import pytest
 import torch
 import torch.nn.functional as F
-from micro_family import write_manifest
 
 import zoo
 from zoo_common.errors import ZooError
-from training.sweep import train_family
 from zoo.eval.comparison import compare
-from zoo.eval.evaluate import evaluate_family
 from zoo.eval.heldout import build_heldout
 from zoo.stats import multi_bootstrap
 from zoo.store.corpora import open_corpus
-from zoo.store.store import Store
 
 NAME = "micro-1l32"
-CHECKPOINTS = {"log_spaced_until": 4, "every": 4, "keyframe_every": 4}  # stored 0 1 2 4 8 12
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """micro (seeds 1, 2; 12 steps), held-out loss evaluated at every stored step."""
-    folder = tmp_path_factory.mktemp("per_example")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ZOO_CACHE", str(folder / "cache"))
-        store = Store.open(str(folder / "store"))
-        train_family(write_manifest(folder, steps=12, checkpoints=CHECKPOINTS), store=store,
-                     threads=2, progress=False)
-        evaluate_family("micro", ["loss"], store=store, progress=False)
-        yield store
+@pytest.fixture
+def store(evaluated_micro_store):
+    """micro (seeds 1, 2; 12 steps), held-out loss evaluated at every stored step (conftest)."""
+    return evaluated_micro_store
 
 
 def _by_hand(store, seed: int, step: int) -> np.ndarray:
