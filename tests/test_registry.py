@@ -125,6 +125,10 @@ def test_publishing_keeps_a_current_snapshot_and_replaces_a_stale_one(store, tmp
     assert folder.stat().st_ino != inode
     assert json.loads((folder / "zoo_snapshot.json").read_text())["weights_id"] == "other weights"
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # nothing left aside
+    (folder / "zoo_snapshot.json").write_text("{damaged")  # no readable record: replaced
+    write_snapshot(folder, run=run, step=8, tensors=tensors, tokens_seen=record["tokens_seen"],
+                   weights_id="other weights")
+    assert json.loads((folder / "zoo_snapshot.json").read_text())["weights_id"] == "other weights"
     zoo.snapshot(NAME, seed=1, step=8, store=store)  # the store's weights again, rebuilt
 
 

@@ -84,10 +84,10 @@ def _publish(staging: Path, folder: Path, weights_id: str | None) -> None:
         if not folder.exists():
             raise
     try:
-        there = json.loads((folder / SNAPSHOT_RECORD).read_text()).get("weights_id")
-    except (OSError, ValueError):
-        there = "damaged"
-    if there == weights_id or weights_id is None:  # the same weights (a replayed step is unique)
+        same = json.loads((folder / SNAPSHOT_RECORD).read_text()).get("weights_id") == weights_id
+    except (OSError, ValueError, AttributeError):
+        same = False  # no readable record: a damaged folder, replaced
+    if same:  # the same stored weights, or the same replayed step (weights_id None)
         return
     aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".stale", dir=folder.parent))
     folder.rename(aside / "old")
