@@ -9,8 +9,9 @@
   ("module.path:<module>" for a module docstring).
 - `builtin:induction` — documents made of a random sequence of symbols repeated (the setting in
   which induction heads form). Document id "induction:<seed>:<i>".
-- `builtin:modular` — one line "a + b = c (mod p)" per document, all p*p pairs shuffled by seed
-  (the grokking task). Document id "modular:p<p>:<a>+<b>".
+- `builtin:modular` — the grokking task, not text: every pair as the tokens `a b = c` over a
+  symbolic vocabulary, the loss on c, a train/test split by the run's data seed (tasks.py).
+  Params: p (113), train_fraction (0.3), op (add, sub, mul).
 
 Randomness uses the counter-based generator of `order.py`, never numpy's Generator streams, so a
 seed means the same text on every numpy version.
@@ -28,12 +29,14 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from zoo_common.errors import ZooError
-from data_index.order import permutation, random_uint64, stream_key
+from data_index.order import random_uint64, stream_key
+from data_index.tasks import TaskSamples, modular
 
 BUILTIN_SOURCES: dict[str, str] = {
     "pydoc": "docstrings of this Python's standard library (real English, offline); params: max_docs, min_chars",
     "induction": "random symbol sequences repeated (induction heads); params: n_docs, length, repeats, symbols, seed",
-    "modular": "'a + b = c (mod p)' lines, all pairs shuffled (grokking); params: p, seed",
+    "modular": "the grokking task: 'a b = c' with c = (a op b) mod p, loss on c, a train/test split "
+               "by the data seed; params: p, train_fraction, op (add, sub, mul)",
 }
 
 SKIPPED_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "__pycache__"}
@@ -50,8 +53,9 @@ class DocumentSource:
     metadata: dict = field(default_factory=dict)
 
 
-def resolve_builtin(spec: str) -> DocumentSource:
-    """`NAME?k=v&k=v` -> a DocumentSource; unknown names or parameters are errors listing valid ones."""
+def resolve_builtin(spec: str) -> DocumentSource | TaskSamples:
+    """`NAME?k=v&k=v` -> a DocumentSource (text) or TaskSamples (a task); unknown names or
+    parameters, or values of the wrong type, are errors naming the parameter."""
     name, _, query = spec.partition("?")
     if name not in BUILTIN_SOURCES:
         valid = ", ".join(f"builtin:{n}" for n in BUILTIN_SOURCES)
@@ -61,14 +65,23 @@ def resolve_builtin(spec: str) -> DocumentSource:
     for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if key not in defaults:
             raise ZooError(f"builtin:{name} has no parameter {key!r}; valid: {', '.join(defaults)}")
-        try:
-            params[key] = int(value)
-        except ValueError:
-            raise ZooError(f"builtin:{name} parameter {key} must be an integer, got {value!r}") from None
-        if params[key] < 0:
-            raise ZooError(f"builtin:{name} parameter {key} must be >= 0, got {value}")
+        params[key] = _parameter(name, key, value, type(defaults[key]))
     canonical = f"builtin:{name}?" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
     return _BUILDERS[name](canonical, **params)
+
+
+def _parameter(source: str, key: str, value: str, kind: type):
+    """One `k=v` of a source string as the type of its default (int, float or str)."""
+    if kind is str:
+        return value
+    try:
+        parsed = kind(value)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ZooError(f"builtin:{source} parameter {key} must be {what}, got {value!r}") from None
+    if kind is int and parsed < 0:
+        raise ZooError(f"builtin:{source} parameter {key} must be >= 0, got {value}")
+    return parsed
 
 
 def _pydoc(spec: str, *, max_docs: int, min_chars: int) -> DocumentSource:
@@ -159,21 +172,9 @@ def _induction(spec: str, *, n_docs: int, length: int, repeats: int, symbols: in
     return DocumentSource(spec, documents, {"generator": "induction"})
 
 
-def _modular(spec: str, *, p: int, seed: int) -> DocumentSource:
-    if p < 2:
-        raise ZooError(f"builtin:modular needs p >= 2, got {p}")
-
-    def documents() -> Iterator[tuple[str, str]]:
-        for pair in permutation(seed, 0, p * p).tolist():
-            a, b = divmod(pair, p)
-            yield f"modular:p{p}:{a}+{b}", f"{a} + {b} = {(a + b) % p} (mod {p})"
-
-    return DocumentSource(spec, documents, {"generator": "modular"})
-
-
-_DEFAULTS: dict[str, dict[str, int]] = {
+_DEFAULTS: dict[str, dict[str, int | float | str]] = {
     "pydoc": {"max_docs": 0, "min_chars": 200},
     "induction": {"n_docs": 2000, "length": 32, "repeats": 2, "symbols": 64, "seed": 0},
-    "modular": {"p": 113, "seed": 0},
+    "modular": {"p": 113, "train_fraction": 0.3, "op": "add"},
 }
-_BUILDERS = {"pydoc": _pydoc, "induction": _induction, "modular": _modular}
+_BUILDERS = {"pydoc": _pydoc, "induction": _induction, "modular": modular}

@@ -6,9 +6,13 @@ Folder layout (owned here):
   provenance.parquet  one row per sample: sample, document_id, token_offset (of the sample's first token)
   documents.parquet   one row per document: document_id, start (stream position), n_tokens (EOS excluded)
   tokenizer/          tokenizer.json + tokenizer_config.json (AutoTokenizer.from_pretrained loads it)
+  loss_mask.bin       tasks only (data_index/tasks.py): uint8 n_samples * seq_len, 1 = a loss target
 
-The fingerprint is sha256 over the packing parameters, sha256(tokenizer.json) and sha256(tokens.bin):
-everything that decides what a model sees. Runs record it; a replay elsewhere checks it. Preparing is
+A task corpus also records its split (train fraction + rule, data_index/splits.py) in its packing
+parameters: the train/test split of a run is then a function of the corpus and the run's data seed.
+
+The fingerprint is sha256 over the packing parameters, sha256(tokenizer.json), sha256(tokens.bin)
+and, for a task, sha256(loss_mask.bin): everything that decides what a model sees and learns from. Runs record it; a replay elsewhere checks it. Preparing is
 done in a temporary sibling folder renamed into place at the end, so an error leaves nothing behind.
 """
 from __future__ import annotations
@@ -38,6 +42,10 @@ from data_index.packing import (
     token_dtype,
 )
 from data_index.sources import resolve_source
+from data_index.splits import SPLIT_RULE, held_out_split, train_split
+from data_index.tasks import TaskSamples
+
+TASK_RULE = "task/one-sample-per-document"
 
 FORMAT = "zoo-corpus"
 VERSION = 1
@@ -59,6 +67,12 @@ class Corpus:
         self._tokens = np.memmap(folder / "tokens.bin", dtype=self.dtype, mode="r", shape=(self.n_samples, self.seq_len))
         self._tokenizer: Tokenizer | None = None
         self._documents: pa.Table | None = None
+        split = meta["packing"].get("split")
+        # the fraction of samples a run trains on (the rest is its test split); None: all of them
+        self.train_fraction: float | None = split["train_fraction"] if split else None
+        self._loss_mask = (np.memmap(folder / "loss_mask.bin", dtype=np.uint8, mode="r",
+                                     shape=(self.n_samples, self.seq_len))
+                           if "loss_mask.bin" in meta["files"] else None)
 
     @classmethod
     def open(cls, folder: str | Path) -> Corpus:
@@ -90,6 +104,26 @@ class Corpus:
             bad = int(ids[(ids < 0) | (ids >= self.n_samples)][0])
             raise ZooError(f"sample {bad} is outside the corpus: valid ids 0..{self.n_samples - 1}")
         return self._tokens[ids].astype(np.int64)
+
+    def loss_mask(self, ids) -> np.ndarray | None:
+        """Bool [len(ids), seq_len], True where a token is a loss target; None: every token is."""
+        if self._loss_mask is None:
+            return None
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        self.samples(ids[:0] if not len(ids) else ids[[0, -1]])  # the range check, cheaply
+        return self._loss_mask[ids].astype(bool)
+
+    def train_ids(self, data_seed: int) -> np.ndarray:
+        """The samples a run with `data_seed` trains on, ascending: its train split, or all."""
+        if self.train_fraction is None:
+            return np.arange(self.n_samples, dtype=np.int64)
+        return train_split(self.n_samples, self.train_fraction, data_seed)
+
+    def test_ids(self, data_seed: int) -> np.ndarray:
+        """The samples a run with `data_seed` never trains on (empty when the corpus has no split)."""
+        if self.train_fraction is None:
+            return np.zeros(0, dtype=np.int64)
+        return held_out_split(self.n_samples, self.train_fraction, data_seed)
 
     def decode(self, tokens) -> str:
         if self._tokenizer is None:
@@ -200,6 +234,8 @@ def _same_or_error(existing: Corpus, meta: dict, out: Path) -> Corpus:
 
 def _build(source: str, folder: Path, *, tokenizer, vocab_size: int, seq_len: int, workers: int, progress: bool) -> dict:
     docs = resolve_source(source, cache_dir=folder / ".datasets-cache", quiet=not progress)
+    if isinstance(docs, TaskSamples):
+        return _build_task(docs, folder, tokenizer=tokenizer, seq_len=seq_len)
     if tokenizer is None:
         texts = (text for _, text in _progress(docs.documents(), progress, "read + train tokenizer"))
         trained = tok.train_bpe(texts, vocab_size=vocab_size)
@@ -240,6 +276,55 @@ def _build(source: str, folder: Path, *, tokenizer, vocab_size: int, seq_len: in
     return meta
 
 
+def _build_task(task: TaskSamples, folder: Path, *, tokenizer, seq_len: int) -> dict:
+    """A task's samples as they are: one per document, its own vocabulary, its mask and split."""
+    n_samples, task_len = task.tokens.shape
+    name = task.spec.partition("?")[0]
+    if tokenizer is not None:
+        raise ZooError(f"{name} has its own symbolic vocabulary (one token per symbol); "
+                       f"remove the tokenizer from the data config")
+    if seq_len != task_len:
+        raise ZooError(f"{name} samples are {task_len} tokens ({task.metadata.get('layout', 'fixed')}): "
+                       f"set data.seq_len to {task_len}, not {seq_len}")
+    tokenizer_json, eos_id = _word_level_tokenizer(task.vocabulary, task.eos_token)
+    tok.save_folder(folder / "tokenizer", tokenizer_json=tokenizer_json, eos_token=task.eos_token,
+                    model_max_length=seq_len)
+    dtype = token_dtype(len(task.vocabulary))
+    (folder / "tokens.bin").write_bytes(np.ascontiguousarray(task.tokens, dtype=dtype).tobytes())
+    (folder / "loss_mask.bin").write_bytes(np.ascontiguousarray(task.loss_mask, dtype=np.uint8).tobytes())
+    starts = np.arange(n_samples, dtype=np.int64) * seq_len
+    stream = PackedStream(task.document_ids, starts, np.full(n_samples, seq_len, dtype=np.int64),
+                          n_samples * seq_len, n_samples, 0)
+    _write_tables(folder, stream, seq_len)
+    packing = {"rule": TASK_RULE, "seq_len": seq_len, "dtype": dtype.name, "eos_id": eos_id,
+               "n_samples": n_samples,
+               "split": {"train_fraction": task.train_fraction, "rule": SPLIT_RULE}}
+    files = {rel: {"bytes": (folder / rel).stat().st_size, "sha256": sha256_file(folder / rel)}
+             for rel in sorted(_relative_files(folder))}
+    meta = {
+        "format": FORMAT, "version": VERSION, "fingerprint": _fingerprint(packing, files),
+        "source": task.spec, "source_metadata": task.metadata,
+        "seq_len": seq_len, "n_samples": n_samples, "vocab_size": len(task.vocabulary), "eos_id": eos_id,
+        "eos_token": task.eos_token, "dtype": dtype.name, "n_documents": n_samples,
+        "n_stream_tokens": n_samples * seq_len, "dropped_tail_tokens": 0,
+        "packing": packing, "tokenizer": {"trained": False, "symbolic": True},
+        "created_with": {"python": sys.version.split()[0], "tokenizers": _version("tokenizers")},
+        "files": files,
+    }
+    (folder / "corpus.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+def _word_level_tokenizer(vocabulary: list[str], eos_token: str) -> tuple[bytes, int]:
+    """One token per symbol, split on whitespace: "12 7 =" -> [12, 7, =]."""
+    from tokenizers import models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(vocabulary)}, unk_token=eos_token))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.add_special_tokens([eos_token])
+    return tokenizer.to_str().encode("utf-8"), vocabulary.index(eos_token)
+
+
 def _write_tables(folder: Path, stream: PackedStream, seq_len: int) -> None:
     ids = pa.array(stream.doc_ids, pa.string())
     documents = pa.table({"document_id": ids, "start": stream.doc_starts, "n_tokens": stream.doc_lengths})
@@ -260,6 +345,8 @@ def _fingerprint(packing: dict, files: dict) -> str:
     digest.update(json.dumps(packing, sort_keys=True).encode() + b"\n")
     digest.update(files["tokenizer/tokenizer.json"]["sha256"].encode() + b"\n")
     digest.update(files["tokens.bin"]["sha256"].encode())
+    if "loss_mask.bin" in files:  # tasks only: older corpora keep their fingerprints
+        digest.update(b"\n" + files["loss_mask.bin"]["sha256"].encode())
     return digest.hexdigest()
 
 

@@ -10,6 +10,11 @@ Step s (s >= 1) consumes positions (s-1)*B .. s*B-1 of the endless concatenation
 perm(epoch 0) ++ perm(epoch 1) ++ ...; a batch may straddle two epochs. A process of rank r in a
 world of w processes takes the fixed contiguous slice r*B/w .. (r+1)*B/w of the global batch, so the
 global order never depends on w.
+
+A corpus with a train/test split (a task, data_index/splits.py) orders its train ids only: the
+order above runs over positions 0..n_train-1 of the ascending train ids. When one batch is the whole
+train set (full-batch training, as grokking uses) every step's batch is the train ids in ascending
+order: nothing is shuffled, so nothing per step needs recording (the step index stays small).
 """
 from __future__ import annotations
 
@@ -69,22 +74,41 @@ def _cached_permutation(data_seed: int, epoch: int, n_samples: int) -> np.ndarra
     return order
 
 
-def global_batch(step: int, *, data_seed: int, batch_size: int, n_samples: int) -> np.ndarray:
-    """Sample ids of step `step`'s global batch (step >= 1 consumes global batch number step-1)."""
+def global_batch(step: int, *, data_seed: int, batch_size: int, n_samples: int,
+                 train_ids: np.ndarray | None = None) -> np.ndarray:
+    """Sample ids of step `step`'s global batch (step >= 1 consumes global batch number step-1).
+
+    `train_ids`: the ascending ids a run may train on (its train split); None: all n_samples."""
     if step < 1:
         raise ZooError(f"step {step} has no batch: step 0 is the initial weights, batches start at step 1")
     if batch_size <= 0:
         raise ZooError(f"batch_size must be > 0, got {batch_size}")
-    if batch_size > n_samples:
+    trainable = n_samples if train_ids is None else len(train_ids)
+    if batch_size > trainable:
+        if train_ids is not None:
+            raise ZooError(
+                f"the train split has {trainable} samples, fewer than one batch of {batch_size}: "
+                f"for full-batch training set batch_size to {trainable}"
+            )
         raise ZooError(
             f"the corpus has {n_samples} samples, fewer than one batch of {batch_size}: "
             "prepare a larger corpus, use a shorter seq_len, or a smaller batch"
         )
-    return positions_to_samples(
-        np.arange((step - 1) * batch_size, step * batch_size, dtype=np.int64),
-        data_seed=data_seed,
-        n_samples=n_samples,
-    )
+    positions = np.arange((step - 1) * batch_size, step * batch_size, dtype=np.int64)
+    return order_positions(positions, data_seed=data_seed, n_samples=n_samples, train_ids=train_ids,
+                           batch_size=batch_size)
+
+
+def order_positions(positions: np.ndarray, *, data_seed: int, n_samples: int, batch_size: int,
+                    train_ids: np.ndarray | None = None) -> np.ndarray:
+    """Sample ids at `positions` of the run's order (any steps at once; see the module docstring)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    trainable = n_samples if train_ids is None else len(train_ids)
+    if batch_size == trainable:  # full batch: every step is the whole train set, in id order
+        offsets = positions % trainable
+        return offsets if train_ids is None else np.asarray(train_ids, dtype=np.int64)[offsets]
+    local = positions_to_samples(positions, data_seed=data_seed, n_samples=trainable)
+    return local if train_ids is None else np.asarray(train_ids, dtype=np.int64)[local]
 
 
 def positions_to_samples(positions: np.ndarray, *, data_seed: int, n_samples: int) -> np.ndarray:

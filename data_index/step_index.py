@@ -5,6 +5,11 @@ loses at most the unflushed tail) with an `index.json` header naming the corpus 
 data seed, the batch size and the corpus size. It records what was actually consumed, and
 `verify()` checks it against the pure order function, so an index can never silently disagree with
 the data order (or point past the end of the corpus).
+
+A run on a split corpus (a task) records the train fraction in the header, and its order runs over
+the train split only. A full-batch run (one batch = the whole train split, data_index/order.py)
+writes its batch once (`full_batch.parquet`) and then one row per step (`step` only): 10,000
+full-batch steps of 3,831 samples are 10,000 small rows, not 38 million.
 """
 from __future__ import annotations
 
@@ -13,11 +18,13 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from zoo_common.errors import IntegrityError, ZooError
 from zoo_common.location import Location
-from data_index.order import positions_to_samples
+from data_index.order import order_positions
 from data_index.part_log import PartLog
+from data_index.splits import train_split
 
 # The first queries scan the ids (linear, milliseconds, nothing to build); a caller who asks more
 # than this many pays one sort and then answers in microseconds.
@@ -29,6 +36,21 @@ SCHEMA = pa.schema([("step", pa.int64()), ("position", pa.int32()), ("sample", p
 # step/position are runs and repeats (dictionary + RLE); sample ids are near-random, so their bytes
 # are split into streams (high bytes mostly zero) before zstd, which compresses them much better.
 PARQUET_OPTIONS = {"use_dictionary": ["step", "position"], "column_encoding": {"sample": "BYTE_STREAM_SPLIT"}}
+FULL_BATCH_FILE = "full_batch.parquet"
+FULL_BATCH_SCHEMA = pa.schema([("step", pa.int64())])
+
+
+def _train_ids(header: dict) -> np.ndarray | None:
+    """The ascending ids the run's order runs over (its train split), or None for all samples."""
+    fraction = header.get("train_fraction")
+    if fraction is None:
+        return None
+    return train_split(header["n_samples"], fraction, header["data_seed"])
+
+
+def _is_full_batch(header: dict) -> bool:
+    train = _train_ids(header)
+    return header["batch_size"] == (header["n_samples"] if train is None else len(train))
 
 
 def _read_header(location: Location) -> dict | None:
@@ -63,6 +85,7 @@ class StepIndexWriter:
         flush_every: int = 64,
         after_step: int | None = None,
         write_part: Callable[[str, bytes], None] | None = None,
+        train_fraction: float | None = None,
     ):
         if batch_size <= 0 or n_samples <= 0:
             raise ZooError(f"batch_size and n_samples must be > 0, got {batch_size} and {n_samples}")
@@ -76,6 +99,15 @@ class StepIndexWriter:
             "batch_size": int(batch_size),
             "n_samples": int(n_samples),
         }
+        if train_fraction is not None:  # absent otherwise: older headers stay what they were
+            self.header["train_fraction"] = float(train_fraction)
+            train = _train_ids(self.header)
+            if batch_size > len(train):
+                raise ZooError(f"the train split has {len(train)} samples, fewer than one batch of {batch_size}")
+        # full batch: the one batch every step trains on; each step is then one row of its number
+        self._full_batch = (order_positions(np.arange(batch_size), data_seed=data_seed, n_samples=n_samples,
+                                            batch_size=batch_size, train_ids=_train_ids(self.header))
+                            if _is_full_batch(self.header) else None)
         existing = _read_header(location)
         if existing is not None:
             differing = [k for k, v in self.header.items() if existing.get(k) != v]
@@ -83,6 +115,8 @@ class StepIndexWriter:
                 detail = ", ".join(f"{k}: recorded {existing.get(k)!r}, now {self.header[k]!r}" for k in differing)
                 raise ZooError(f"the step index at {location.url} belongs to another run ({detail})")
         else:
+            if self._full_batch is not None:
+                location.write_atomic(FULL_BATCH_FILE, _parquet_bytes(pa.table({"sample": self._full_batch})))
             location.write_atomic(HEADER, json.dumps(self.header, indent=2).encode())
         self.location = location
         self.batch_size = int(batch_size)
@@ -91,8 +125,9 @@ class StepIndexWriter:
             raise ZooError(f"flush_every must be > 0, got {flush_every}")
         self._flush_every = flush_every
         self._pending: list[np.ndarray] = []  # ids of the steps after the last flush
-        self._log = PartLog(location, schema=SCHEMA, key="step", parquet_options=PARQUET_OPTIONS,
-                            write_part=write_part)  # see PartLog
+        self._log = (PartLog(location, schema=SCHEMA, key="step", parquet_options=PARQUET_OPTIONS,
+                             write_part=write_part) if self._full_batch is None else
+                     PartLog(location, schema=FULL_BATCH_SCHEMA, key="step", write_part=write_part))
         recorded = self._log.last_key
         if after_step is None:
             if recorded is not None:
@@ -123,6 +158,9 @@ class StepIndexWriter:
         ids = np.array(sample_ids, dtype=np.int64)  # a copy: the caller may reuse its array
         if ids.shape != (self.batch_size,):
             raise ZooError(f"step {step}: expected {self.batch_size} sample ids, got shape {ids.shape}")
+        if self._full_batch is not None and not np.array_equal(ids, self._full_batch):
+            raise ZooError(f"step {step}: a full-batch run trains on its whole train split, in id order, "
+                           f"every step; these ids differ from it")
         self._pending.append(ids)
         self._last_step = step
         if len(self._pending) >= self._flush_every:
@@ -134,6 +172,12 @@ class StepIndexWriter:
         if not self._pending:
             return
         ids, first = np.concatenate(self._pending), self._last_step - len(self._pending) + 1
+        if self._full_batch is not None:  # checked in append: one row per step is the record
+            steps = len(self._pending)
+            self._pending = []
+            self._log.append({"step": np.arange(first, first + steps, dtype=np.int64)})
+            self._log.flush()
+            return
         self._pending = []
         outside = np.flatnonzero((ids < 0) | (ids >= self.n_samples))
         good_steps = len(ids) // self.batch_size if outside.size == 0 else int(outside[0]) // self.batch_size
@@ -165,14 +209,18 @@ class StepIndexWriter:
 class StepIndex:
     """A recorded index, read whole into memory (8 bytes per sample id): batch_ids, steps_of, verify."""
 
-    def __init__(self, location: Location, header: dict, samples: np.ndarray, first_step: int):
+    def __init__(self, location: Location, header: dict, samples: np.ndarray, first_step: int, *,
+                 full_batch: np.ndarray | None = None, n_full_steps: int = 0):
         self.location = location
         self.corpus_fingerprint: str = header["corpus_fingerprint"]
         self.data_seed: int = header["data_seed"]
         self.batch_size: int = header["batch_size"]
         self.n_samples: int = header["n_samples"]
+        self.train_fraction: float | None = header.get("train_fraction")
         self.first_step = first_step
-        self.last_step = first_step + len(samples) // self.batch_size - 1
+        self.full_batch: np.ndarray | None = full_batch  # the one batch of every step, or None
+        n_steps = len(samples) // self.batch_size if full_batch is None else n_full_steps
+        self.last_step = first_step + n_steps - 1
         self._samples = samples
         self._sorted_rows: np.ndarray | None = None
         self._queries = 0
@@ -183,6 +231,8 @@ class StepIndex:
         header = _read_header(location)
         if header is None:
             raise ZooError(f"no step index at {location.url} (missing {HEADER})")
+        if _is_full_batch(header):
+            return cls._open_full_batch(location, header)
         table = PartLog(location, schema=SCHEMA, key="step").read()
         batch = header["batch_size"]
         steps = table.column("step").to_numpy()
@@ -202,6 +252,24 @@ class StepIndex:
             raise IntegrityError(f"step index at {location.url} points outside the corpus of {header['n_samples']} samples")
         return cls(location, header, samples, first_step=first)
 
+    @classmethod
+    def _open_full_batch(cls, location: Location, header: dict) -> StepIndex:
+        try:
+            batch = pq.read_table(pa.BufferReader(location.read_bytes(FULL_BATCH_FILE))).column("sample")
+        except (OSError, pa.ArrowInvalid, KeyError) as exc:
+            raise IntegrityError(f"full-batch step index at {location.url}: cannot read {FULL_BATCH_FILE}: {exc}") from None
+        batch = np.ascontiguousarray(batch.to_numpy(), dtype=np.int64)
+        if len(batch) != header["batch_size"] or (len(batch) and (batch.min() < 0 or batch.max() >= header["n_samples"])):
+            raise IntegrityError(f"{location.path(FULL_BATCH_FILE)} does not hold one batch of "
+                                 f"{header['batch_size']} ids inside the corpus of {header['n_samples']} samples")
+        steps = PartLog(location, schema=FULL_BATCH_SCHEMA, key="step").read().column("step").to_numpy()
+        first = int(steps[0]) if len(steps) else 1
+        if not np.array_equal(steps, np.arange(first, first + len(steps))):
+            bad = _first_mismatch(steps, np.arange(first, first + len(steps)))
+            raise IntegrityError(f"step index at {location.url} is not contiguous: row {bad} breaks the steps")
+        return cls(location, header, np.zeros(0, dtype=np.int64), first, full_batch=batch,
+                   n_full_steps=len(steps))
+
     @property
     def n_steps(self) -> int:
         return self.last_step - self.first_step + 1
@@ -212,6 +280,8 @@ class StepIndex:
     def batch_ids(self, step: int) -> np.ndarray:
         if not self.first_step <= step <= self.last_step:
             raise ZooError(f"step {step} is not in the data index at {self.location.url}: it records {self._range_text()}")
+        if self.full_batch is not None:
+            return self.full_batch.copy()
         row = (step - self.first_step) * self.batch_size
         return self._samples[row : row + self.batch_size].copy()
 
@@ -219,6 +289,9 @@ class StepIndex:
         """(step, position) of every time `sample_id` was in a batch, sorted; [] if never."""
         if not 0 <= sample_id < self.n_samples:
             raise ZooError(f"sample {sample_id} is outside the corpus: valid ids 0..{self.n_samples - 1}")
+        if self.full_batch is not None:
+            where = np.flatnonzero(self.full_batch == sample_id)
+            return [(step, int(pos)) for step in range(self.first_step, self.last_step + 1) for pos in where]
         self._queries += 1
         if self._sorted_rows is None and self._queries <= _SCAN_QUERIES:
             rows = np.flatnonzero(self._samples == sample_id)  # one pass, no setup
@@ -243,17 +316,27 @@ class StepIndex:
         """Every recorded step against global_batch(); IntegrityError naming the first bad step."""
         if self.n_steps <= 0:
             return
-        start = (self.first_step - 1) * self.batch_size
-        positions = np.arange(start, start + len(self._samples), dtype=np.int64)
-        expected = positions_to_samples(positions, data_seed=self.data_seed, n_samples=self.n_samples)
-        bad = _first_mismatch(self._samples, expected)
+        train = _train_ids({"n_samples": self.n_samples, "data_seed": self.data_seed,
+                            "train_fraction": self.train_fraction})
+        recorded = self._samples if self.full_batch is None else self.full_batch
+        start = (self.first_step - 1) * self.batch_size if self.full_batch is None else 0
+        positions = np.arange(start, start + len(recorded), dtype=np.int64)
+        expected = order_positions(positions, data_seed=self.data_seed, n_samples=self.n_samples,
+                                   batch_size=self.batch_size, train_ids=train)
+        bad = _first_mismatch(recorded, expected)
         if bad is not None:
             step = self.first_step + bad // self.batch_size
             raise IntegrityError(
                 f"step {step} of the data index at {self.location.url} differs from the data order "
                 f"(data_seed {self.data_seed}, batch {self.batch_size}, {self.n_samples} samples): "
-                f"position {bad % self.batch_size} holds sample {self._samples[bad]}, the order gives {expected[bad]}"
+                f"position {bad % self.batch_size} holds sample {recorded[bad]}, the order gives {expected[bad]}"
             )
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
 
 
 def _first_mismatch(a: np.ndarray, b: np.ndarray) -> int | None:

@@ -106,7 +106,7 @@ def test_base_manifest_resolves_defaults_and_seed_grid(tmp_path):
         ("seeds: [1, 2,", "seeds: [1, 1,", ["seeds: 1 appears more than once"]),
         ("family: fam", "family: fam\nfamily: other", ["duplicate key 'family'", "line 2"]),
         ("family: fam\n", "", ["family: is required"]),
-        ("activation: solu", "activation: relu", ["2l32", "activation 'relu'", "gelu, solu"]),
+        ("activation: solu", "activation: silu", ["2l32", "activation 'silu'", "gelu, relu, solu"]),
         (
             "architecture: toy",
             "architecture: llama",

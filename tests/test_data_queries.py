@@ -61,8 +61,8 @@ def _run(argv):
 
 def test_cli_prepare_show_find(run, tmp_path, capsys):
     corpus, index, root = run
-    assert _run(["data", "prepare", "builtin:modular?p=5", "--out", str(tmp_path / "m"), "--vocab-size", "300",
-                 "--seq-len", "8"]) == 0
+    assert _run(["data", "prepare", "builtin:modular?p=5", "--out", str(tmp_path / "m"),
+                 "--seq-len", "4"]) == 0
     out = capsys.readouterr().out
     assert "fingerprint " in out and "documents   25" in out and "samples " in out and "vocab " in out
     assert _run(["data", "show", "--corpus", str(corpus.folder), "--index", str(root / "index"), "--step", "3",

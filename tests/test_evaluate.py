@@ -69,7 +69,9 @@ def test_heldout_for_every_docstring_uses_the_short_ones_training_dropped():
 
 def test_a_source_with_no_honest_heldout_split_asks_for_one():
     with pytest.raises(ZooError, match="heldout='SOURCE'"):
-        heldout_documents("builtin:modular?p=7&seed=0")
+        heldout_documents("data/notes.txt")
+    with pytest.raises(ZooError, match="--metric accuracy"):
+        heldout_documents("builtin:modular?p=7&train_fraction=0.3")
 
 
 def test_rerun_skips_finished_work_and_new_metrics_run_alone(store):

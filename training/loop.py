@@ -50,7 +50,7 @@ from zoo.store.run_write import RunWrite
 from zoo.store.run_store import INDEX_FOLDER, METRICS_FOLDER, RunStore
 from zoo.store.store import Store
 from zoo.engine.train_step import scheduler_state
-from zoo.engine.training_state import TrainingState, fresh_state, restore_state
+from zoo.engine.training_state import TrainingState, fresh_state, restore_state, training_batch
 
 _GO, _SKIP, _ERROR = 0, 1, 2  # rank 0's decision about a run, broadcast to the other ranks
 
@@ -189,6 +189,13 @@ def _open_or_create(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: st
             f"{cfg.model_name}: batch_size {cfg.batch_size} is larger than the corpus "
             f"({corpus.n_samples} samples of {corpus.seq_len} tokens); use a smaller batch or more data"
         )
+    trainable = len(corpus.train_ids(cfg.seed.data_seed))
+    if cfg.batch_size > trainable:
+        raise ZooError(
+            f"{cfg.model_name}: batch_size {cfg.batch_size} is larger than the train split of seed "
+            f"{cfg.seed.seed} ({trainable} of {corpus.n_samples} samples); for full-batch training "
+            f"set batch_size: {trainable}"
+        )
     if run.exists() and run.keyframe_steps():
         record = run.read_json("run.json")
         changed = RunConfig.from_json(record["config"]).differences(cfg)
@@ -258,6 +265,7 @@ def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World,
         "config_hash": cfg.config_hash(),
         "corpus_fingerprint": corpus.fingerprint,
         "n_samples": corpus.n_samples,
+        **_split_record(corpus, cfg),
         "hf_config": state.model.config.to_dict(),
         "checkpoint_steps": checkpoint_steps(cfg.checkpoints, cfg.steps),
         "keyframe_steps": keyframe_steps(cfg.checkpoints, cfg.steps),
@@ -269,6 +277,18 @@ def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World,
     _write_step(cfg, run, state, fingerprint=fingerprint,
                 checkpoint=True, keyframe=True, rng=rng, writer=writer)
     return state
+
+
+def _split_record(corpus: Corpus, cfg: RunConfig) -> dict:
+    """What pins a task run's train/test split (nothing for a corpus without one)."""
+    if corpus.train_fraction is None:
+        return {}
+    from data_index.splits import SPLIT_RULE, split_digest
+
+    train = corpus.train_ids(cfg.seed.data_seed)
+    return {"split": {"rule": SPLIT_RULE, "train_fraction": corpus.train_fraction, "data_seed": cfg.seed.data_seed,
+                      "n_train": len(train), "n_test": corpus.n_samples - len(train),
+                      "train_sha256": split_digest(train)}}
 
 
 def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World = SINGLE):
@@ -358,9 +378,11 @@ def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model,
         index = StepIndexWriter(run.index_location, corpus_fingerprint=corpus.fingerprint,
                                 data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
                                 n_samples=corpus.n_samples, after_step=first_step,
+                                train_fraction=corpus.train_fraction,
                                 write_part=queued(INDEX_FOLDER))
         metrics = MetricsWriter(run, write_part=queued(METRICS_FOLDER))
         metrics.truncate_after(first_step)
+    train_ids = corpus.train_ids(cfg.seed.data_seed) if corpus.train_fraction is not None else None
     end = cfg.steps if stop_after_step is None else min(cfg.steps, stop_after_step)
     tokens_per_step = cfg.batch_size * cfg.data.seq_len
     bar = progress_bar(total=cfg.steps, initial=first_step, desc=label, unit="step",
@@ -371,10 +393,10 @@ def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model,
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
             ids = global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                               n_samples=corpus.n_samples)
+                               n_samples=corpus.n_samples, train_ids=train_ids)
             mine = rank_slice(ids, world.rank, world.world_size)
-            batch = torch.from_numpy(corpus.samples(mine)).to(device)
-            stats = state.update(batch, model=train_model, world_size=world.world_size)
+            batch, mask = training_batch(corpus, mine, device)
+            stats = state.update(batch, loss_mask=mask, model=train_model, world_size=world.world_size)
             loss = stats.loss
             wall = time.perf_counter() - tic
             if world.is_main:  # the index holds the GLOBAL batch: equal to a 1-process run's

@@ -32,7 +32,7 @@ ARCHITECTURES = ("gpt-neox", "llama", "toy")
 ACTIVATIONS = {
     "gpt-neox": ("gelu", "relu", "silu"),
     "llama": ("silu", "gelu"),
-    "toy": ("gelu", "solu"),
+    "toy": ("gelu", "relu", "solu"),
 }
 DEFAULT_ACTIVATION = {"gpt-neox": "gelu", "llama": "silu", "toy": "gelu"}
 PRECISIONS = ("fp32", "bf16")
@@ -66,6 +66,8 @@ class SizeConfig:
     context: int | None = None  # None: the family's data.seq_len
     activation: str | None = None  # None: the architecture's usual one (gelu; silu for llama)
     attn_only: bool = False  # toy architecture only: attention-only transformer, no MLPs
+    layer_norm: bool = True  # toy architecture only: false = no LayerNorm anywhere (grokking)
+    init_std: float | None = None  # std of the initial weights; None: 0.02 (GPT-2's, Pythia's)
 
     def __post_init__(self) -> None:
         where = f"size {self.name!r}"
@@ -87,6 +89,8 @@ class SizeConfig:
         _positive(f"{where}: mlp_width", self.mlp_width)
         if self.context is not None:
             _positive(f"{where}: context", self.context)
+        if self.init_std is not None:
+            _positive(f"{where}: init_std", self.init_std)
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,8 @@ class TrainingSettings:
                 )
             if size.attn_only and self.architecture != "toy":
                 raise _fail(where, f"attn_only needs architecture toy, not {self.architecture}")
+            if not size.layer_norm and self.architecture != "toy":
+                raise _fail(where, f"layer_norm: false needs architecture toy, not {self.architecture}")
             if size.context is not None and size.context < self.data.seq_len:
                 raise _fail(
                     where,
@@ -266,7 +272,10 @@ class RunConfig(TrainingSettings):
     # were recorded (the family defaults of the others are no stand-in for a damaged record).
     OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("precision", "micro_batch_size")
     LEADING_KEYS: ClassVar[tuple[str, ...]] = ("family", "architecture", "size", "seed")
-    OMITTED_WHEN_NONE: ClassVar[tuple[str, ...]] = ("micro_batch_size",)
+    # Options added after runs were recorded, left out of records while they hold their default
+    # (dotted path -> default), so older runs' records and config hashes stay what they were.
+    OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
+        "micro_batch_size": None, "size.layer_norm": True, "size.init_std": None, "data.sources": None}
 
     def __post_init__(self) -> None:
         self._check((self.size,))
@@ -282,9 +291,13 @@ class RunConfig(TrainingSettings):
         Options added after runs were recorded are left out while unset, so the records and config
         hashes of runs that do not use them stay what they were."""
         data = self._json()
-        for key in self.OMITTED_WHEN_NONE:
-            if data.get(key) is None:
-                data.pop(key, None)
+        for dotted, default in self.OMITTED_AT_DEFAULT.items():
+            *parents, key = dotted.split(".")
+            section = data
+            for parent in parents:
+                section = section.get(parent, {})
+            if key in section and section[key] == default:
+                del section[key]
         return data
 
     @classmethod

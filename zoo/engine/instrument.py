@@ -47,7 +47,9 @@ def inspect_step(name: str, *, seed: int, step: int, store: str | Store | None =
     def observe(model, batch, outputs):
         seen["before"] = copy.deepcopy(model).eval()
         seen["batch"] = batch.detach().cpu()
-        seen["per_example_loss"] = per_example_loss(outputs.logits.detach(), batch).cpu()
+        targets = getattr(outputs, "targets", None)  # a masked (task) loss: its targets only
+        seen["per_example_loss"] = (per_example_loss(outputs.logits.detach(), batch) if targets is None
+                                    else masked_per_example_loss(outputs.logits.detach(), targets)).cpu()
         seen["gradients"] = {n: p.grad.detach().clone().cpu()
                              for n, p in model.named_parameters() if p.grad is not None}
 
@@ -72,6 +74,14 @@ def per_example_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor
     losses = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(),
                              reduction="none")
     return losses.view(tokens.shape[0], -1).mean(dim=1)
+
+
+def masked_per_example_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each sequence over its targets (-100: not a target): [B]."""
+    losses = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100,
+                             reduction="none").view(targets.shape)
+    valid = (targets != -100).sum(dim=1).clamp(min=1)
+    return losses.sum(dim=1) / valid
 
 
 def per_example_gradients(model: torch.nn.Module, tokens: torch.Tensor, parameter: str) -> torch.Tensor:

@@ -23,7 +23,7 @@ from zoo.store.corpora import open_corpus
 from zoo.store.run_store import RunStore
 from zoo.store.store import Store
 from zoo.engine.train_step import STEP_OBSERVER
-from zoo.engine.training_state import TrainingState, restore_state
+from zoo.engine.training_state import TrainingState, restore_state, training_batch
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,8 @@ def step_to(state: ReplayState, step: int, *, progress: bool = False,
     todo = range(state.step + 1, step + 1)
     for s in progress_bar(todo, desc=f"replay {state.run} -> step {step}", unit="step",
                           enabled=progress and len(todo) >= 8):
-        batch = torch.from_numpy(state.corpus.samples(state.index.batch_ids(s))).to(state.device)
-        state.training.update(batch, observe=observe if s == step else None)
+        batch, mask = training_batch(state.corpus, state.index.batch_ids(s), state.device)
+        state.training.update(batch, loss_mask=mask, observe=observe if s == step else None)
 
 
 def compare_tensors(ours: dict, stored: dict) -> tuple[int, str | None, float]:

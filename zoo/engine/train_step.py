@@ -76,19 +76,53 @@ def load_scheduler_state(scheduler, state: dict) -> None:
     scheduler.load_state_dict({**state, "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
 
 
+def masked_loss(model: torch.nn.Module, batch: torch.Tensor, loss_mask: torch.Tensor):
+    """Mean next-token loss over the masked targets only (a task's answer tokens), and the outputs.
+
+    Only what the loss reads is computed: the input stops at the last position that predicts a
+    target, and the model is asked for the logits of the predicting positions alone
+    (`logits_to_keep`; the toy architecture then also narrows its last block). The outputs' logits
+    are [batch, predicting positions, vocab], with `positions` and `targets` (-100 where a row's
+    token at that position is not a target) beside them for observers.
+    """
+    wanted = loss_mask[:, 1:].any(dim=0)  # position t predicts token t + 1
+    positions = torch.nonzero(wanted).reshape(-1)
+    if positions.numel() == 0:
+        raise ValueError("the loss mask marks no target after the first token")
+    inputs = batch[:, : int(positions[-1]) + 1]
+    outputs = model(input_ids=inputs, logits_to_keep=positions)
+    logits = outputs.logits
+    targets = batch[:, positions + 1].masked_fill(~loss_mask[:, positions + 1], -100)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                             targets.reshape(-1), ignore_index=-100)
+    return loss, SimpleNamespace(loss=loss, logits=logits, positions=positions, targets=targets)
+
+
+def _forward_loss(model: torch.nn.Module, batch: torch.Tensor, loss_mask: torch.Tensor | None,
+                  precision: str):
+    """(loss, outputs) of one forward pass: every token's next-token loss, or the masked one."""
+    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        if loss_mask is None:
+            outputs = model(input_ids=batch, labels=batch)
+            return outputs.loss, outputs
+        return masked_loss(model, batch, loss_mask)
+
+
 def training_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler,
     batch: torch.Tensor,
     *,
+    loss_mask: torch.Tensor | None = None,
     clip: float,
     precision: str = "fp32",
     observe: STEP_OBSERVER | None = None,
     micro_batch_size: int | None = None,
     world_size: int = 1,
 ) -> StepStats:
-    """One optimizer update on `batch` [B, T] (next-token loss over every position).
+    """One optimizer update on `batch` [B, T]: the next-token loss over every position, or, with
+    `loss_mask` (bool [B, T], True where a token is a target), over the masked targets only.
 
     `batch` is this process's share of the global batch. With `world_size` > 1 the default
     torch.distributed process group joins the processes: without `micro_batch_size` the model is
@@ -106,13 +140,11 @@ def training_step(
     optimizer.zero_grad(set_to_none=True)
     if micro_batch_size:
         loss, outputs = _invariant_gradients(
-            model, batch, micro_batch_size=micro_batch_size, precision=precision,
+            model, batch, loss_mask, micro_batch_size=micro_batch_size, precision=precision,
             world_size=world_size, keep_logits=observe is not None,
         )
     else:
-        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outputs = model(input_ids=batch, labels=batch)
-        loss = outputs.loss
+        loss, outputs = _forward_loss(model, batch, loss_mask, precision)
         if observe is None:
             # Let the logits (batch x seq x vocab) go before backward: held through backward and
             # the update they sit beside the loss's own saved copy, doubling that peak (GiBs at
@@ -135,7 +167,8 @@ def training_step(
     return StepStats(loss=float(loss), grad_norm=float(grad_norm), lr=float(lr))
 
 
-def _invariant_gradients(model: torch.nn.Module, batch: torch.Tensor, *, micro_batch_size: int,
+def _invariant_gradients(model: torch.nn.Module, batch: torch.Tensor, loss_mask: torch.Tensor | None,
+                         *, micro_batch_size: int,
                          precision: str, world_size: int, keep_logits: bool):
     """Set every parameter's .grad to the mean of per-micro-batch gradients, summed one by one in
     the global micro-batch order, and return (global mean loss, outputs).
@@ -150,11 +183,11 @@ def _invariant_gradients(model: torch.nn.Module, batch: torch.Tensor, *, micro_b
                          f"{micro_batch_size}")
     params = [p for p in model.parameters() if p.requires_grad]
     flat_grads, losses, logits = [], [], []
-    for chunk in batch.split(micro_batch_size):
+    masks = loss_mask.split(micro_batch_size) if loss_mask is not None else [None] * len(batch.split(micro_batch_size))
+    for chunk, chunk_mask in zip(batch.split(micro_batch_size), masks):
         for param in params:
             param.grad = None
-        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = model(input_ids=chunk, labels=chunk)
+        _, out = _forward_loss(model, chunk, chunk_mask, precision)
         out.loss.backward()
         flat_grads.append(torch.cat([
             (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params

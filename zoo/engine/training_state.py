@@ -38,16 +38,27 @@ class TrainingState:
     step: int
     environment_then: dict | None  # the fingerprint recorded with the keyframe (None when fresh)
 
-    def update(self, batch: torch.Tensor, *, model: torch.nn.Module | None = None,
+    def update(self, batch: torch.Tensor, *, loss_mask: torch.Tensor | None = None,
+               model: torch.nn.Module | None = None,
                observe: STEP_OBSERVER | None = None, world_size: int = 1) -> StepStats:
-        """Apply update `step + 1` on `batch`, with the step's arguments from the run's config.
-        `model` is what the step runs when it is not `self.model` (a DistributedDataParallel)."""
+        """Apply update `step + 1` on `batch` (and its loss mask, for a task corpus), with the
+        step's arguments from the run's config. `model` is what the step runs when it is not
+        `self.model` (a DistributedDataParallel)."""
         stats = training_step(model or self.model, self.optimizer, self.scheduler, batch,
+                              loss_mask=loss_mask,
                               clip=self.cfg.optimizer.clip, precision=self.cfg.precision,
                               micro_batch_size=self.cfg.micro_batch_size, world_size=world_size,
                               observe=observe)
         self.step += 1
         return stats
+
+
+def training_batch(corpus, ids, device: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The tokens [B, T] of sample `ids` and their loss mask (None when every token is a target),
+    on `device`: what one update trains on, read the same way by the loop and by replay."""
+    batch = torch.from_numpy(corpus.samples(ids)).to(device)
+    mask = corpus.loss_mask(ids)
+    return batch, None if mask is None else torch.from_numpy(mask).to(device)
 
 
 def fresh_state(cfg: RunConfig, *, vocab_size: int, eos_token_id: int, device: str,

@@ -35,6 +35,7 @@ from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
 from zoo.store.corpora import open_corpus
 from zoo.eval.metrics import METRICS, heldout_loss, icl_score, induction_score
+from zoo.eval.task_metrics import fourier_key_share, task_accuracy
 from zoo.eval.results import ResultsLog
 from zoo.eval.heldout import DEFAULT_SAMPLES, HeldOut, build_heldout
 from zoo.config.names import RunId, check_seed
@@ -234,7 +235,16 @@ def _induction_fields(model, vocab_size: int) -> dict[str, float]:
     return {"max": float(scores.max()), **fields}
 
 
-def _run_metric(name, metric, model, *, tokenizer, corpus, heldout: HeldOut | None, what: str):
+def _run_metric(name, metric, model, *, tokenizer, corpus, heldout: HeldOut | None, what: str,
+                data_seed: int):
+    if metric == "accuracy":
+        return task_accuracy(model, corpus, data_seed=data_seed)
+    if metric == "fourier":
+        p = corpus.meta.get("source_metadata", {}).get("p")
+        if p is None:
+            raise ZooError(f"{what}: the fourier progress measure is for builtin:modular runs; "
+                           f"this corpus is {corpus.meta.get('source')!r}")
+        return fourier_key_share(model, p)
     if metric == "loss":
         return {"": heldout_loss(model, torch.from_numpy(heldout.tokens))}
     if metric == "icl":
@@ -336,6 +346,7 @@ def evaluate_family(
                     corpus=corpora[fp],
                     heldout=heldouts.get(fp),
                     what=what,
+                    data_seed=record["data_seed"],
                 )
                 log.add(rid.size, rid.seed, step, name, fields, heldout_of.get(name, ""),
                         weights_of[(rid.size, rid.seed, step)])

@@ -13,7 +13,8 @@ own tokenizer and packed by the same rule (each document followed by EOS, cut in
   training filtered out. Honest but shorter text: its loss is comparable across steps, seeds and
   families, not to the training loss.
 - `builtin:induction?...&seed=S`: the same generator with another seed (fresh random sequences).
-- anything else (files, hub datasets, builtin:modular, which trains on every pair): give the
+- builtin:modular: a task; its test split is each run's own, measured by the accuracy metric.
+- anything else (files, hub datasets): give the
   held-out documents yourself, `heldout="SOURCE"` (any source string `zoo data prepare` takes).
 
 Whatever the rule, every held-out document's token sequence is checked against every document of
@@ -66,6 +67,11 @@ def heldout_documents(
         docs = resolve_source(heldout, quiet=True)
         return docs.spec, "documents of the given held-out source", docs.documents()
     name, _, query = training_source.removeprefix("builtin:").partition("?")
+    if training_source.startswith("builtin:modular"):
+        raise ZooError(
+            f"{training_source!r} is a task with its own test split (each run's held-out pairs): "
+            "measure it with the accuracy metric (`zoo eval FAMILY --metric accuracy`), which "
+            "reports train_/test_ accuracy and loss; heldout='SOURCE' takes text documents only")
     params = (
         {k: int(v) for k, v in parse_qsl(query)} if training_source.startswith("builtin:") else {}
     )

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from zoo.eval.evaluating import evaluating
+from zoo.eval.task_metrics import fourier_key_share, task_accuracy
 from zoo_common.errors import ZooError
 
 
@@ -36,23 +38,11 @@ def _check_batch_size(batch_size: int) -> None:
         raise ZooError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
-@contextmanager
-def _evaluating(model) -> Iterator[torch.device]:
-    """Eval mode and no autograd for the call; the caller's train/eval mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield next(model.parameters()).device
-    finally:
-        model.train(was_training)
-
-
 def _token_losses(model, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
     """[B, T-1] float32 losses on CPU: column k-1 is the loss at token k."""
     _check_batch_size(batch_size)
     losses = []
-    with _evaluating(model) as device:
+    with evaluating(model) as device:
         for chunk in tokens.split(batch_size):
             chunk = chunk.to(device)
             logits = model(input_ids=chunk).logits[:, :-1].float()
@@ -233,7 +223,7 @@ def induction_score(
         )
     prefix = int(bos_token_id is not None)
     sums = None
-    with _eager_attention(model), _evaluating(model) as device:
+    with _eager_attention(model), evaluating(model) as device:
         for chunk in tokens.split(batch_size):
             attentions = model(input_ids=chunk.to(device), output_attentions=True).attentions
             if not attentions or any(a is None for a in attentions):
@@ -252,6 +242,8 @@ METRICS: dict[str, Callable] = {
     "loss": heldout_loss,  # f(model, tokens) -> float
     "icl": icl_score,  # f(model, tokens) -> float
     "induction": induction_score,  # f(model, *, vocab_size, seq_len) -> Tensor [layers, heads]
+    "accuracy": task_accuracy,  # f(model, corpus, *, data_seed) -> train/test acc and loss (tasks)
+    "fourier": fourier_key_share,  # f(model, p) -> key-frequency share of the embedding (modular)
 }
 
 

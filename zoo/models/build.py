@@ -31,6 +31,7 @@ __all__ = ["ARCHITECTURES", "build_hf_config", "build_model", "model_class"]
 ATTN_IMPLEMENTATION = "eager"
 PYTHIA_ROTARY_PCT = 0.25
 ROPE_THETA = 10_000.0
+DEFAULT_INIT_STD = 0.02
 
 
 def build_hf_config(run: RunConfig, *, vocab_size: int, eos_token_id: int) -> PretrainedConfig:
@@ -44,7 +45,7 @@ def build_hf_config(run: RunConfig, *, vocab_size: int, eos_token_id: int) -> Pr
         "intermediate_size": size.mlp_width,
         "hidden_act": size.activation,
         "max_position_embeddings": size.context,
-        "initializer_range": 0.02,
+        "initializer_range": size.init_std if size.init_std is not None else DEFAULT_INIT_STD,
         "tie_word_embeddings": False,
         "bos_token_id": eos_token_id,
         "eos_token_id": eos_token_id,
@@ -72,7 +73,8 @@ def build_hf_config(run: RunConfig, *, vocab_size: int, eos_token_id: int) -> Pr
             mlp_bias=False,
         )
     elif run.architecture == "toy":
-        config = ZooToyConfig(**common, attn_only=size.attn_only, layer_norm_eps=1e-5)
+        config = ZooToyConfig(**common, attn_only=size.attn_only, use_layer_norm=size.layer_norm,
+                              layer_norm_eps=1e-5)
     else:  # RunConfig validates the architecture; this guards a new entry in ARCHITECTURES
         raise AssertionError(f"no builder for architecture {run.architecture!r}")
     config._attn_implementation = ATTN_IMPLEMENTATION

@@ -1,8 +1,15 @@
 """The interpretability architecture: TransformerLens-style toy transformers, as an HF model.
 
-Pre-LayerNorm blocks, learned positional embeddings, separate q/k/v/o projections, and an MLP whose
-activation is GELU or SoLU (x * softmax(x), then a LayerNorm over the MLP width: Elhage et al. 2022,
-TransformerLens' `solu_ln`), or no MLP at all (`attn_only`). Registered with transformers' Auto
+Pre-LayerNorm blocks (or no LayerNorm at all, `use_layer_norm=False`, as the grokking model of
+Nanda et al. 2023), learned positional embeddings, separate q/k/v/o projections, and an MLP whose
+activation is GELU, ReLU or SoLU (x * softmax(x), then a LayerNorm over the MLP width: Elhage et
+al. 2022, TransformerLens' `solu_ln`), or no MLP at all (`attn_only`).
+
+`logits_to_keep` (transformers' name: an int keeps the last N positions, a 1-D tensor the given
+ones) also narrows the last block: its queries, MLP, final norm and unembedding run only at those
+positions, because nothing else reads them. A task whose loss sits on one answer token trains
+about twice as fast that way (benchmarks/RESULTS.md); the training step uses it for masked
+losses, so replay computes the same thing. Registered with transformers' Auto
 classes under `model_type = "zoo-toy"` by `register_toy_model()`, which zoo.snapshot, zoo.load and
 model building call, so a saved folder opens with `AutoModelForCausalLM` in that process. Deliberately small and readable: the eager attention below IS the computation an
 interpretability researcher reads, so there is no cache, no kernel dispatch, no dropout.
@@ -29,7 +36,7 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 TOY_MODEL_TYPE = "zoo-toy"
-TOY_ACTIVATIONS = ("gelu", "solu")
+TOY_ACTIVATIONS = ("gelu", "relu", "solu")
 
 
 class ZooToyConfig(PreTrainedConfig):
@@ -44,6 +51,7 @@ class ZooToyConfig(PreTrainedConfig):
     intermediate_size: int = 512
     hidden_act: str = "gelu"
     attn_only: bool = False
+    use_layer_norm: bool = True
     max_position_embeddings: int = 64
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
@@ -74,17 +82,22 @@ class ZooToyAttention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                queries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`queries`: positions whose outputs are wanted (all when None); keys are all of x."""
         batch, seq, width = x.shape
 
         def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, seq, self.num_heads, self.head_dim).transpose(1, 2)
+            return t.view(batch, t.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
+        x_q = x if queries is None else x[:, queries]
+        q, k, v = heads(self.q_proj(x_q)), heads(self.k_proj(x)), heads(self.v_proj(x))
+        if queries is not None:
+            mask = mask[:, :, queries]
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         pattern = torch.softmax(scores, dim=-1)
-        out = torch.matmul(pattern, v).transpose(1, 2).reshape(batch, seq, width)
+        out = torch.matmul(pattern, v).transpose(1, 2).reshape(batch, x_q.shape[1], width)
         return self.o_proj(out), pattern
 
 
@@ -94,6 +107,7 @@ class ZooToyMLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size)
         self.solu = config.hidden_act == "solu"
+        self.act = nn.functional.relu if config.hidden_act == "relu" else nn.functional.gelu
         # SoLU's LayerNorm rescales after the softmax sharpening (TransformerLens hook_mid -> ln).
         self.solu_norm = (
             nn.LayerNorm(config.intermediate_size, eps=config.layer_norm_eps) if self.solu else None
@@ -104,25 +118,29 @@ class ZooToyMLP(nn.Module):
         if self.solu:
             post = self.solu_norm(pre * torch.softmax(pre, dim=-1))
         else:
-            post = nn.functional.gelu(pre)
+            post = self.act(pre)
         return self.down_proj(post)
+
+
+def _norm(config: ZooToyConfig) -> nn.Module:
+    """The residual-stream LayerNorm, or none (identity) when the config has no LayerNorm."""
+    if not config.use_layer_norm:
+        return nn.Identity()
+    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
 
 class ZooToyBlock(nn.Module):
     def __init__(self, config: ZooToyConfig):
         super().__init__()
-        self.ln_attn = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ln_attn = _norm(config)
         self.attn = ZooToyAttention(config)
-        self.ln_mlp = (
-            None
-            if config.attn_only
-            else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        )
+        self.ln_mlp = None if config.attn_only else _norm(config)
         self.mlp = None if config.attn_only else ZooToyMLP(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attn_out, pattern = self.attn(self.ln_attn(x), mask)
-        x = x + attn_out
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                queries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        attn_out, pattern = self.attn(self.ln_attn(x), mask, queries)
+        x = (x if queries is None else x[:, queries]) + attn_out
         if self.mlp is not None:
             x = x + self.mlp(self.ln_mlp(x))
         return x, pattern
@@ -146,7 +164,7 @@ class ZooToyModel(ZooToyPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.layers = nn.ModuleList([ZooToyBlock(config) for _ in range(config.num_hidden_layers)])
-        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.final_norm = _norm(config)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -163,8 +181,11 @@ class ZooToyModel(ZooToyPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        last_block_positions: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutput:
+        """`last_block_positions`: compute the last block only there (see the module docstring);
+        the last hidden state then holds those positions only."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if output_attentions is None:
@@ -190,8 +211,9 @@ class ZooToyModel(ZooToyPreTrainedModel):
         x = inputs_embeds + self.embed_positions(position_ids)
         hidden_states: list[torch.Tensor] = [x]
         patterns: list[torch.Tensor] = []
-        for block in self.layers:
-            x, pattern = block(x, mask)
+        last = len(self.layers) - 1
+        for i, block in enumerate(self.layers):
+            x, pattern = block(x, mask, last_block_positions if i == last else None)
             hidden_states.append(x)
             patterns.append(pattern)
         x = self.final_norm(x)
@@ -237,7 +259,15 @@ class ZooToyForCausalLM(ZooToyPreTrainedModel, GenerationMixin):
         kwargs.pop("cache", None)
         kwargs.pop("past_key_values", None)
         kwargs.pop("cache_position", None)
-        kwargs.pop("logits_to_keep", None)
+        logits_to_keep = kwargs.pop("logits_to_keep", 0)
+        keep = _kept_positions(logits_to_keep, input_ids if input_ids is not None else inputs_embeds)
+        if keep is not None and labels is not None:
+            raise ValueError("pass labels or logits_to_keep, not both: the shifted loss needs every position")
+        if keep is not None and (output_attentions or output_hidden_states):
+            keep = None  # full outputs asked for: compute everything, then slice the logits
+            sliced = True
+        else:
+            sliced = False
         out = self.model(
             input_ids,
             attention_mask=attention_mask,
@@ -245,8 +275,12 @@ class ZooToyForCausalLM(ZooToyPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            last_block_positions=keep,
         )
-        logits = self.lm_head(out.last_hidden_state)
+        hidden = out.last_hidden_state
+        if sliced:
+            hidden = hidden[:, _kept_positions(logits_to_keep, hidden)]
+        logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
             loss = self.loss_function(
@@ -258,6 +292,16 @@ class ZooToyForCausalLM(ZooToyPreTrainedModel, GenerationMixin):
         if return_dict is False or (return_dict is None and self.config.return_dict is False):
             return result.to_tuple()
         return result
+
+
+def _kept_positions(logits_to_keep, inputs: torch.Tensor) -> torch.Tensor | None:
+    """transformers' `logits_to_keep` (0: all; N: the last N; a tensor: those) as positions."""
+    if isinstance(logits_to_keep, torch.Tensor):
+        return logits_to_keep.to(device=inputs.device, dtype=torch.long).reshape(-1)
+    if not logits_to_keep:
+        return None
+    seq = inputs.shape[1]
+    return torch.arange(max(0, seq - int(logits_to_keep)), seq, device=inputs.device)
 
 
 def register_toy_model() -> None:
