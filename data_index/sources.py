@@ -9,6 +9,8 @@ SOURCE is one of:
   HF_HUB_OFFLINE / HF_DATASETS_OFFLINE and probe the endpoint for a few seconds, never hang.
   Document id "NAME[:CONFIG]@SPLIT#row".
 - `builtin:NAME[?k=v&...]` — see builtin_sources.py.
+- `mix:[{"source": S, "weight": W}, ...]` — a deterministic weighted mix of text sources (mixing.py;
+  a manifest writes it as `data.sources`).
 Empty texts are skipped (they would add nothing but an EOS); their ids are simply absent.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from data_index.builtin_sources import DocumentSource, resolve_builtin
+from data_index.mixing import PREFIX, resolve_mix
 from zoo_common.errors import ZooError
 
 FILE_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -30,6 +33,8 @@ PROBE_SECONDS = 3.0
 
 def resolve_source(spec: str, *, cache_dir: Path | None = None, quiet: bool = False) -> DocumentSource:
     """Parse SOURCE and check it can be read (exists, readable, online) before any work is done."""
+    if spec.startswith(PREFIX):
+        return resolve_mix(spec, lambda part: resolve_source(part, cache_dir=cache_dir, quiet=quiet))
     if spec.startswith("builtin:"):
         return resolve_builtin(spec[len("builtin:"):])
     if spec.startswith("hf:"):

@@ -229,4 +229,4 @@ def test_metric_bad_input():
         r"icl, induction",
     ):
         metric_function("perplexity")
-    assert set(METRICS) == {"loss", "icl", "induction", "accuracy", "fourier"}
+    assert set(METRICS) == {"loss", "icl", "induction", "repetition", "accuracy", "fourier"}

@@ -198,3 +198,64 @@ def test_a_batch_larger_than_the_train_split_names_the_full_batch_size(tmp_path)
     with pytest.raises(ZooError, match="for full-batch training set batch_size: 60"):
         train_family(write_grokking_manifest(tmp_path, batch_size=61, seeds=[1]),
                      store=Store.open(str(tmp_path / "store")), threads=2, progress=False)
+
+
+MICRO_CARD = """---
+evaluate: [accuracy]
+measures:
+  - {name: fit, label: "train accuracy >= 0.05", column: accuracy.train_acc, event: threshold, threshold: 0.05}
+  - {name: test_at_fit, label: "test accuracy at fit", column: accuracy.test_acc, at_event: fit}
+  - {name: final, label: "test accuracy at the end", column: accuracy.test_acc, at: last}
+  - {name: never, label: "train accuracy >= 2", column: accuracy.train_acc, event: threshold, threshold: 2}
+---
+# gmicro
+The micro grokking family.
+"""
+
+
+def test_a_card_measures_its_numbers_from_the_store(grokking_store, tmp_path, capsys):
+    import zoo
+    from zoo.cli import main
+    from zoo.eval.family_cards import measure_card
+
+    store, _ = grokking_store
+    card = tmp_path / "gmicro.card.md"
+    card.write_text(MICRO_CARD)
+    record = measure_card("gmicro", store=store, card=card, progress=False)
+    by_name = {r["name"]: r for r in record["results"]}
+    table = zoo.metrics("gmicro", store=store).to_pylist()
+    last = {s: max((r for r in table if r["seed"] == s and r["accuracy.test_acc"] is not None),
+                   key=lambda r: r["step"])["accuracy.test_acc"] for s in (1, 2)}
+    assert by_name["final"]["values"] == [last[1], last[2]]  # measured, not typed
+    assert by_name["never"]["steps"] == [None, None] and "event in 0 of 2 seeds" in by_name["never"]["summary"]
+    assert main(["show", "gmicro", "--store", store.url]) == 0
+    shown = capsys.readouterr().out
+    assert "The micro grokking family." in shown and "test accuracy at the end" in shown
+    assert f"{last[1]:.3g}" in shown and "zoo card gmicro" in shown
+    from zoo.registry.hf_export import export_run
+
+    folder = export_run("gmicro-1l32", seed=1, to=tmp_path / "export", steps=[10], store=store,
+                        progress=False)
+    readme = (folder / "main" / "README.md").read_text()
+    assert "## The family" in readme and "## gmicro" in readme and f"{last[1]:.3g}" in readme
+
+
+def test_a_bad_card_names_the_key(tmp_path):
+    from zoo.store.cards import builtin_card_path, read_card
+
+    card = tmp_path / "bad.card.md"
+    card.write_text(MICRO_CARD.replace("at: last", "at: first"))
+    with pytest.raises(ZooError, match=r"measures\[2\].at must be 'last'"):
+        read_card(card)
+    card.write_text(MICRO_CARD.replace("threshold: 0.05}", "}"))
+    with pytest.raises(ZooError, match=r"measures\[0\].threshold is required"):
+        read_card(card)
+    assert {m["name"] for m in read_card(builtin_card_path("grokking")).measures} >= {"fit", "grok", "final_test"}
+
+
+def test_a_builtin_card_shows_before_anything_is_trained(tmp_path, capsys):
+    from zoo.cli import main
+
+    assert main(["show", "grokking", "--store", str(tmp_path / "none")]) == 0
+    out = capsys.readouterr().out
+    assert "Nanda et al. 2023" in out and "run `zoo card grokking`" in out

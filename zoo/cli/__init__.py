@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "zoo.cli.batches",
     "zoo.cli.registry",
     "zoo.cli.evaluation",
+    "zoo.cli.cards",
     "zoo.cli.plot",
     "data_index.cli",
 )

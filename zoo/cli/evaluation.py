@@ -13,12 +13,17 @@ _PER_HEAD = re.compile(r"\.L\d+H\d+$")
 EVAL_EPILOG = """\
 metrics: loss (held-out loss: documents the training corpus does not contain), icl (in-context
 learning score: late-context loss minus early), induction (per-head induction score on repeated
-random tokens; columns induction.max, induction.L0H0, ...). Your own f(model, tokenizer) -> float |
-dict works from Python: zoo.eval.evaluate.evaluate_family("tiny", ["loss", f]).
+random tokens; columns induction.max, induction.L0H0, ...), repetition (loss on the first and
+second copy of repeated random tokens: repetition.first, .second, .drop in nats), and for task
+families (builtin:modular) accuracy (accuracy.train_acc, .test_acc, .train_loss, .test_loss on
+each run's own split) and fourier (fourier.key_share: the embedding's norm in its 5 key
+frequencies). Your own f(model, tokenizer) -> float | dict works from Python:
+zoo.eval.evaluate.evaluate_family("tiny", ["loss", f]).
 
 examples:
   zoo eval tiny --metric loss --metric induction
   zoo eval tiny --metric icl --sizes 2l128
+  zoo eval grokking --metric accuracy --metric fourier
 
 Results are appended to evals/FAMILY/ in the store; a re-run skips what is done. The table of
 training metrics + results: zoo.metrics("tiny") in Python (pyarrow; .to_pandas()).

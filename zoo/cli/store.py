@@ -36,11 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show = command(
         "show",
         _show,
-        "show one model's runs: steps, keyframes, records",
-        "Show a model's runs: every stored step, keyframes, tokens seen and recorded files.\n"
-        "Example: zoo show tiny-2l128 --seed 1",
+        "show a family's card, or one model's runs: steps, keyframes, records",
+        "Show a family's card (what it is for, its architecture and data, its phenomenon as\n"
+        "measured over its seeds by `zoo card FAMILY`), or a model's runs: every stored\n"
+        "step, keyframes, tokens seen and recorded files.\n"
+        "Examples: zoo show grokking      zoo show tiny-2l128 --seed 1",
     )
-    show.add_argument("name", metavar="NAME", help="model name <family>-<size>, e.g. tiny-2l128")
+    show.add_argument("name", metavar="NAME",
+                      help="a family (grokking) or a model name <family>-<size> (tiny-2l128)")
     show.add_argument("--seed", type=int, default=None, help="only this seed (default: every seed)")
 
     verify = command(
@@ -151,7 +154,18 @@ def _per_seed(counts: list[int]) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    from zoo.store.cards import builtin_card_path, render_card
+
+    builtin = builtin_card_path(args.name).is_file()
+    try:
+        store = open_store(args)
+    except ZooError:
+        if not builtin:
+            raise
+        store = None  # a built-in family's card reads well before anything is trained
+    if builtin or any(r.family == args.name for r in store.runs()):
+        print(render_card(args.name, store=store), end="")
+        return 0
     for run_id in select_runs(store, args.name, args.seed):
         run = store.run(run_id)
         steps, frames = run.checkpoint_steps(), run.keyframe_steps()

@@ -34,7 +34,7 @@ from zoo_common.progress import progress as progress_bar
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
 from zoo.store.corpora import open_corpus
-from zoo.eval.metrics import METRICS, heldout_loss, icl_score, induction_score
+from zoo.eval.metrics import METRICS, heldout_loss, icl_score, induction_score, repetition_loss
 from zoo.eval.task_metrics import fourier_key_share, task_accuracy
 from zoo.eval.results import ResultsLog
 from zoo.eval.heldout import DEFAULT_SAMPLES, HeldOut, build_heldout
@@ -223,9 +223,14 @@ def _as_fields(value, name: str, what: str) -> dict[str, float]:
     )
 
 
-def _induction_fields(model, vocab_size: int) -> dict[str, float]:
+def _induction_length(model, vocab_size: int) -> int:
+    """Length of r in the [r, r] tests: up to 64 tokens, as the context and vocabulary allow."""
     limit = getattr(model.config, "max_position_embeddings", None) or 2 * INDUCTION_MAX_LEN
-    seq_len = max(1, min(INDUCTION_MAX_LEN, limit // 2, vocab_size - 1))
+    return max(1, min(INDUCTION_MAX_LEN, limit // 2, vocab_size - 1))
+
+
+def _induction_fields(model, vocab_size: int) -> dict[str, float]:
+    seq_len = _induction_length(model, vocab_size)
     scores = induction_score(model, vocab_size=vocab_size, seq_len=seq_len, n_sequences=16, seed=0)
     fields = {
         f"L{layer}H{head}": float(scores[layer, head])
@@ -251,6 +256,9 @@ def _run_metric(name, metric, model, *, tokenizer, corpus, heldout: HeldOut | No
         return {"": icl_score(model, torch.from_numpy(heldout.tokens))}
     if metric == "induction":
         return _induction_fields(model, corpus.vocab_size)
+    if metric == "repetition":
+        return repetition_loss(model, vocab_size=corpus.vocab_size,
+                               seq_len=_induction_length(model, corpus.vocab_size))
     model.eval()
     versions = [p._version for p in model.parameters()]
     try:

@@ -174,6 +174,21 @@ def induction_score_from_attentions(
     return stripe.float().mean(dim=(1, 3))
 
 
+def repetition_loss(model, *, vocab_size: int, seq_len: int, n_sequences: int = 16, seed: int = 0,
+                    batch_size: int = 16) -> dict[str, float]:
+    """Loss on the first and the second copy of repeated random tokens [r, r], and the drop.
+
+    first: mean loss at tokens 1..L-1 (r has no pattern to learn); second: at tokens L+1..2L-1
+    (each has appeared once, L tokens back). A model with induction heads predicts the second copy
+    by looking back: the drop (first - second) is in nats, ~0 without them."""
+    tokens = repeated_random_tokens(vocab_size=vocab_size, seq_len=seq_len, n_sequences=n_sequences,
+                                    seed=seed)
+    losses = _token_losses(model, tokens, batch_size)  # column k-1: the loss at token k
+    first = float(losses[:, : seq_len - 1].double().mean())
+    second = float(losses[:, seq_len:].double().mean())
+    return {"first": first, "second": second, "drop": first - second}
+
+
 @contextmanager
 def _eager_attention(model) -> Iterator[None]:
     """Attention weights exist only in eager attention (SDPA/flash never form them)."""
@@ -242,6 +257,7 @@ METRICS: dict[str, Callable] = {
     "loss": heldout_loss,  # f(model, tokens) -> float
     "icl": icl_score,  # f(model, tokens) -> float
     "induction": induction_score,  # f(model, *, vocab_size, seq_len) -> Tensor [layers, heads]
+    "repetition": repetition_loss,  # f(model, *, vocab_size, seq_len) -> first/second/drop (nats)
     "accuracy": task_accuracy,  # f(model, corpus, *, data_seed) -> train/test acc and loss (tasks)
     "fourier": fourier_key_share,  # f(model, p) -> key-frequency share of the embedding (modular)
 }

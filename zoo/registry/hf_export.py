@@ -59,7 +59,8 @@ def export_run(name: str, *, seed: int, to: str | os.PathLike, steps: list[int] 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     record = run.read_json("run.json")
-    card = model_card(name, seed=seed, record=record, steps=wanted, final=final)
+    card = model_card(name, seed=seed, record=record, steps=wanted, final=final,
+                      family_card=_family_card(store, name.rsplit("-", 1)[0]))
     for step in progress_bar(wanted, desc=f"export {name} seed {seed}", unit="step",
                              enabled=progress):
         _copy_snapshot(snapshot(name, seed=seed, step=step, store=store), staging / f"step{step}",
@@ -119,8 +120,19 @@ def push_run(name: str, *, seed: int, repo_id: str, to: str | os.PathLike | None
     return url
 
 
-def model_card(name: str, *, seed: int, record: dict, steps: list[int], final: int) -> str:
-    """README.md for the repo and every branch: what the run is and how to load any step."""
+def _family_card(store, family: str) -> str:
+    """The family's card with the numbers `zoo card` measured in this store, if it has one."""
+    from zoo.store.cards import builtin_card_path, render_card, stored_card
+
+    if stored_card(family, store) is None and not builtin_card_path(family).is_file():
+        return ""
+    return render_card(family, store=store)
+
+
+def model_card(name: str, *, seed: int, record: dict, steps: list[int], final: int,
+               family_card: str = "") -> str:
+    """README.md for the repo and every branch: what the run is and how to load any step, then
+    the family's card (what the family is for and its phenomenon measured over its seeds)."""
     config = record.get("config", {})
     size = config.get("size", {})
     family, size_name = name.rsplit("-", 1)
@@ -160,7 +172,12 @@ tokenizer = AutoTokenizer.from_pretrained("{repo}", revision="step{example}")
 From a local export, each step is a folder: `from_pretrained("{export_folder_name(name, seed)}/step{example}")`.
 With Model Zoo installed, any step (not only these) can be replayed exactly:
 `zoo.load("{name}", seed={seed}, step={example})`. Stored steps: {format_steps(steps)}.
-"""
+""" + (f"\n## The family\n\n{_demote_headings(family_card)}" if family_card else "")
+
+
+def _demote_headings(markdown: str) -> str:
+    """The family card's headings one level down, under the model card's own."""
+    return re.sub(r"^(#+) ", r"#\1 ", markdown, flags=re.MULTILINE)
 
 
 def _check_replaceable(target: Path) -> None:

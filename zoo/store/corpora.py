@@ -37,7 +37,7 @@ def ensure_corpus(store, data_cfg, *, progress: bool = True) -> Corpus:
         corpus = Corpus.open(folder)
     else:
         corpus = prepare_corpus(
-            data_cfg.source,
+            data_cfg.source_spec,
             folder,
             tokenizer=data_cfg.tokenizer,
             vocab_size=data_cfg.vocab_size,
@@ -50,13 +50,24 @@ def ensure_corpus(store, data_cfg, *, progress: bool = True) -> Corpus:
 
 def _source_state(data_cfg) -> list:
     """What a prepared corpus depends on besides the data section."""
-    if data_cfg.source.startswith("builtin:"):
-        return [platform.python_version(), sys.prefix]
-    paths = [data_cfg.source.split("#", 1)[0]]
-    if data_cfg.tokenizer:
-        paths.append(data_cfg.tokenizer)
+    sources = [part.source for part in data_cfg.sources] if data_cfg.sources else [data_cfg.source]
     state = []
-    for path in map(Path, paths):
+    for source in sources:
+        state += _one_source_state(source)
+    if data_cfg.tokenizer:
+        state += _files_state([Path(data_cfg.tokenizer)])
+    return state
+
+
+def _one_source_state(source: str) -> list:
+    if source.startswith("builtin:"):
+        return [platform.python_version(), sys.prefix]
+    return _files_state([Path(source.split("#", 1)[0])])
+
+
+def _files_state(paths: list[Path]) -> list:
+    state = []
+    for path in paths:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         state += [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.exists()]
     return state

@@ -1,0 +1,56 @@
+"""A weighted mix of text sources (data.sources): deterministic, shares held, bad weights named."""
+from __future__ import annotations
+
+import pytest
+from micro_family import write_manifest
+
+from data_index import prepare_corpus
+from data_index.mixing import mix_spec
+from data_index.sources import resolve_source
+from zoo_common.errors import ZooError
+
+TEXT = "builtin:pydoc?max_docs=60"
+REPEATS = "builtin:induction?n_docs=400&length=16"
+
+
+def test_a_mix_follows_its_weights_and_is_the_same_every_time():
+    docs = list(resolve_source(mix_spec([(TEXT, 1.0), (REPEATS, 3.0)])).documents())
+    chars = {"s0": 0, "s1": 0}
+    for doc_id, text in docs:
+        chars[doc_id.split(":", 1)[0]] += len(text)
+    share = chars["s1"] / (chars["s0"] + chars["s1"])
+    assert 0.7 < share < 0.8, share  # 3 : 1 by characters
+    assert docs == list(resolve_source(mix_spec([(TEXT, 1.0), (REPEATS, 3.0)])).documents())
+    pydoc_ids = [d.split(":", 1)[1] for d, _ in docs if d.startswith("s0:")]
+    assert pydoc_ids == [d for d, _ in resolve_source(TEXT).documents()][: len(pydoc_ids)]  # own order
+
+
+def test_a_mix_prepares_into_one_corpus_with_prefixed_document_ids(tmp_path):
+    corpus = prepare_corpus(mix_spec([(TEXT, 1.0), (REPEATS, 1.0)]), tmp_path / "c", vocab_size=300,
+                            seq_len=32, progress=False)
+    ids = {corpus.provenance(i)[0].split(":", 1)[0] for i in range(corpus.n_samples)}
+    assert ids == {"s0", "s1"} and corpus.meta["source"].startswith("mix:")
+
+
+@pytest.mark.parametrize("sources, message", [
+    ([{"source": TEXT, "weight": 0}], r"data.sources\[0\]: weight: must be > 0"),
+    ([{"source": TEXT, "weight": -1}], r"data.sources\[0\]: weight: must be > 0"),
+    ([{"source": TEXT}], r"data.sources\[0\].weight: is required"),
+    ([], "a mix needs at least one"),
+])
+def test_a_bad_mix_in_a_manifest_is_one_error_naming_the_field(tmp_path, sources, message):
+    from zoo.config.manifest import load_manifest
+
+    path = write_manifest(tmp_path, data={"sources": sources, "vocab_size": 300, "seq_len": 32})
+    with pytest.raises(ZooError, match=message):
+        load_manifest(path)
+
+
+def test_a_mix_takes_text_only_and_not_beside_a_source(tmp_path):
+    with pytest.raises(ZooError, match="is a task, not text"):
+        resolve_source(mix_spec([(TEXT, 1.0), ("builtin:modular?p=7", 1.0)]))
+    from zoo.config.manifest import load_manifest
+
+    path = write_manifest(tmp_path, data={"source": REPEATS, "sources": [{"source": TEXT, "weight": 1}]})
+    with pytest.raises(ZooError, match="not both"):
+        load_manifest(path)

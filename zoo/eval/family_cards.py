@@ -1,0 +1,122 @@
+"""Family cards: what a built-in family is for, and its phenomenon measured across its seeds.
+
+A card is a Markdown file beside the family's manifest (`manifests/FAMILY.card.md`) whose YAML
+front matter says how to measure: the metrics to evaluate and the numbers to report. `zoo card
+FAMILY` evaluates those metrics at every stored step, measures each number over the seeds with
+zoo.stats (an event's step per seed with its interval, or a value at the last step with its
+interval), and stores the result in the store (zoo/store/cards.py). `zoo show FAMILY` and the
+Hugging Face export print the card with those numbers: every number on a card comes from that
+command run on that store, none is typed by hand.
+
+A measure in the front matter:
+  {name, label, column,                      column of zoo.metrics(FAMILY), e.g. accuracy.test_acc
+   event: threshold, threshold, direction?, persist?   -> the first step past it, per seed
+   event: largest_jump, direction?                     -> the step of the jump that stands out
+   at: last                                            -> the value at each seed's last step
+   at_event: NAME                                      -> the value at each seed's step of event NAME
+   sizes: [SIZE, ...]?                                 -> only these sizes (default: every size)}
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from zoo.store.cards import builtin_card_path, read_card, write_card_record
+from zoo_common.errors import ZooError
+
+
+def measure_card(family: str, *, store=None, card: str | Path | None = None,
+                 progress: bool = True) -> dict:
+    """Evaluate the card's metrics, measure its numbers over the seeds, store and return them."""
+    from zoo.eval.evaluate import evaluate_family
+    from zoo.eval.tables import metrics_table
+    from zoo.store.catalog import open_store
+
+    store = open_store(store)
+    source = read_card(card if card is not None else builtin_card_path(family))
+    if source.evaluate:
+        evaluate_family(family, source.evaluate, store=store, progress=progress)
+    table = metrics_table(family, store=store)
+    results = []
+    for size in sorted(set(table.column("size").to_pylist())):
+        rows = table.filter(_equal(table, "size", size))
+        events: dict[str, dict] = {}
+        for measure in source.measures:
+            if measure.get("sizes") and size not in measure["sizes"]:
+                continue
+            result = _measure(measure, rows, events)
+            results.append({"size": size, **result})
+            if "event" in measure:
+                events[measure["name"]] = result
+    record = {"format": 1, "family": family, "card": source.path.name,
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "command": f"zoo card {family}", "store": store.url, "results": results,
+              "text": source.text}
+    write_card_record(store, family, record)
+    return record
+
+
+def _equal(table, column, value):
+    import pyarrow.compute as pc
+
+    return pc.equal(table.column(column), value)
+
+
+def _curves(rows, column: str) -> tuple[list[int], list[int], np.ndarray]:
+    """(seeds, steps, values [seeds, steps]) of one column on the steps where every seed has it."""
+    if column not in rows.column_names:
+        raise ZooError(f"zoo.metrics has no column {column!r}; columns: {', '.join(rows.column_names)}")
+    seeds = sorted(set(rows.column("seed").to_pylist()))
+    by_seed = {}
+    for seed, step, value in zip(rows.column("seed").to_pylist(), rows.column("step").to_pylist(),
+                                 rows.column(column).to_pylist()):
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            by_seed.setdefault(seed, {})[step] = value
+    if len(by_seed) < len(seeds):
+        missing = [s for s in seeds if s not in by_seed]
+        raise ZooError(f"{column}: seed(s) {missing} have no values; evaluate them first")
+    steps = sorted(set.intersection(*(set(v) for v in by_seed.values())))
+    return seeds, steps, np.array([[by_seed[s][t] for t in steps] for s in seeds], dtype=float)
+
+
+def _measure(measure: dict, rows, events: dict) -> dict:
+    from zoo.stats import event_timing, seed_interval
+
+    seeds, steps, values = _curves(rows, measure["column"])
+    out = {"name": measure["name"], "label": measure["label"], "column": measure["column"],
+           "seeds": seeds}
+    if "event" in measure:
+        timing = event_timing(steps, values, seeds=seeds, kind=measure["event"],
+                              threshold=measure.get("threshold"),
+                              direction=measure.get("direction", "above"),
+                              persist=measure.get("persist", 1), no_event="nan")
+        out["steps"] = list(timing.event_steps)
+        out["per_seed"] = ", ".join("none" if s is None else str(s) for s in timing.event_steps)
+        if timing.n_events >= 2:
+            out["summary"] = (f"step {timing.mean:.0f} [{timing.mean_low:.0f}, {timing.mean_high:.0f}] "
+                              f"({timing.confidence:.0%} {timing.method} interval, {timing.n_events} of "
+                              f"{len(seeds)} seeds)")
+        else:
+            out["summary"] = f"event in {timing.n_events} of {len(seeds)} seeds: no interval"
+        return out
+    if "at" in measure:
+        picked = values[:, -1]
+        where = f"at step {steps[-1]}"
+    else:
+        event_steps = events[measure["at_event"]]["steps"]
+        picked = np.array([np.nan if s is None or s not in steps else values[i, steps.index(s)]
+                           for i, s in enumerate(event_steps)])
+        where = f"at {measure['at_event']}"
+    out["values"] = [None if math.isnan(v) else float(v) for v in picked]
+    out["per_seed"] = ", ".join("n/a" if math.isnan(v) else f"{v:.3g}" for v in picked)
+    finite = picked[~np.isnan(picked)]
+    if len(finite) >= 2:
+        interval = seed_interval(finite)
+        out["summary"] = (f"{where}: mean {interval.mean:.3g} [{interval.low:.3g}, {interval.high:.3g}], "
+                          f"min {finite.min():.3g} ({len(finite)} seeds)")
+    else:
+        out["summary"] = f"{where}: {len(finite)} seed(s) with a value: no interval"
+    return out
