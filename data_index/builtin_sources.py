@@ -34,7 +34,8 @@ from data_index.tasks import TaskSamples, modular
 
 BUILTIN_SOURCES: dict[str, str] = {
     "pydoc": "docstrings of this Python's standard library (real English, offline); params: max_docs, min_chars",
-    "induction": "random symbol sequences repeated (induction heads); params: n_docs, length, repeats, symbols, seed",
+    "induction": "random symbol sequences repeated (induction heads); params: n_docs, length, repeats, symbols, "
+                 "seed, min_length (0: = length), gap (random symbols before each copy: 0..gap)",
     "modular": "the grokking task: 'a b = c' with c = (a op b) mod p, loss on c, a train/test split "
                "by the data seed; params: p, train_fraction, op (add, sub, mul)",
 }
@@ -158,23 +159,43 @@ def _symbol_alphabet(size: int) -> list[str]:
     return alphabet[:size]
 
 
-def _induction(spec: str, *, n_docs: int, length: int, repeats: int, symbols: int, seed: int) -> DocumentSource:
+def _induction(spec: str, *, n_docs: int, length: int, repeats: int, symbols: int, seed: int,
+               min_length: int, gap: int) -> DocumentSource:
+    """Document i: a random sequence of `min_length..length` symbols, `repeats` times, each copy
+    after 0..`gap` random symbols. Varying length and gap keep the repeat's distance from being a
+    constant that a positional head could learn instead of induction."""
     alphabet = _symbol_alphabet(symbols)
     if n_docs < 1 or length < 1 or repeats < 1:
         raise ZooError("builtin:induction needs n_docs, length and repeats >= 1")
+    min_length = min_length or length
+    if min_length > length:
+        raise ZooError(f"builtin:induction parameter min_length ({min_length}) must be <= length ({length})")
 
     def documents() -> Iterator[tuple[str, str]]:
         for i in range(n_docs):
-            draws = random_uint64(stream_key(seed, i), length) % len(alphabet)
-            sequence = " ".join(alphabet[j] for j in draws.tolist())
-            yield f"induction:{seed}:{i}", " ".join([sequence] * repeats)
+            if min_length == length and gap == 0:  # the original layout, kept draw for draw
+                draws = random_uint64(stream_key(seed, i), length) % len(alphabet)
+                sequence = " ".join(alphabet[j] for j in draws.tolist())
+                yield f"induction:{seed}:{i}", " ".join([sequence] * repeats)
+                continue
+            shape = random_uint64(stream_key(seed, i, 1), 1 + repeats)
+            size = min_length + int(shape[0] % (length - min_length + 1))
+            draws = random_uint64(stream_key(seed, i), size) % len(alphabet)
+            sequence = [alphabet[j] for j in draws.tolist()]
+            words: list[str] = []
+            for copy in range(repeats):
+                n_gap = int(shape[1 + copy] % (gap + 1))
+                noise = random_uint64(stream_key(seed, i, 2, copy), n_gap) % len(alphabet)
+                words += [alphabet[j] for j in noise.tolist()] + sequence
+            yield f"induction:{seed}:{i}", " ".join(words)
 
     return DocumentSource(spec, documents, {"generator": "induction"})
 
 
 _DEFAULTS: dict[str, dict[str, int | float | str]] = {
     "pydoc": {"max_docs": 0, "min_chars": 200},
-    "induction": {"n_docs": 2000, "length": 32, "repeats": 2, "symbols": 64, "seed": 0},
+    "induction": {"n_docs": 2000, "length": 32, "repeats": 2, "symbols": 64, "seed": 0,
+                  "min_length": 0, "gap": 0},
     "modular": {"p": 113, "train_fraction": 0.3, "op": "add"},
 }
 _BUILDERS = {"pydoc": _pydoc, "induction": _induction, "modular": modular}

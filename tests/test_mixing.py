@@ -54,3 +54,25 @@ def test_a_mix_takes_text_only_and_not_beside_a_source(tmp_path):
     path = write_manifest(tmp_path, data={"source": REPEATS, "sources": [{"source": TEXT, "weight": 1}]})
     with pytest.raises(ZooError, match="not both"):
         load_manifest(path)
+
+
+def test_induction_documents_vary_length_and_gap_when_asked():
+    from data_index.builtin_sources import resolve_builtin
+
+    plain = list(resolve_builtin("induction?n_docs=2&length=8").documents())
+    assert plain[0][1] == "gi ka bu fa vo ge to fo gi ka bu fa vo ge to fo"  # the original layout
+    docs = list(resolve_builtin("induction?n_docs=50&length=12&min_length=4&gap=6&symbols=300").documents())
+    assert docs == list(resolve_builtin("induction?n_docs=50&length=12&min_length=4&gap=6&symbols=300").documents())
+    lengths, offsets = set(), set()
+    for _, text in docs:
+        words = text.split()
+        for size in range(12, 3, -1):  # the longest tail segment that appears earlier too
+            tail = words[-size:]
+            starts = [i for i in range(len(words) - 2 * size + 1) if words[i:i + size] == tail]
+            if starts:
+                lengths.add(size)
+                offsets.add(len(words) - size - starts[-1])
+                break
+    assert len(lengths) > 3 and len(offsets) > 5  # no fixed period for a positional head to learn
+    with pytest.raises(ZooError, match="min_length .* must be <= length"):
+        resolve_builtin("induction?length=4&min_length=8")

@@ -259,3 +259,18 @@ def test_a_builtin_card_shows_before_anything_is_trained(tmp_path, capsys):
     assert main(["show", "grokking", "--store", str(tmp_path / "none")]) == 0
     out = capsys.readouterr().out
     assert "Nanda et al. 2023" in out and "run `zoo card grokking`" in out
+
+
+def test_a_card_leaves_out_runs_still_training(tmp_path):
+    from training.sweep import train_family
+    from zoo.eval.family_cards import measure_card
+    from zoo.store.store import Store
+
+    store = Store.open(str(tmp_path / "store"))
+    manifest = write_grokking_manifest(tmp_path)
+    train_family(manifest, store=store, threads=2, progress=False, only=["1l32/1"])
+    train_family(manifest, store=store, threads=2, progress=False, only=["1l32/2"], stop_after_step=10)
+    card = tmp_path / "gmicro.card.md"
+    card.write_text(MICRO_CARD)
+    record = measure_card("gmicro", store=store, card=card, progress=False)
+    assert record["unfinished"] == ["gmicro-1l32/seed-2"] and all(r["seeds"] == [1] for r in record["results"])

@@ -30,19 +30,32 @@ from zoo_common.errors import ZooError
 
 def measure_card(family: str, *, store=None, card: str | Path | None = None,
                  progress: bool = True) -> dict:
-    """Evaluate the card's metrics, measure its numbers over the seeds, store and return them."""
-    from zoo.eval.evaluate import evaluate_family
+    """Evaluate the card's metrics, measure its numbers over the seeds, store and return them.
+
+    Only finished runs count: a run still training would enter with a shorter curve and its
+    "last step" would not be the end. The record lists the runs left out."""
+    from zoo.eval.evaluate import evaluate_family, family_runs
     from zoo.eval.tables import metrics_table
     from zoo.store.catalog import open_store
 
     store = open_store(store)
     source = read_card(card if card is not None else builtin_card_path(family))
+    runs = family_runs(store, family)
+    finished = [r for r in runs if store.run(r).status().get("finished")]
+    unfinished = [r.key for r in runs if r not in finished]
+    if not finished:
+        raise ZooError(f"no run of {family} has finished training yet ({', '.join(unfinished)}); "
+                       f"measure its card once some have")
     if source.evaluate:
-        evaluate_family(family, source.evaluate, store=store, progress=progress)
+        for size in sorted({r.size for r in finished}):
+            evaluate_family(family, source.evaluate, store=store, sizes=[size], progress=progress,
+                            seeds=sorted(r.seed for r in finished if r.size == size))
     table = metrics_table(family, store=store)
     results = []
-    for size in sorted(set(table.column("size").to_pylist())):
+    for size in sorted({r.size for r in finished}):
+        seeds = [r.seed for r in finished if r.size == size]
         rows = table.filter(_equal(table, "size", size))
+        rows = rows.filter(_is_in(rows, "seed", seeds))
         events: dict[str, dict] = {}
         for measure in source.measures:
             if measure.get("sizes") and size not in measure["sizes"]:
@@ -54,7 +67,7 @@ def measure_card(family: str, *, store=None, card: str | Path | None = None,
     record = {"format": 1, "family": family, "card": source.path.name,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "command": f"zoo card {family}", "store": store.url, "results": results,
-              "text": source.text}
+              "unfinished": unfinished, "text": source.text}
     write_card_record(store, family, record)
     return record
 
@@ -63,6 +76,13 @@ def _equal(table, column, value):
     import pyarrow.compute as pc
 
     return pc.equal(table.column(column), value)
+
+
+def _is_in(table, column, values):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.is_in(table.column(column), value_set=pa.array(values, table.column(column).type))
 
 
 def _curves(rows, column: str) -> tuple[list[int], list[int], np.ndarray]:

@@ -103,7 +103,10 @@ def render_card(family: str, *, store=None, card: str | Path | None = None) -> s
     lines = ["", f"## Measured over its seeds (`{measured['command']}`, {measured['measured_at']})", "",
              "| size | measure | per seed | over seeds |", "|---|---|---|---|"]
     for row in measured["results"]:
-        lines.append(f"| {row['size']} | {row['label']} | {row['per_seed']} | {row['summary']} |")
+        seeds = ", ".join(map(str, row["seeds"]))
+        lines.append(f"| {row['size']} | {row['label']} | seeds {seeds}: {row['per_seed']} | {row['summary']} |")
+    if measured.get("unfinished"):
+        lines += ["", f"Still training when measured, left out: {', '.join(measured['unfinished'])}."]
     return text + "\n".join(lines) + "\n"
 
 
