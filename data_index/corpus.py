@@ -99,19 +99,21 @@ class Corpus:
 
     def samples(self, ids) -> np.ndarray:
         """Token arrays of the given sample ids, int64 [len(ids), seq_len], read from the memmap."""
+        ids = self._checked_ids(ids)
+        return self._tokens[ids].astype(np.int64)
+
+    def _checked_ids(self, ids) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.n_samples):
             bad = int(ids[(ids < 0) | (ids >= self.n_samples)][0])
             raise ZooError(f"sample {bad} is outside the corpus: valid ids 0..{self.n_samples - 1}")
-        return self._tokens[ids].astype(np.int64)
+        return ids
 
     def loss_mask(self, ids) -> np.ndarray | None:
         """Bool [len(ids), seq_len], True where a token is a loss target; None: every token is."""
         if self._loss_mask is None:
             return None
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        self.samples(ids[:0] if not len(ids) else ids[[0, -1]])  # the range check, cheaply
-        return self._loss_mask[ids].astype(bool)
+        return self._loss_mask[self._checked_ids(ids)].astype(bool)
 
     def train_ids(self, data_seed: int) -> np.ndarray:
         """The samples a run with `data_seed` trains on, ascending: its train split, or all."""

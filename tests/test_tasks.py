@@ -274,3 +274,17 @@ def test_a_card_leaves_out_runs_still_training(tmp_path):
     card.write_text(MICRO_CARD)
     record = measure_card("gmicro", store=store, card=card, progress=False)
     assert record["unfinished"] == ["gmicro-1l32/seed-2"] and all(r["seeds"] == [1] for r in record["results"])
+
+
+def test_an_inspected_task_step_has_masked_per_example_losses_and_gradients(grokking_store):
+    from zoo.engine.instrument import inspect_step
+
+    store, _ = grokking_store
+    seen = inspect_step("gmicro-1l32", seed=1, step=12, store=store)
+    assert seen.loss_mask is not None and seen.loss_mask[:, 3].all() and not seen.loss_mask[:, :3].any()
+    model = seen.model_before
+    logits = model(input_ids=seen.batch).logits[:, 2]
+    expected = torch.nn.functional.cross_entropy(logits, seen.batch[:, 3], reduction="none")
+    assert torch.allclose(seen.per_example_loss, expected.detach(), atol=1e-5)
+    per_example = seen.per_example_gradients("lm_head.weight")
+    assert torch.allclose(per_example.mean(0), seen.gradients["lm_head.weight"], atol=1e-5)

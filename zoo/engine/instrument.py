@@ -27,10 +27,11 @@ class StepInspection:
     texts: list[str]
     per_example_loss: torch.Tensor  # [B]
     gradients: dict[str, torch.Tensor]  # parameter name -> gradient of the batch loss
+    loss_mask: torch.Tensor | None = None  # [B, T] for a task corpus: the tokens the loss is on
 
     def per_example_gradients(self, parameter: str) -> torch.Tensor:
         """[B, *shape]: the gradient of each example's loss w.r.t. `parameter` (model before)."""
-        return per_example_gradients(self.model_before, self.batch, parameter)
+        return per_example_gradients(self.model_before, self.batch, parameter, loss_mask=self.loss_mask)
 
 
 def inspect_step(name: str, *, seed: int, step: int, store: str | Store | None = None,
@@ -47,6 +48,11 @@ def inspect_step(name: str, *, seed: int, step: int, store: str | Store | None =
     def observe(model, batch, outputs):
         seen["before"] = copy.deepcopy(model).eval()
         seen["batch"] = batch.detach().cpu()
+        targets = getattr(outputs, "targets", None)
+        if targets is not None:  # a masked loss: rebuild the [B, T] mask from its targets
+            mask = torch.zeros(batch.shape, dtype=torch.bool)
+            mask[:, outputs.positions.cpu() + 1] = targets.cpu() != -100
+            seen["loss_mask"] = mask
         targets = getattr(outputs, "targets", None)  # a masked (task) loss: its targets only
         seen["per_example_loss"] = (per_example_loss(outputs.logits.detach(), batch) if targets is None
                                     else masked_per_example_loss(outputs.logits.detach(), targets)).cpu()
@@ -66,6 +72,7 @@ def inspect_step(name: str, *, seed: int, step: int, store: str | Store | None =
         run=run.run_id.key, step=step, model_before=seen["before"], model_after=state.model.eval(),
         batch=seen["batch"], texts=[corpus.decode(row.tolist()) for row in seen["batch"]],
         per_example_loss=seen["per_example_loss"], gradients=seen["gradients"],
+        loss_mask=seen.get("loss_mask"),
     )
 
 
@@ -84,8 +91,10 @@ def masked_per_example_loss(logits: torch.Tensor, targets: torch.Tensor) -> torc
     return losses.sum(dim=1) / valid
 
 
-def per_example_gradients(model: torch.nn.Module, tokens: torch.Tensor, parameter: str) -> torch.Tensor:
-    """Per-example gradients of one parameter with torch.func (vmap over examples)."""
+def per_example_gradients(model: torch.nn.Module, tokens: torch.Tensor, parameter: str, *,
+                          loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-example gradients of one parameter with torch.func (vmap over examples); with
+    `loss_mask`, of each example's loss on its masked targets, as the training step defines it."""
     from torch.func import functional_call, grad, vmap
 
     params = {n: p.detach() for n, p in model.named_parameters()}
@@ -94,10 +103,14 @@ def per_example_gradients(model: torch.nn.Module, tokens: torch.Tensor, paramete
 
         raise ZooError(f"no parameter {parameter!r}; parameters: {', '.join(params)}")
 
-    def loss_of(value: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
+    def loss_of(value: torch.Tensor, sequence: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         batch = sequence.unsqueeze(0)
         logits = functional_call(model, {**params, parameter: value}, (batch,)).logits
-        return per_example_loss(logits, batch)[0]
+        if mask is None:
+            return per_example_loss(logits, batch)[0]
+        targets = torch.where(mask[1:], sequence[1:], torch.full_like(sequence[1:], -100))
+        return masked_per_example_loss(logits[:, :-1], targets.unsqueeze(0))[0]
 
     model.eval()
-    return vmap(grad(loss_of), in_dims=(None, 0))(params[parameter], tokens)
+    return vmap(grad(loss_of), in_dims=(None, 0, None if loss_mask is None else 0))(
+        params[parameter], tokens, loss_mask)
