@@ -263,11 +263,8 @@ class ZooToyForCausalLM(ZooToyPreTrainedModel, GenerationMixin):
         keep = _kept_positions(logits_to_keep, input_ids if input_ids is not None else inputs_embeds)
         if keep is not None and labels is not None:
             raise ValueError("pass labels or logits_to_keep, not both: the shifted loss needs every position")
-        if keep is not None and (output_attentions or output_hidden_states):
-            keep = None  # full outputs asked for: compute everything, then slice the logits
-            sliced = True
-        else:
-            sliced = False
+        # narrow the last block only when nobody asked for every position's attention or states
+        narrow = keep is not None and not (output_attentions or output_hidden_states)
         out = self.model(
             input_ids,
             attention_mask=attention_mask,
@@ -275,11 +272,11 @@ class ZooToyForCausalLM(ZooToyPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            last_block_positions=keep,
+            last_block_positions=keep if narrow else None,
         )
         hidden = out.last_hidden_state
-        if sliced:
-            hidden = hidden[:, _kept_positions(logits_to_keep, hidden)]
+        if keep is not None and not narrow:
+            hidden = hidden[:, keep]
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
