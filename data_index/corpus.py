@@ -127,6 +127,14 @@ class Corpus:
             return np.zeros(0, dtype=np.int64)
         return held_out_split(self.n_samples, self.train_fraction, data_seed)
 
+    def seen_tokens(self) -> np.ndarray:
+        """Token ids that occur in the corpus (EOS excluded), ascending. An id that never occurs
+        has an embedding no gradient ever reached, so probes of what a model learned (the
+        induction tests) draw their random tokens from these."""
+        counts = np.bincount(np.asarray(self._tokens).reshape(-1), minlength=self.vocab_size)
+        counts[self.eos_id] = 0
+        return np.flatnonzero(counts).astype(np.int64)
+
     def decode(self, tokens) -> str:
         if self._tokenizer is None:
             self._tokenizer = Tokenizer.from_file(str(self.tokenizer_dir / "tokenizer.json"))

@@ -46,6 +46,16 @@ def test_builtin_manifests_validate():
         assert len(family.runs()) == len(family.sizes) * len(family.seeds)
 
 
+@pytest.mark.parametrize("name", ["grokking", "induction"])
+def test_model_system_families_ship_a_card_that_parses(name):
+    from zoo.store.cards import builtin_card_path, read_card
+
+    card = read_card(builtin_card_path(name))
+    assert card.measures and card.evaluate, name
+    family = load_manifest(name)
+    assert len(family.seeds) == 5
+
+
 def test_tiny_is_small_enough_for_ci():
     family = load_manifest("tiny")
     assert len(family.sizes) == 3 and [s.seed for s in family.seeds] == [1, 2, 3]

@@ -177,6 +177,18 @@ def test_repeated_random_tokens_shape_and_bad_input():
         induction_score(random_neox(), vocab_size=64, seq_len=41)
 
 
+def test_repeated_random_tokens_draw_from_a_token_pool_when_given():
+    pool = [3, 5, 8, 13, 21, 34]
+    tokens = repeated_random_tokens(vocab_size=64, seq_len=6, n_sequences=4, seed=1, token_pool=pool)
+    assert all(sorted(row[:6].tolist()) == pool for row in tokens)
+    # without a pool the draws are the whole vocabulary's, exactly as before pools existed
+    plain = repeated_random_tokens(vocab_size=64, seq_len=6, n_sequences=4, seed=1)
+    assert torch.equal(plain, repeated_random_tokens(vocab_size=64, seq_len=6, n_sequences=4, seed=1,
+                                                     token_pool=range(64)))
+    with pytest.raises(ZooError, match=r"vocabulary offers 6; use seq_len <= 6"):
+        repeated_random_tokens(vocab_size=64, seq_len=7, n_sequences=1, seed=0, token_pool=pool)
+
+
 # ---------------------------------------------------------------- losses
 
 

@@ -32,6 +32,12 @@ def test_modular_is_symbolic_with_the_loss_on_the_answer(task):
     assert AutoTokenizer.from_pretrained(str(task.tokenizer_dir))("2 3 =").input_ids == [2, 3, 11]
 
 
+def test_seen_tokens_are_the_ids_the_samples_hold_without_eos(task):
+    seen = task.seen_tokens()
+    held = set(np.unique(task.samples(np.arange(task.n_samples))).tolist()) - {task.eos_id}
+    assert seen.tolist() == sorted(held) and task.eos_id not in seen
+
+
 def test_operations_and_fingerprint_cover_the_mask(tmp_path, task):
     sub = prepare_corpus("builtin:modular?p=11&op=sub&train_fraction=0.5", tmp_path / "s", seq_len=4, progress=False)
     assert sub.samples([1])[0].tolist() == [0, 1, 11, 10] and sub.fingerprint != task.fingerprint

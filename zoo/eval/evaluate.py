@@ -10,6 +10,9 @@ Built-in metrics (zoo.eval_metrics):
 - `icl` — in-context learning score on the same held-out samples (late-context loss minus early).
 - `induction` — per-head induction score on repeated random tokens: a dict, stored as fields
   "L<layer>H<head>" and "max" (columns `induction.L0H1`, `induction.max` in zoo.tables).
+  `repetition` — loss on the first vs the second copy. Both draw the random tokens from the
+  tokens the run's corpus contains (Corpus.seen_tokens): a token that never occurs in training
+  has an untrained embedding, and a small corpus leaves many such ids (unused byte tokens).
 - any user function `f(model, tokenizer) -> float | dict[str, float]`, named by its __name__ or
   by a mapping {name: f}; called in eval mode under torch.no_grad().
 
@@ -223,15 +226,16 @@ def _as_fields(value, name: str, what: str) -> dict[str, float]:
     )
 
 
-def _induction_length(model, vocab_size: int) -> int:
-    """Length of r in the [r, r] tests: up to 64 tokens, as the context and vocabulary allow."""
+def _induction_length(model, pool_size: int) -> int:
+    """Length of r in the [r, r] tests: up to 64 tokens, as the context and token pool allow."""
     limit = getattr(model.config, "max_position_embeddings", None) or 2 * INDUCTION_MAX_LEN
-    return max(1, min(INDUCTION_MAX_LEN, limit // 2, vocab_size - 1))
+    return max(1, min(INDUCTION_MAX_LEN, limit // 2, pool_size))
 
 
-def _induction_fields(model, vocab_size: int) -> dict[str, float]:
-    seq_len = _induction_length(model, vocab_size)
-    scores = induction_score(model, vocab_size=vocab_size, seq_len=seq_len, n_sequences=16, seed=0)
+def _induction_fields(model, corpus) -> dict[str, float]:
+    pool = corpus.seen_tokens()
+    scores = induction_score(model, vocab_size=corpus.vocab_size, token_pool=pool, seed=0,
+                             seq_len=_induction_length(model, len(pool)), n_sequences=16)
     fields = {
         f"L{layer}H{head}": float(scores[layer, head])
         for layer in range(scores.shape[0])
@@ -255,10 +259,11 @@ def _run_metric(name, metric, model, *, tokenizer, corpus, heldout: HeldOut | No
     if metric == "icl":
         return {"": icl_score(model, torch.from_numpy(heldout.tokens))}
     if metric == "induction":
-        return _induction_fields(model, corpus.vocab_size)
+        return _induction_fields(model, corpus)
     if metric == "repetition":
-        return repetition_loss(model, vocab_size=corpus.vocab_size,
-                               seq_len=_induction_length(model, corpus.vocab_size))
+        pool = corpus.seen_tokens()
+        return repetition_loss(model, vocab_size=corpus.vocab_size, token_pool=pool,
+                               seq_len=_induction_length(model, len(pool)))
     model.eval()
     versions = [p._version for p in model.parameters()]
     try:

@@ -123,27 +123,30 @@ def icl_score(
 
 
 def repeated_random_tokens(
-    *, vocab_size: int, seq_len: int, n_sequences: int, seed: int, bos_token_id: int | None = None
+    *, vocab_size: int, seq_len: int, n_sequences: int, seed: int, bos_token_id: int | None = None,
+    token_pool=None,
 ) -> torch.Tensor:
     """[n_sequences, prefix + 2*seq_len] sequences [bos?, r, r], r random and deterministic in seed.
 
-    r is drawn WITHOUT replacement from the vocabulary (minus BOS), so each token of the second
-    half has exactly one previous occurrence and "the token after it" is unambiguous.
+    r is drawn WITHOUT replacement from the vocabulary (minus BOS), or from `token_pool` (token
+    ids, e.g. the tokens a corpus contains) when given, so each token of the second half has
+    exactly one previous occurrence and "the token after it" is unambiguous.
     """
-    choices = vocab_size - (bos_token_id is not None)
     if seq_len < 1 or n_sequences < 1:
         raise ZooError(f"seq_len and n_sequences must be >= 1, got {seq_len} and {n_sequences}")
-    if choices < seq_len:
+    pool = (torch.arange(vocab_size) if token_pool is None
+            else torch.as_tensor(token_pool, dtype=torch.long).reshape(-1))
+    if bos_token_id is not None:
+        pool = pool[pool != bos_token_id]
+    if len(pool) < seq_len:
         raise ZooError(
             f"an induction test needs seq_len ({seq_len}) distinct tokens, but the "
-            f"vocabulary offers {choices}; use seq_len <= {choices}"
+            f"vocabulary offers {len(pool)}; use seq_len <= {len(pool)}"
         )
     generator = torch.Generator().manual_seed(seed)
     halves = torch.stack(
-        [torch.randperm(choices, generator=generator)[:seq_len] for _ in range(n_sequences)]
+        [pool[torch.randperm(len(pool), generator=generator)[:seq_len]] for _ in range(n_sequences)]
     )
-    if bos_token_id is not None:
-        halves = halves + (halves >= bos_token_id).long()  # skip the BOS id
     sequences = torch.cat([halves, halves], dim=1)
     if bos_token_id is not None:
         sequences = torch.cat([torch.full((n_sequences, 1), bos_token_id), sequences], dim=1)
@@ -175,14 +178,14 @@ def induction_score_from_attentions(
 
 
 def repetition_loss(model, *, vocab_size: int, seq_len: int, n_sequences: int = 16, seed: int = 0,
-                    batch_size: int = 16) -> dict[str, float]:
+                    batch_size: int = 16, token_pool=None) -> dict[str, float]:
     """Loss on the first and the second copy of repeated random tokens [r, r], and the drop.
 
     first: mean loss at tokens 1..L-1 (r has no pattern to learn); second: at tokens L+1..2L-1
     (each has appeared once, L tokens back). A model with induction heads predicts the second copy
     by looking back: the drop (first - second) is in nats, ~0 without them."""
     tokens = repeated_random_tokens(vocab_size=vocab_size, seq_len=seq_len, n_sequences=n_sequences,
-                                    seed=seed)
+                                    seed=seed, token_pool=token_pool)
     losses = _token_losses(model, tokens, batch_size)  # column k-1: the loss at token k
     first = float(losses[:, : seq_len - 1].double().mean())
     second = float(losses[:, seq_len:].double().mean())
@@ -212,6 +215,7 @@ def induction_score(
     seed: int = 0,
     bos_token_id: int | None = None,
     batch_size: int = 16,
+    token_pool=None,
 ) -> torch.Tensor:
     """[layers, heads] induction score on repeated random tokens; deterministic in seed.
 
@@ -227,6 +231,7 @@ def induction_score(
         n_sequences=n_sequences,
         seed=seed,
         bos_token_id=bos_token_id,
+        token_pool=token_pool,
     )
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(
         model.config, "n_positions", None
