@@ -67,6 +67,7 @@ class Corpus:
         self._tokens = np.memmap(folder / "tokens.bin", dtype=self.dtype, mode="r", shape=(self.n_samples, self.seq_len))
         self._tokenizer: Tokenizer | None = None
         self._documents: pa.Table | None = None
+        self._seen_tokens: np.ndarray | None = None
         split = meta["packing"].get("split")
         # the fraction of samples a run trains on (the rest is its test split); None: all of them
         self.train_fraction: float | None = split["train_fraction"] if split else None
@@ -131,9 +132,11 @@ class Corpus:
         """Token ids that occur in the corpus (EOS excluded), ascending. An id that never occurs
         has an embedding no gradient ever reached, so probes of what a model learned (the
         induction tests) draw their random tokens from these."""
-        counts = np.bincount(np.asarray(self._tokens).reshape(-1), minlength=self.vocab_size)
-        counts[self.eos_id] = 0
-        return np.flatnonzero(counts).astype(np.int64)
+        if self._seen_tokens is None:  # one pass over the tokens, then kept: a sweep asks per checkpoint
+            counts = np.bincount(np.asarray(self._tokens).reshape(-1), minlength=self.vocab_size)
+            counts[self.eos_id] = 0
+            self._seen_tokens = np.flatnonzero(counts).astype(np.int64)
+        return self._seen_tokens
 
     def decode(self, tokens) -> str:
         if self._tokenizer is None:

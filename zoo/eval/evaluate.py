@@ -10,7 +10,7 @@ Built-in metrics (zoo.eval_metrics):
 - `icl` — in-context learning score on the same held-out samples (late-context loss minus early).
 - `induction` — per-head induction score on repeated random tokens: a dict, stored as fields
   "L<layer>H<head>" and "max" (columns `induction.L0H1`, `induction.max` in zoo.tables).
-  `repetition` — loss on the first vs the second copy. Both draw the random tokens from the
+- `repetition` — loss on the first vs the second copy of [r, r] (`.drop` in nats). Both draw the random tokens from the
   tokens the run's corpus contains (Corpus.seen_tokens): a token that never occurs in training
   has an untrained embedding, and a small corpus leaves many such ids (unused byte tokens).
 - any user function `f(model, tokenizer) -> float | dict[str, float]`, named by its __name__ or
