@@ -9,6 +9,10 @@
   ("module.path:<module>" for a module docstring).
 - `builtin:induction` — documents made of a random sequence of symbols repeated (the setting in
   which induction heads form). Document id "induction:<seed>:<i>".
+- `builtin:induction_tokens` — the same documents drawn from the corpus tokenizer's own tokens, so
+  the repeats cover the vocabulary the text uses (the induction family's data; why in
+  benchmarks/RESULTS.md). It exists once a tokenizer does: in a mix, the tokenizer is trained on
+  the other sources and this one is drawn from it. Document id "induction_tokens:<seed>:<i>".
 - `builtin:modular` — the grokking task, not text: every pair as the tokens `a b = c` over a
   symbolic vocabulary, the loss on c, a train/test split by the run's data seed (tasks.py).
   Params: p (113), train_fraction (0.3), op (add, sub, mul).
@@ -28,6 +32,8 @@ from itertools import islice
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+from tokenizers import Tokenizer
+
 from zoo_common.errors import ZooError
 from data_index.order import random_uint64, stream_key
 from data_index.tasks import TaskSamples, modular
@@ -36,6 +42,8 @@ BUILTIN_SOURCES: dict[str, str] = {
     "pydoc": "docstrings of this Python's standard library (real English, offline); params: max_docs, min_chars",
     "induction": "random symbol sequences repeated (induction heads); params: n_docs, length, repeats, symbols, "
                  "seed, min_length (0: = length), gap (random symbols before each copy: 0..gap)",
+    "induction_tokens": "builtin:induction over the corpus tokenizer's tokens (mix it with text, which "
+                        "trains the tokenizer); params: n_docs, length, repeats, seed, min_length, gap",
     "modular": "the grokking task: 'a b = c' with c = (a op b) mod p, loss on c, a train/test split "
                "by the data seed; params: p, train_fraction, op (add, sub, mul)",
 }
@@ -54,7 +62,19 @@ class DocumentSource:
     metadata: dict = field(default_factory=dict)
 
 
-def resolve_builtin(spec: str) -> DocumentSource | TaskSamples:
+@dataclass(frozen=True)
+class TokenizerBoundSource:
+    """A text source drawn from the corpus tokenizer's vocabulary, so it exists only once the
+    tokenizer does. Corpus preparation trains the tokenizer on `unbound` (the plain text beside
+    it in a mix; None when there is none), then reads `bind(tokenizer).documents()`."""
+
+    spec: str
+    bind: Callable[[Tokenizer], DocumentSource]
+    unbound: DocumentSource | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+def resolve_builtin(spec: str) -> DocumentSource | TokenizerBoundSource | TaskSamples:
     """`NAME?k=v&k=v` -> a DocumentSource (text) or TaskSamples (a task); unknown names or
     parameters, or values of the wrong type, are errors naming the parameter."""
     name, _, query = spec.partition("?")
@@ -165,18 +185,56 @@ def _induction(spec: str, *, n_docs: int, length: int, repeats: int, symbols: in
     after 0..`gap` random symbols. Varying length and gap keep the repeat's distance from being a
     constant that a positional head could learn instead of induction."""
     alphabet = _symbol_alphabet(symbols)
+    documents = _repeat_documents("induction", alphabet, " ", n_docs=n_docs, length=length, repeats=repeats,
+                                  seed=seed, min_length=min_length, gap=gap)
+    return DocumentSource(spec, documents, {"generator": "induction"})
+
+
+def _induction_tokens(spec: str, *, n_docs: int, length: int, repeats: int, seed: int, min_length: int,
+                      gap: int) -> TokenizerBoundSource:
+    """builtin:induction whose symbols are the tokenizer's tokens, written as their text.
+
+    Why: induction heads generalise to the tokens they were trained to copy. Repeats of syllables
+    cover only the syllables' tokens, and the induction stripe on the text's other tokens stayed
+    ~0 (benchmarks/RESULTS.md). The alphabet is every token, in id order, that decodes on its own
+    to text without a replacement character (a lone UTF-8 continuation byte does not), special
+    tokens excluded. Re-encoding the text can merge across a boundary now and then; the stored
+    tokens are what the runs train on and what the index records."""
+    _check_repeat_parameters("induction_tokens", n_docs=n_docs, length=length, repeats=repeats,
+                             min_length=min_length)
+
+    def bind(tokenizer: Tokenizer) -> DocumentSource:
+        special = set(tokenizer.get_added_tokens_decoder())
+        alphabet = [text for i in range(tokenizer.get_vocab_size()) if i not in special
+                    for text in [tokenizer.decode([i])] if text and "\ufffd" not in text]
+        if len(alphabet) < 2:
+            raise ZooError(f"builtin:induction_tokens needs a tokenizer with >= 2 text tokens, got {len(alphabet)}")
+        documents = _repeat_documents("induction_tokens", alphabet, "", n_docs=n_docs, length=length,
+                                      repeats=repeats, seed=seed, min_length=min_length, gap=gap)
+        return DocumentSource(spec, documents, {"generator": "induction_tokens", "alphabet_size": len(alphabet)})
+
+    return TokenizerBoundSource(spec, bind, None, {"generator": "induction_tokens"})
+
+
+def _check_repeat_parameters(name: str, *, n_docs: int, length: int, repeats: int, min_length: int) -> None:
     if n_docs < 1 or length < 1 or repeats < 1:
-        raise ZooError("builtin:induction needs n_docs, length and repeats >= 1")
-    min_length = min_length or length
+        raise ZooError(f"builtin:{name} needs n_docs, length and repeats >= 1")
     if min_length > length:
-        raise ZooError(f"builtin:induction parameter min_length ({min_length}) must be <= length ({length})")
+        raise ZooError(f"builtin:{name} parameter min_length ({min_length}) must be <= length ({length})")
+
+
+def _repeat_documents(name: str, alphabet: list[str], joiner: str, *, n_docs: int, length: int, repeats: int,
+                      seed: int, min_length: int, gap: int) -> Callable[[], Iterator[tuple[str, str]]]:
+    """The documents of a repeat source over `alphabet`, its symbols joined by `joiner`."""
+    _check_repeat_parameters(name, n_docs=n_docs, length=length, repeats=repeats, min_length=min_length)
+    min_length = min_length or length
 
     def documents() -> Iterator[tuple[str, str]]:
         for i in range(n_docs):
             if min_length == length and gap == 0:  # the original layout, kept draw for draw
                 draws = random_uint64(stream_key(seed, i), length) % len(alphabet)
-                sequence = " ".join(alphabet[j] for j in draws.tolist())
-                yield f"induction:{seed}:{i}", " ".join([sequence] * repeats)
+                sequence = joiner.join(alphabet[j] for j in draws.tolist())
+                yield f"{name}:{seed}:{i}", joiner.join([sequence] * repeats)
                 continue
             shape = random_uint64(stream_key(seed, i, 1), 1 + repeats)
             size = min_length + int(shape[0] % (length - min_length + 1))
@@ -187,15 +245,16 @@ def _induction(spec: str, *, n_docs: int, length: int, repeats: int, symbols: in
                 n_gap = int(shape[1 + copy] % (gap + 1))
                 noise = random_uint64(stream_key(seed, i, 2, copy), n_gap) % len(alphabet)
                 words += [alphabet[j] for j in noise.tolist()] + sequence
-            yield f"induction:{seed}:{i}", " ".join(words)
+            yield f"{name}:{seed}:{i}", joiner.join(words)
 
-    return DocumentSource(spec, documents, {"generator": "induction"})
+    return documents
 
 
 _DEFAULTS: dict[str, dict[str, int | float | str]] = {
     "pydoc": {"max_docs": 0, "min_chars": 200},
     "induction": {"n_docs": 2000, "length": 32, "repeats": 2, "symbols": 64, "seed": 0,
                   "min_length": 0, "gap": 0},
+    "induction_tokens": {"n_docs": 2000, "length": 16, "repeats": 2, "seed": 0, "min_length": 0, "gap": 0},
     "modular": {"p": 113, "train_fraction": 0.3, "op": "add"},
 }
-_BUILDERS = {"pydoc": _pydoc, "induction": _induction, "modular": modular}
+_BUILDERS = {"pydoc": _pydoc, "induction": _induction, "induction_tokens": _induction_tokens, "modular": modular}

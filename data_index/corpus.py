@@ -41,6 +41,7 @@ from data_index.packing import (
     sample_provenance,
     token_dtype,
 )
+from data_index.builtin_sources import TokenizerBoundSource
 from data_index.sources import resolve_source
 from data_index.splits import SPLIT_RULE, held_out_split, train_split
 from data_index.tasks import TaskSamples
@@ -249,8 +250,13 @@ def _build(source: str, folder: Path, *, tokenizer, vocab_size: int, seq_len: in
     docs = resolve_source(source, cache_dir=folder / ".datasets-cache", quiet=not progress)
     if isinstance(docs, TaskSamples):
         return _build_task(docs, folder, tokenizer=tokenizer, seq_len=seq_len)
+    bound = isinstance(docs, TokenizerBoundSource)
     if tokenizer is None:
-        texts = (text for _, text in _progress(docs.documents(), progress, "read + train tokenizer"))
+        trains = docs.unbound if bound else docs
+        if trains is None:
+            raise ZooError(f"{docs.spec} draws its tokens from the corpus tokenizer, and nothing here trains "
+                           f"one: mix it with a text source (data.sources) or give a tokenizer (data.tokenizer)")
+        texts = (text for _, text in _progress(trains.documents(), progress, "read + train tokenizer"))
         trained = tok.train_bpe(texts, vocab_size=vocab_size)
         tokenizer_json, eos_token = trained.to_str().encode("utf-8"), tok.EOS_TOKEN
         tokenizer_info = {"trained": True, "vocab_size_requested": vocab_size}
@@ -259,6 +265,8 @@ def _build(source: str, folder: Path, *, tokenizer, vocab_size: int, seq_len: in
         tokenizer_info = {"trained": False, "from": str(tokenizer)}
     loaded = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
     actual_vocab, eos_id = loaded.get_vocab_size(), loaded.token_to_id(eos_token)
+    if bound:
+        docs = docs.bind(loaded)
     tok.save_folder(folder / "tokenizer", tokenizer_json=tokenizer_json, eos_token=eos_token, model_max_length=seq_len)
     dtype = token_dtype(actual_vocab)
     bar = _bar(progress, "tokenize + pack")

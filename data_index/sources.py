@@ -23,15 +23,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from data_index.builtin_sources import DocumentSource, resolve_builtin
+from data_index.builtin_sources import DocumentSource, TokenizerBoundSource, resolve_builtin
 from data_index.mixing import PREFIX, resolve_mix
+from data_index.tasks import TaskSamples
 from zoo_common.errors import ZooError
 
 FILE_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 PROBE_SECONDS = 3.0
 
 
-def resolve_source(spec: str, *, cache_dir: Path | None = None, quiet: bool = False) -> DocumentSource:
+def resolve_source(spec: str, *, cache_dir: Path | None = None,
+                   quiet: bool = False) -> DocumentSource | TokenizerBoundSource | TaskSamples:
     """Parse SOURCE and check it can be read (exists, readable, online) before any work is done."""
     if spec.startswith(PREFIX):
         return resolve_mix(spec, lambda part: resolve_source(part, cache_dir=cache_dir, quiet=quiet))

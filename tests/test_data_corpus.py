@@ -129,7 +129,7 @@ def _no_leftovers(folder):
 
 @pytest.mark.parametrize("source, kwargs, message", [
     ("/no/such/file.txt", {}, "is not a file or folder"),
-    ("builtin:wikipedia", {}, "unknown built-in source 'wikipedia'; valid: builtin:pydoc, builtin:induction, builtin:modular"),
+    ("builtin:wikipedia", {}, "unknown built-in source 'wikipedia'; valid: builtin:pydoc, builtin:induction, builtin:induction_tokens, builtin:modular"),
     ("builtin:modular?q=3", {}, "has no parameter 'q'; valid: p, train_fraction, op"),
     (SMALL, {"seq_len": 0}, "seq_len must be > 0"),
     (SMALL, {"vocab_size": 100}, "vocab_size 100 is too small .* at least 257"),
@@ -198,4 +198,4 @@ def test_folder_with_a_different_corpus_is_refused(corpus):
 
 
 def test_builtin_sources_are_listed():
-    assert set(BUILTIN_SOURCES) == {"pydoc", "induction", "modular"}
+    assert set(BUILTIN_SOURCES) == {"pydoc", "induction", "induction_tokens", "modular"}

@@ -76,3 +76,34 @@ def test_induction_documents_vary_length_and_gap_when_asked():
     assert len(lengths) > 3 and len(offsets) > 5  # no fixed period for a positional head to learn
     with pytest.raises(ZooError, match="min_length .* must be <= length"):
         resolve_builtin("induction?length=4&min_length=8")
+
+
+TOKEN_REPEATS = "builtin:induction_tokens?n_docs=400&length=12&min_length=4"
+
+
+def test_token_repeats_draw_from_the_tokenizer_the_text_beside_them_trains(tmp_path):
+    from tokenizers import Tokenizer
+
+    corpus = prepare_corpus(mix_spec([(TEXT, 1.0), (TOKEN_REPEATS, 3.0)]), tmp_path / "mix", vocab_size=300,
+                            seq_len=64, progress=False)
+    text_only = prepare_corpus(TEXT, tmp_path / "text", vocab_size=300, seq_len=64, progress=False)
+    assert ((corpus.tokenizer_dir / "tokenizer.json").read_bytes()
+            == (text_only.tokenizer_dir / "tokenizer.json").read_bytes())  # trained on the text alone
+    tokenizer = Tokenizer.from_file(str(corpus.tokenizer_dir / "tokenizer.json"))
+    bound = resolve_source(TOKEN_REPEATS).bind(tokenizer)
+    docs = list(bound.documents())
+    assert docs == list(resolve_source(TOKEN_REPEATS).bind(tokenizer).documents())  # the same every time
+    halves = [tokenizer.encode(text).ids for _, text in docs[:50]]
+    assert sum(ids[: len(ids) // 2] == ids[len(ids) // 2:] for ids in halves) >= 40  # [r, r], as tokens
+    alphabet = bound.metadata["alphabet_size"]
+    assert 0.9 * alphabet <= len(corpus.seen_tokens()) <= alphabet  # the repeats cover the vocabulary
+    assert corpus.meta["source_metadata"]["mix"][1]["metadata"]["alphabet_size"] == alphabet
+
+
+def test_token_repeats_with_nothing_to_train_a_tokenizer_say_what_would(tmp_path):
+    with pytest.raises(ZooError, match="draws its tokens from the corpus tokenizer.*mix it with a text source"):
+        prepare_corpus(TOKEN_REPEATS, tmp_path / "alone", vocab_size=300, seq_len=64, progress=False)
+    text = prepare_corpus(TEXT, tmp_path / "text", vocab_size=300, seq_len=64, progress=False)
+    alone = prepare_corpus(TOKEN_REPEATS, tmp_path / "given", tokenizer=text.tokenizer_dir, seq_len=64,
+                           progress=False)  # a given tokenizer is enough
+    assert alone.n_samples > 0

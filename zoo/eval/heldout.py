@@ -38,7 +38,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from data_index import Corpus
-from data_index.builtin_sources import resolve_builtin
+from data_index.builtin_sources import DocumentSource, resolve_builtin
 from zoo_common.errors import ZooError
 from data_index.sources import resolve_source
 from zoo.cache import cache_dir
@@ -65,6 +65,9 @@ def heldout_documents(
     """(source string, rule in words, iterator of (document id, text)) of the held-out documents."""
     if heldout is not None:
         docs = resolve_source(heldout, quiet=True)
+        if not isinstance(docs, DocumentSource):
+            raise ZooError(f"held-out source {heldout!r} is not plain text (a task, or drawn from a tokenizer); "
+                           "give text documents: a .txt/.jsonl/.parquet file or folder, hf:NAME, builtin:pydoc")
         return docs.spec, "documents of the given held-out source", docs.documents()
     name, _, query = training_source.removeprefix("builtin:").partition("?")
     if training_source.startswith("builtin:modular"):
