@@ -15,8 +15,9 @@
 
 Every function takes `store=` (a folder or fsspec URL); the default is $ZOO_STORE, else ./zoo-store.
 The interpretability architecture ("zoo-toy": SoLU / attention-only) is registered with
-transformers' Auto classes by the calls that need it (zoo.snapshot, zoo.load, evaluation); in a
-process that only has the folder, call zoo.models.toy.register_toy_model() first.
+transformers' Auto classes by the calls that need it (zoo.snapshot, zoo.load, evaluation). Its
+snapshots also carry their modeling code (config.json's auto_map), so a process without zoo
+opens one with `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.
 """
 from importlib import import_module
 
@@ -30,6 +31,8 @@ _PUBLIC = {
     "tensor_history": ("zoo.registry.history", "tensor_history"),
     "list_models": ("zoo.store.catalog", "list_models"),
     "load": ("zoo.registry.loading", "load"),
+    "load_transformer_lens": ("zoo.interp.transformer_lens_loading", "load_transformer_lens"),
+    "transformer_lens_sweep": ("zoo.interp.transformer_lens_loading", "transformer_lens_sweep"),
     "snapshot": ("zoo.registry.snapshots", "snapshot"),
     "steps": ("zoo.store.catalog", "steps"),
     "open_run": ("zoo.store.catalog", "open_run"),
@@ -40,9 +43,9 @@ _PUBLIC = {
 }
 
 __all__ = [
-    "IntegrityError", "ZooError", "batch", "list_models", "load", "metrics", "open_run",
-    "per_example", "replay", "snapshot",
-    "stats", "steps", "steps_of", "tensor_history",
+    "IntegrityError", "ZooError", "batch", "list_models", "load", "load_transformer_lens", "metrics",
+    "open_run", "per_example", "replay", "snapshot",
+    "stats", "steps", "steps_of", "tensor_history", "transformer_lens_sweep",
 ]
 
 

@@ -11,8 +11,11 @@ positions, because nothing else reads them. A task whose loss sits on one answer
 about twice as fast that way (benchmarks/RESULTS.md); the training step uses it for masked
 losses, so replay computes the same thing. Registered with transformers' Auto
 classes under `model_type = "zoo-toy"` by `register_toy_model()`, which zoo.snapshot, zoo.load and
-model building call, so a saved folder opens with `AutoModelForCausalLM` in that process. Deliberately small and readable: the eager attention below IS the computation an
-interpretability researcher reads, so there is no cache, no kernel dispatch, no dropout.
+model building call, so a saved folder opens with `AutoModelForCausalLM` in that process.
+Elsewhere, a snapshot carries this very file (`write_remote_code`: transformers' standard
+`auto_map`), so `from_pretrained(folder, trust_remote_code=True)` opens it without zoo. This file
+therefore imports nothing of zoo. Deliberately small and readable: the eager attention below IS the
+computation an interpretability researcher reads, so there is no cache, no kernel dispatch, no dropout.
 
 Outputs follow transformers' conventions: `labels` -> shifted causal-LM loss (`loss_function`),
 `output_attentions` -> per-layer softmax patterns [batch, heads, query, key], `output_hidden_states`
@@ -305,3 +308,19 @@ def register_toy_model() -> None:
     """Make `AutoConfig` / `AutoModelForCausalLM` know "zoo-toy"; safe to call repeatedly."""
     AutoConfig.register(TOY_MODEL_TYPE, ZooToyConfig, exist_ok=True)
     AutoModelForCausalLM.register(ZooToyConfig, ZooToyForCausalLM, exist_ok=True)
+
+
+REMOTE_CODE_FILE = "modeling_zoo_toy.py"
+
+
+def write_remote_code(folder, config: ZooToyConfig) -> None:
+    """Put this module into a model folder and point the config's `auto_map` at it, so that any
+    transformers user (nnsight, TransformerLens, a Hub download) loads the folder with
+    `trust_remote_code=True` and no zoo installed. Call before `config.save_pretrained(folder)`."""
+    from pathlib import Path
+
+    Path(folder, REMOTE_CODE_FILE).write_text(Path(__file__).read_text(encoding="utf-8"), encoding="utf-8")
+    module = REMOTE_CODE_FILE.removesuffix(".py")
+    config.auto_map = {"AutoConfig": f"{module}.ZooToyConfig",
+                       "AutoModelForCausalLM": f"{module}.ZooToyForCausalLM"}
+    config.architectures = [ZooToyForCausalLM.__name__]  # what TransformerLens matches adapters by

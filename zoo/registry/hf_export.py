@@ -138,6 +138,11 @@ def model_card(name: str, *, seed: int, record: dict, steps: list[int], final: i
     family, size_name = name.rsplit("-", 1)
     example = steps[len(steps) // 2]
     repo = f"<org>/{export_folder_name(name, seed)}"
+    toy = record.get("hf_config", {}).get("model_type") == "zoo-toy"
+    trust = ", trust_remote_code=True" if toy else ""
+    remote_note = ("\nThe toy architecture's modeling code ships in each folder (`modeling_zoo_toy.py`, named "
+                   "by config.json's `auto_map`): `trust_remote_code=True` runs that one file, which "
+                   "imports only torch and transformers. Read it first if you like.\n") if toy else ""
     return f"""---
 library_name: transformers
 tags: [model-zoo, interpretability, {family}]
@@ -165,10 +170,10 @@ trained for {final} steps. Every checkpoint is a branch, in Pythia's convention.
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-model = AutoModelForCausalLM.from_pretrained("{repo}", revision="step{example}")
+model = AutoModelForCausalLM.from_pretrained("{repo}", revision="step{example}"{trust})
 tokenizer = AutoTokenizer.from_pretrained("{repo}", revision="step{example}")
 ```
-
+{remote_note}
 From a local export, each step is a folder: `from_pretrained("{export_folder_name(name, seed)}/step{example}")`.
 With Model Zoo installed, any step (not only these) can be replayed exactly:
 `zoo.load("{name}", seed={seed}, step={example})`. Stored steps: {format_steps(steps)}.

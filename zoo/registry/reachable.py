@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from zoo.registry.snapshot_folder import SNAPSHOT_RECORD, snapshot_folder, write_snapshot
+from zoo.registry.snapshot_folder import is_built, snapshot_folder, write_snapshot
 from zoo.engine.step_replay import advance
 from zoo.store.run_store import RunStore
 
@@ -14,7 +14,7 @@ from zoo.store.run_store import RunStore
 def materialize_step(run: RunStore, step: int, *, progress: bool = False) -> Path:
     """The snapshot folder of a step that was not stored, replayed once and then cached."""
     folder = snapshot_folder(run, step)
-    if (folder / SNAPSHOT_RECORD).exists():
+    if is_built(folder):
         return folder
     previous_threads = torch.get_num_threads()
     try:

@@ -1,6 +1,7 @@
 """A snapshot: a run's weights at one step as a plain Hugging Face folder in the local cache.
 
-The folder (config.json, model.safetensors, tokenizer files, and our zoo_snapshot.json record) is
+The folder (config.json, model.safetensors, tokenizer files, and our zoo_snapshot.json record; a
+toy-architecture run's also its modeling file, named by config.json's `auto_map`) is
 built in a temporary folder beside its place and renamed into it, so a cached snapshot is always
 whole. The record names the stored checkpoint it was built from (`weights_id`), so a snapshot
 whose checkpoint changed in the store is rebuilt instead of served stale.
@@ -20,6 +21,8 @@ from zoo.cache import cache_dir
 from zoo.store.run_store import RunStore
 
 SNAPSHOT_RECORD = "zoo_snapshot.json"
+# 2: a toy run's folder carries its modeling code. A cached folder of another format is rebuilt.
+SNAPSHOT_FORMAT = 2
 WEIGHTS = "model.safetensors"
 PT_METADATA = {"format": "pt"}  # what transformers expects in a model.safetensors
 
@@ -38,11 +41,21 @@ def weights_id(manifest: dict) -> str:
 
 def is_current(folder: Path, manifest: dict) -> bool:
     """A cached snapshot built from exactly the blobs the store's checkpoint names now."""
+    record = _record(folder)
+    return record.get("format") == SNAPSHOT_FORMAT and record.get("weights_id") == weights_id(manifest)
+
+
+def is_built(folder: Path) -> bool:
+    """A cached snapshot of this format (a replayed step's: no stored checkpoint to compare with)."""
+    return _record(folder).get("format") == SNAPSHOT_FORMAT
+
+
+def _record(folder: Path) -> dict:
     try:
         record = json.loads((folder / SNAPSHOT_RECORD).read_text())
     except (OSError, ValueError):
-        return False
-    return record.get("weights_id") == weights_id(manifest)
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def write_snapshot(folder: Path, *, run: RunStore, step: int, tensors: dict[str, torch.Tensor],
@@ -56,12 +69,16 @@ def write_snapshot(folder: Path, *, run: RunStore, step: int, tensors: dict[str,
         save_file({name: t.contiguous() for name, t in tensors.items()}, staging / WEIGHTS,
                   metadata=PT_METADATA)
         record = run.read_json("run.json")
-        hf_config(record, {t.dtype for t in tensors.values()}).save_pretrained(staging)
+        config = hf_config(record, {t.dtype for t in tensors.values()})
+        from zoo.models.toy import TOY_MODEL_TYPE, write_remote_code  # transformers: imported late
+        if config.model_type == TOY_MODEL_TYPE:  # carry the modeling code: opens without zoo
+            write_remote_code(staging, config)
+        config.save_pretrained(staging)
         tokenizer = run.store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
         for file in tokenizer.list():
             (staging / file).write_bytes(tokenizer.read_bytes(file))
         (staging / SNAPSHOT_RECORD).write_text(json.dumps({
-            "run": run.run_id.key, "model_name": run.run_id.model_name, "seed": run.run_id.seed,
+            "format": SNAPSHOT_FORMAT, "run": run.run_id.key, "model_name": run.run_id.model_name, "seed": run.run_id.seed,
             "init_seed": record.get("init_seed"), "data_seed": record.get("data_seed"),
             "step": step, "tokens_seen": tokens_seen, "config_hash": record["config_hash"],
             "corpus_fingerprint": record["corpus_fingerprint"], "weights_id": weights_id,
@@ -83,11 +100,8 @@ def _publish(staging: Path, folder: Path, weights_id: str | None) -> None:
     except OSError:
         if not folder.exists():
             raise
-    try:
-        same = json.loads((folder / SNAPSHOT_RECORD).read_text()).get("weights_id") == weights_id
-    except (OSError, ValueError, AttributeError):
-        same = False  # no readable record: a damaged folder, replaced
-    if same:  # the same stored weights, or the same replayed step (weights_id None)
+    record = _record(folder)  # {} when unreadable: a damaged folder, replaced
+    if record.get("format") == SNAPSHOT_FORMAT and record.get("weights_id", "") == weights_id:  # the same stored weights, or the same replayed step (weights_id None)
         return
     aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".stale", dir=folder.parent))
     folder.rename(aside / "old")
