@@ -255,7 +255,8 @@ def _build(source: str, folder: Path, *, tokenizer, vocab_size: int, seq_len: in
         trains = docs.unbound if bound else docs
         if trains is None:
             raise ZooError(f"{docs.spec} draws its tokens from the corpus tokenizer, and nothing here trains "
-                           f"one: mix it with a text source (data.sources) or give a tokenizer (data.tokenizer)")
+                           f"one: mix it with a text source (a manifest's data.sources) or give a tokenizer "
+                           f"(data.tokenizer; --tokenizer for zoo data prepare)")
         texts = (text for _, text in _progress(trains.documents(), progress, "read + train tokenizer"))
         trained = tok.train_bpe(texts, vocab_size=vocab_size)
         tokenizer_json, eos_token = trained.to_str().encode("utf-8"), tok.EOS_TOKEN

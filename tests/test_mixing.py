@@ -107,3 +107,10 @@ def test_token_repeats_with_nothing_to_train_a_tokenizer_say_what_would(tmp_path
     alone = prepare_corpus(TOKEN_REPEATS, tmp_path / "given", tokenizer=text.tokenizer_dir, seq_len=64,
                            progress=False)  # a given tokenizer is enough
     assert alone.n_samples > 0
+
+
+def test_a_held_out_source_drawn_from_a_tokenizer_is_refused_clearly():
+    from zoo.eval.heldout import heldout_documents
+
+    with pytest.raises(ZooError, match="is not plain text .* give text documents"):
+        heldout_documents("builtin:pydoc", heldout=TOKEN_REPEATS)

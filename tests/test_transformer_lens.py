@@ -93,6 +93,9 @@ def test_a_replayed_step_and_gpt_neox_open_too(store):
     bridge = load_transformer_lens("neox-1l32", seed=1, step=4, store=store)
     with torch.no_grad():
         assert (bridge(TOKENS) - want).abs().max() < 1e-4
+    _, tokenizer = zoo.load("neox-1l32", seed=1, step=4, store=store)
+    text = "Return the sum of a and b."
+    assert bridge.to_tokens(text)[0].tolist() == tokenizer(text)["input_ids"]  # no BOS: as trained
 
 
 def test_the_sweep_visits_every_seed_and_step_with_each_steps_weights(store):

@@ -55,6 +55,7 @@ def bridge_of(model, tokenizer, *, compatibility_mode: bool = False):
 
     architecture = (model.config.architectures or [type(model).__name__])[0]
     bridge = build_bridge_from_module(model, architecture, hf_config=model.config, tokenizer=tokenizer)
+    bridge.cfg.default_prepend_bos = False  # zoo samples start with text, never a BOS token
     if compatibility_mode:
         bridge.enable_compatibility_mode()
     return bridge
