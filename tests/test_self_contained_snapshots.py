@@ -46,12 +46,15 @@ NNSIGHT = """
 import sys, torch
 from nnsight import LanguageModel
 from safetensors.torch import save_file
-model = LanguageModel(sys.argv[2], trust_remote_code=True, dispatch=True)
 ids = torch.tensor(%r)
-with model.trace({"input_ids": ids, "attention_mask": torch.ones_like(ids)}):
-    block = model.model.layers[0].output[0].save()
-    logits = model.output.logits.save()
-save_file({"0": logits.contiguous(), "block": block.contiguous()}, sys.argv[1])
+out = {}
+for i, path in enumerate(sys.argv[2:]):
+    model = LanguageModel(path, trust_remote_code=True, dispatch=True)
+    with model.trace({"input_ids": ids, "attention_mask": torch.ones_like(ids)}):
+        block = model.model.layers[0].output[0].save()
+        logits = model.output.logits.save()
+    out[str(i)], out[f"block{i}"] = logits.contiguous(), block.contiguous()
+save_file(out, sys.argv[1])
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("zoo", "training", "data_index", "zoo_common")))
 """ % (TOKENS,)
 
@@ -98,16 +101,22 @@ def test_a_toy_snapshot_opens_without_zoo_with_zoo_loads_logits(trained):
         assert torch.equal(logits[str(i)], want), SIZES[i]["name"]
 
 
-def test_nnsight_traces_a_toy_snapshot_without_zoo(trained):
+def test_nnsight_traces_every_toy_variant_without_zoo(trained):
+    pytest.importorskip("nnsight", reason="nnsight is the optional extra model-zoo[nnsight] (CI installs it)")
     folder, store = trained
-    path = zoo.snapshot("micro-attn", seed=1, step=4, store=store)  # 2 layers: block 0 is not the last
-    saved, imported = _without_zoo(folder, [path], NNSIGHT)
+    names = [f"micro-{size['name']}" for size in SIZES]
+    paths = [zoo.snapshot(name, seed=1, step=4, store=store) for name in names]
+    saved, imported = _without_zoo(folder, paths, NNSIGHT)
     assert imported == "[]"
-    model, _ = zoo.load("micro-attn", seed=1, step=4, store=store)
-    with torch.no_grad():
-        out = model(torch.tensor(TOKENS), output_hidden_states=True)
-    assert torch.equal(saved["0"], out.logits)
-    assert torch.equal(saved["block"], out.hidden_states[1])  # the first block's residual output
+    for i, name in enumerate(names):
+        model, _ = zoo.load(name, seed=1, step=4, store=store)
+        block = []
+        handle = model.model.layers[0].register_forward_hook(lambda m, args, out: block.append(out[0]))
+        with torch.no_grad():
+            logits = model(torch.tensor(TOKENS)).logits
+        handle.remove()
+        assert torch.equal(saved[str(i)], logits), name
+        assert torch.equal(saved[f"block{i}"], block[0]), name  # the first block's residual output
 
 
 def test_the_export_carries_the_modeling_code_too(trained):

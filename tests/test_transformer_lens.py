@@ -10,6 +10,8 @@ import pytest
 import torch
 from micro_family import write_manifest
 
+pytest.importorskip("transformer_lens", reason="TransformerLens 4 is the optional extra model-zoo[tl] (CI installs it)")
+
 import zoo
 from training.sweep import train_family
 from zoo.interp.transformer_lens_loading import load_transformer_lens, transformer_lens_sweep
@@ -33,8 +35,10 @@ def store(tmp_path_factory):
     store = Store.open(str(folder / "store"))
     train_family(write_manifest(folder, architecture="toy", sizes=SIZES, seeds=[1, 2], steps=8,
                                 checkpoints=CHECKPOINTS), store=store, threads=2, progress=False)
-    train_family(write_manifest(folder, name="neox.yaml", family="neox", seeds=[1], steps=4,
-                                checkpoints=CHECKPOINTS), store=store, threads=2, progress=False)
+    for architecture in ("gpt-neox", "llama"):
+        train_family(write_manifest(folder, name=f"{architecture}.yaml", family={"gpt-neox": "neox"}.get(architecture, architecture),
+                                    architecture=architecture, seeds=[1], steps=4, checkpoints=CHECKPOINTS),
+                     store=store, threads=2, progress=False)
     yield store
     os.environ.pop("ZOO_CACHE", None)
 
@@ -84,7 +88,19 @@ def test_an_edited_pattern_changes_the_output(store):
     assert torch.equal(plain, again)  # and the hook is gone afterwards
 
 
-def test_a_replayed_step_and_gpt_neox_open_too(store):
+@pytest.mark.parametrize("name", ["neox-1l32", "llama-1l32"])
+def test_gpt_neox_and_llama_open_with_transformer_lens_own_adapters(store, name):
+    want, _ = _logits(name, store, step=4)
+    bridge = load_transformer_lens(name, seed=1, step=4, store=store)
+    with torch.no_grad():
+        logits, cache = bridge.run_with_cache(TOKENS)
+    assert (logits - want).abs().max() < 1e-4 and "blocks.0.attn.hook_pattern" in cache
+    want, _ = _logits(name, store, step=3)  # not stored: replayed
+    with torch.no_grad():
+        assert (load_transformer_lens(name, seed=1, step=3, store=store)(TOKENS) - want).abs().max() < 1e-4
+
+
+def test_a_replayed_step_opens_and_no_bos_is_prepended(store):
     want, _ = _logits("micro-gelu", store, step=6)  # between checkpoints 4 and 8: replayed
     bridge = load_transformer_lens("micro-gelu", seed=1, step=6, store=store)
     with torch.no_grad():
