@@ -170,6 +170,25 @@ class Corpus:
         lo, hi = np.searchsorted(starts, [first, last], side="right") - 1
         return ids[int(lo) : int(hi) + 1].to_pylist()
 
+    def samples_of_documents(self, document_ids) -> np.ndarray:
+        """Ascending ids of every sample holding a token (or the EOS) of any of these documents;
+        an id the corpus does not have is an error that names it."""
+        ids, starts = self._document_table()
+        position = {doc: k for k, doc in enumerate(ids.to_pylist())}
+        wanted = [str(d) for d in document_ids]
+        unknown = [d for d in wanted if d not in position]
+        if unknown:
+            raise ZooError(f"{len(unknown)} document id(s) are not in the corpus, e.g. "
+                           f"{', '.join(map(repr, unknown[:3]))}; its ids look like "
+                           f"{', '.join(map(repr, ids[:3].to_pylist()))}")
+        ends = np.append(starts[1:], self.n_samples * self.seq_len)  # beyond the last sample: cut
+        found = []
+        for k in sorted({position[d] for d in wanted}):
+            first, last = starts[k] // self.seq_len, (min(ends[k], self.n_samples * self.seq_len) - 1) // self.seq_len
+            if first < self.n_samples:
+                found.append(np.arange(first, last + 1, dtype=np.int64))
+        return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
     def files(self) -> list[str]:
         """Relative paths of every file of the corpus (what a store copies beside its runs)."""
         return sorted(["corpus.json", *self.meta["files"]])

@@ -10,6 +10,10 @@ A run on a split corpus (a task) records the train fraction in the header, and i
 the train split only. A full-batch run (one batch = the whole train split, data_index/order.py)
 writes its batch once (`full_batch.parquet`) and then one row per step (`step` only): 10,000
 full-batch steps of 3,831 samples are 10,000 small rows, not 38 million.
+
+A branch's index (training/branching.py) begins after its branch point (`begins_after`); one that
+drops samples records them (`skipped.parquet`, and the header's `skipped` count) so that verify()
+checks it against the branch's order (data_index/branch_order.py), not the plain one.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import pyarrow.parquet as pq
 
 from zoo_common.errors import IntegrityError, ZooError
 from zoo_common.location import Location
+from data_index.branch_order import skipping_batches
 from data_index.order import order_positions
 from data_index.part_log import PartLog
 from data_index.splits import train_split
@@ -38,6 +43,7 @@ SCHEMA = pa.schema([("step", pa.int64()), ("position", pa.int32()), ("sample", p
 PARQUET_OPTIONS = {"use_dictionary": ["step", "position"], "column_encoding": {"sample": "BYTE_STREAM_SPLIT"}}
 FULL_BATCH_FILE = "full_batch.parquet"
 FULL_BATCH_SCHEMA = pa.schema([("step", pa.int64())])
+SKIPPED_FILE = "skipped.parquet"  # a branch's dropped samples (its header says how many)
 
 
 def _train_ids(header: dict) -> np.ndarray | None:
@@ -86,7 +92,11 @@ class StepIndexWriter:
         after_step: int | None = None,
         write_part: Callable[[str, bytes], None] | None = None,
         train_fraction: float | None = None,
+        begins_after: int = 0,
+        skipped: np.ndarray | None = None,
     ):
+        """`begins_after=N`: a new index whose first step is N+1 (a branch's); `skipped`: the
+        samples a branch's order leaves out (data_index/branch_order.py)."""
         if batch_size <= 0 or n_samples <= 0:
             raise ZooError(f"batch_size and n_samples must be > 0, got {batch_size} and {n_samples}")
         if batch_size > n_samples:
@@ -104,6 +114,11 @@ class StepIndexWriter:
             train = _train_ids(self.header)
             if batch_size > len(train):
                 raise ZooError(f"the train split has {len(train)} samples, fewer than one batch of {batch_size}")
+        if begins_after:  # absent for a run's index, as `skipped`: their headers stay as they were
+            self.header["begins_after"] = int(begins_after)
+        if skipped is not None:
+            skipped = np.unique(np.asarray(skipped, dtype=np.int64))
+            self.header["skipped"] = int(len(skipped))
         # full batch: the one batch every step trains on; each step is then one row of its number
         self._full_batch = (order_positions(np.arange(batch_size), data_seed=data_seed, n_samples=n_samples,
                                             batch_size=batch_size, train_ids=_train_ids(self.header))
@@ -117,6 +132,8 @@ class StepIndexWriter:
         else:
             if self._full_batch is not None:
                 location.write_atomic(FULL_BATCH_FILE, _parquet_bytes(pa.table({"sample": self._full_batch})))
+            if skipped is not None:
+                location.write_atomic(SKIPPED_FILE, _parquet_bytes(pa.table({"sample": skipped})))
             location.write_atomic(HEADER, json.dumps(self.header, indent=2).encode())
         self.location = location
         self.batch_size = int(batch_size)
@@ -135,11 +152,11 @@ class StepIndexWriter:
                     f"the step index at {location.url} already records steps up to {recorded}; "
                     f"pass after_step=K to resume from a keyframe at step K"
                 )
-            self._last_step = 0
+            self._last_step = int(begins_after)
         else:
             if after_step < 0:
                 raise ZooError(f"after_step must be >= 0, got {after_step}")
-            if after_step > (recorded or 0):
+            if after_step > (recorded or int(begins_after)):
                 raise ZooError(
                     f"cannot resume the step index at {location.url} after step {after_step}: it records "
                     f"steps only up to {recorded or 0} (flush the index whenever a keyframe is saved)"
@@ -217,6 +234,8 @@ class StepIndex:
         self.batch_size: int = header["batch_size"]
         self.n_samples: int = header["n_samples"]
         self.train_fraction: float | None = header.get("train_fraction")
+        self.begins_after: int = header.get("begins_after", 0)
+        self.skipped: int = header.get("skipped", 0)
         self.first_step = first_step
         self.full_batch: np.ndarray | None = full_batch  # the one batch of every step, or None
         n_steps = len(samples) // self.batch_size if full_batch is None else n_full_steps
@@ -239,7 +258,7 @@ class StepIndex:
         positions = table.column("position").to_numpy()
         samples = np.ascontiguousarray(table.column("sample").to_numpy(), dtype=np.int64)
         if len(steps) == 0:
-            return cls(location, header, samples, first_step=1)
+            return cls(location, header, samples, first_step=header.get("begins_after", 0) + 1)
         first = int(steps[0])
         n_steps = len(steps) // batch
         expected_steps = np.repeat(np.arange(first, first + n_steps, dtype=np.int64), batch)
@@ -263,7 +282,7 @@ class StepIndex:
             raise IntegrityError(f"{location.path(FULL_BATCH_FILE)} does not hold one batch of "
                                  f"{header['batch_size']} ids inside the corpus of {header['n_samples']} samples")
         steps = PartLog(location, schema=FULL_BATCH_SCHEMA, key="step").read().column("step").to_numpy()
-        first = int(steps[0]) if len(steps) else 1
+        first = int(steps[0]) if len(steps) else header.get("begins_after", 0) + 1
         if not np.array_equal(steps, np.arange(first, first + len(steps))):
             bad = _first_mismatch(steps, np.arange(first, first + len(steps)))
             raise IntegrityError(f"step index at {location.url} is not contiguous: row {bad} breaks the steps")
@@ -302,6 +321,20 @@ class StepIndex:
             rows = self._sorted_rows[lo:hi]
         return [(int(self.first_step + r // self.batch_size), int(r % self.batch_size)) for r in rows]
 
+    def skipped_samples(self) -> np.ndarray:
+        """The samples a branch's order leaves out (empty for a run's index)."""
+        if not self.skipped:
+            return np.zeros(0, dtype=np.int64)
+        try:
+            table = pq.read_table(pa.BufferReader(self.location.read_bytes(SKIPPED_FILE)))
+        except (OSError, pa.ArrowInvalid, KeyError) as exc:
+            raise IntegrityError(f"step index at {self.location.url}: cannot read {SKIPPED_FILE}: {exc}") from None
+        ids = np.asarray(table.column("sample").to_numpy(), dtype=np.int64)
+        if len(ids) != self.skipped:
+            raise IntegrityError(f"{self.location.path(SKIPPED_FILE)} holds {len(ids)} ids; the header "
+                                 f"records {self.skipped}")
+        return ids
+
     def _build_inverted_index(self) -> None:
         """Rows sorted by (sample, row): one sort of unique int64 keys (faster than a stable argsort)."""
         rows = len(self._samples)
@@ -319,10 +352,16 @@ class StepIndex:
         train = _train_ids({"n_samples": self.n_samples, "data_seed": self.data_seed,
                             "train_fraction": self.train_fraction})
         recorded = self._samples if self.full_batch is None else self.full_batch
-        start = (self.first_step - 1) * self.batch_size if self.full_batch is None else 0
-        positions = np.arange(start, start + len(recorded), dtype=np.int64)
-        expected = order_positions(positions, data_seed=self.data_seed, n_samples=self.n_samples,
-                                   batch_size=self.batch_size, train_ids=train)
+        if self.skipped:
+            expected = skipping_batches(self.first_step, self.last_step, after_step=self.begins_after,
+                                        skip=self.skipped_samples(), data_seed=self.data_seed,
+                                        batch_size=self.batch_size, n_samples=self.n_samples,
+                                        train_ids=train).reshape(-1)
+        else:
+            start = (self.first_step - 1) * self.batch_size if self.full_batch is None else 0
+            positions = np.arange(start, start + len(recorded), dtype=np.int64)
+            expected = order_positions(positions, data_seed=self.data_seed, n_samples=self.n_samples,
+                                       batch_size=self.batch_size, train_ids=train)
         bad = _first_mismatch(recorded, expected)
         if bad is not None:
             step = self.first_step + bad // self.batch_size

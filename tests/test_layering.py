@@ -21,7 +21,7 @@ FORBIDDEN = {
     "zoo": {"training"},
 }
 # The CLI may start training lazily for `zoo train`, inside a function, never at import time.
-LAZY_TRAINING_ALLOWED = {"zoo.cli", "zoo.cli.train"}
+LAZY_TRAINING_ALLOWED = {"zoo.cli", "zoo.cli.train", "zoo.cli.branch"}
 # zoo's sub-packages, top first: a module may import its own level or any level below it. Flat
 # modules of zoo (environment, cache) and zoo.stats are the bottom level.
 ZOO_LEVELS = ("cli", "interp", "eval", "registry", "engine", "models", "store", "config")

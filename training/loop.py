@@ -300,10 +300,11 @@ def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World
 
 def _write_step(cfg, run: RunStore, state: TrainingState, *, fingerprint: dict,
                 checkpoint: bool, keyframe: bool, rng: dict | None = None,
-                writer: BackgroundWriter, log_parts: list[tuple[str, bytes]] = ()) -> None:
+                writer: BackgroundWriter, log_parts: list[tuple[str, bytes]] = (),
+                end_step: int | None = None) -> None:
     """Write the state's checkpoint and/or keyframe (and, with a keyframe, the run's status), and
     `log_parts` (run-relative name, bytes: the index's and metrics' parts up to this step) before
-    them in the same commit.
+    them in the same commit. `end_step`: where the run ends (cfg.steps; a branch's until-step).
 
     The state is encoded into a staged RunWrite while training waits (the next update changes it
     in place); the commit (fsync, rename, manifests: mostly waiting on the disk) runs on the
@@ -339,8 +340,9 @@ def _write_step(cfg, run: RunStore, state: TrainingState, *, fingerprint: dict,
                     config_hash=cfg.config_hash(),
                     into=into,
                 )
-                run.write_json("status.json", {"last_step": step, "finished": step == cfg.steps,
-                                               "total_steps": cfg.steps}, into=into)
+                end = cfg.steps if end_step is None else end_step
+                run.write_json("status.json", {"last_step": step, "finished": step == end,
+                                               "total_steps": end}, into=into)
         except BaseException:
             into.discard()
             raise
@@ -350,14 +352,31 @@ def _write_step(cfg, run: RunStore, state: TrainingState, *, fingerprint: dict,
     writer.submit(staged.commit, on_skip=staged.discard)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Where a loop ends, what it stores, and which batches it trains on: a run's come from its
+    config and the order function; a branch (training/branching.py) brings its own."""
+
+    end_step: int
+    checkpoint_steps: frozenset
+    keyframe_steps: frozenset
+    batch_of: object = None  # step -> global batch ids; None: the run's order function
+    index_options: dict = None  # more StepIndexWriter arguments (a branch's begins_after, skipped)
+
+    @classmethod
+    def of_run(cls, cfg: RunConfig) -> Plan:
+        return cls(cfg.steps, frozenset(checkpoint_steps(cfg.checkpoints, cfg.steps)),
+                   frozenset(keyframe_steps(cfg.checkpoints, cfg.steps)))
+
+
 def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model, *,
           first_step: int, device: str, progress: bool, stop_after_step: int | None,
           hold_after_step: int | None = None, label: str, world: World = SINGLE,
-          writer: BackgroundWriter):
+          writer: BackgroundWriter, plan: Plan | None = None):
     """Steps first_step+1 .. the end (or stop_after_step); writes go through `writer`, which the
     caller closes (after this returns, the index's and metrics' last parts are queued on it)."""
-    ckpt_steps = set(checkpoint_steps(cfg.checkpoints, cfg.steps))
-    key_steps = set(keyframe_steps(cfg.checkpoints, cfg.steps))
+    plan = plan or Plan.of_run(cfg)
+    ckpt_steps, key_steps = plan.checkpoint_steps, plan.keyframe_steps
     fingerprint = run.read_json("environment.json")
     index = metrics = None
     # The logs' parts go through the writer, in order with the rest. At a keyframe they are
@@ -379,21 +398,22 @@ def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model,
                                 data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
                                 n_samples=corpus.n_samples, after_step=first_step,
                                 train_fraction=corpus.train_fraction,
-                                write_part=queued(INDEX_FOLDER))
+                                write_part=queued(INDEX_FOLDER), **(plan.index_options or {}))
         metrics = MetricsWriter(run, write_part=queued(METRICS_FOLDER))
         metrics.truncate_after(first_step)
     train_ids = corpus.train_ids(cfg.seed.data_seed) if corpus.train_fraction is not None else None
-    end = cfg.steps if stop_after_step is None else min(cfg.steps, stop_after_step)
+    end = plan.end_step if stop_after_step is None else min(plan.end_step, stop_after_step)
     tokens_per_step = cfg.batch_size * cfg.data.seq_len
-    bar = progress_bar(total=cfg.steps, initial=first_step, desc=label, unit="step",
+    bar = progress_bar(total=plan.end_step, initial=first_step, desc=label, unit="step",
                        enabled=progress)
     step, loss = first_step, None
     interrupt = _InterruptAtStepBoundary(also_sigterm=world.distributed)
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
-            ids = global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                               n_samples=corpus.n_samples, train_ids=train_ids)
+            ids = (global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
+                                n_samples=corpus.n_samples, train_ids=train_ids)
+                   if plan.batch_of is None else plan.batch_of(step))
             mine = rank_slice(ids, world.rank, world.world_size)
             batch, mask = training_batch(corpus, mine, device)
             stats = state.update(batch, loss_mask=mask, model=train_model, world_size=world.world_size)
@@ -415,7 +435,7 @@ def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model,
                 if world.is_main:
                     _write_step(cfg, run, state, fingerprint=fingerprint, checkpoint=step in ckpt_steps,
                                 keyframe=step in key_steps, rng=rng, writer=writer,
-                                log_parts=unsent)
+                                log_parts=unsent, end_step=plan.end_step)
                     unsent = []  # the commit has them
             if progress:  # a disabled bar still formats its postfix
                 bar.update(1)

@@ -8,6 +8,9 @@
     report = zoo.replay("tiny-2l128", seed=1, step=250) # report.exact, report.max_abs_diff, ...
     batch = zoo.batch("tiny-2l128", seed=1, step=257)   # LongTensor [batch, seq]
     zoo.steps_of("tiny-2l128", seed=1, sample=1234)     # steps whose batch held that sample
+    zoo.branch("tiny-2l128", seed=1, from_step=200, label="nodup", drop_samples=ids)
+    zoo.load("tiny-2l128", seed=1, step=256, branch="nodup")   # every read takes branch=
+    loader = zoo.training_data("tiny-2l128", seed=1, step=200, n_steps=8)  # the exact batches
     zoo.tensor_history("tiny-2l128", seed=1, tensor="gpt_neox.layers.0.attention.dense.weight")
     zoo.metrics("tiny")                                 # training + eval metrics, (size, seed, step)
     zoo.per_example("tiny-2l128", step=300)             # [seeds, examples] held-out loss matrix
@@ -27,8 +30,12 @@ from zoo_common.errors import IntegrityError, ZooError
 # until a function is called, so `zoo --help` and the lightweight commands start at once.
 _PUBLIC = {
     "batch": ("zoo.registry.batches", "batch"),
+    "batch_ids": ("zoo.registry.batches", "batch_ids"),
+    # the write side, reached lazily as `zoo train` is: a read never imports training
+    "branch": ("training.branching", "branch"),
     "steps_of": ("zoo.registry.batches", "steps_of"),
     "tensor_history": ("zoo.registry.history", "tensor_history"),
+    "training_data": ("zoo.registry.trained_batches", "training_data"),
     "list_models": ("zoo.store.catalog", "list_models"),
     "load": ("zoo.registry.loading", "load"),
     "load_transformer_lens": ("zoo.interp.transformer_lens_loading", "load_transformer_lens"),
@@ -43,9 +50,9 @@ _PUBLIC = {
 }
 
 __all__ = [
-    "IntegrityError", "ZooError", "batch", "list_models", "load", "load_transformer_lens", "metrics",
+    "IntegrityError", "ZooError", "batch", "batch_ids", "branch", "list_models", "load", "load_transformer_lens", "metrics",
     "open_run", "per_example", "replay", "snapshot",
-    "stats", "steps", "steps_of", "tensor_history", "transformer_lens_sweep",
+    "stats", "steps", "steps_of", "tensor_history", "training_data", "transformer_lens_sweep",
 ]
 
 

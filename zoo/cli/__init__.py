@@ -8,6 +8,7 @@ import os
 import sys
 
 from zoo_common.errors import ZooError
+from zoo.cli.common import fold_branch
 
 DESCRIPTION = """\
 Model Zoo: reproducible families of small transformers.
@@ -19,6 +20,7 @@ The store is taken from --store, else the ZOO_STORE environment variable, else .
 # Each module adds its commands; `zoo train` reaches the training package lazily.
 COMMAND_MODULES = (
     "zoo.cli.train",
+    "zoo.cli.branch",
     "zoo.cli.store",
     "zoo.cli.replay",
     "zoo.cli.batches",
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        fold_branch(args)
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # output into a closed pipe fails here (below), not at exit
         return code

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.common import SEED_HELP, add_store_argument, open_store
+from zoo.cli.common import SEED_HELP, add_branch_argument, add_store_argument, open_store
 
 BATCH_EPILOG = """\
 examples:
   zoo batch tiny-2l128 --seed 1 --step 257            every sample of the step's batch as text
   zoo batch tiny-2l128 --seed 1 --step 257 --ids      only the sample ids, one per line
+  zoo batch tiny-2l128 --seed 1 --step 257 --branch nodup   what a branch trained on instead
 
 Step N consumes global batch N-1 of the run's data order; step 0 (the initial weights) has none.
 """
@@ -28,6 +29,7 @@ def register(subparsers) -> None:
     batch.add_argument("--seed", type=int, required=True, help=SEED_HELP)
     batch.add_argument("--step", type=int, required=True)
     batch.add_argument("--ids", action="store_true", help="print sample ids only")
+    add_branch_argument(batch)
     add_store_argument(batch)
     batch.set_defaults(handler=_batch)
 
@@ -38,14 +40,18 @@ def register(subparsers) -> None:
     steps_of.add_argument("name", help="model name, e.g. tiny-2l128")
     steps_of.add_argument("--seed", type=int, required=True, help=SEED_HELP)
     steps_of.add_argument("--sample", type=int, required=True)
+    add_branch_argument(steps_of)
     add_store_argument(steps_of)
     steps_of.set_defaults(handler=_steps_of)
 
 
 def _batch(args) -> int:
-    from zoo.registry.batches import open_run_data
+    from zoo.registry.batches import run_data
+    from zoo.store.catalog import open_run
+    from zoo.store.lineage import batch_owner
 
-    corpus, index = open_run_data(args.name, seed=args.seed, store=open_store(args))
+    run = open_run(args.name, seed=args.seed, store=open_store(args))
+    corpus, index = run_data(batch_owner(run, args.step))  # a branch's early steps: its parent's
     ids = index.batch_ids(args.step)
     for position, sample in enumerate(ids.tolist()):
         if args.ids:

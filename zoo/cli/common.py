@@ -25,6 +25,24 @@ def device_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+BRANCH_HELP = "read this branch of the run (zoo branch; the same as NAME@LABEL)"
+
+
+def add_branch_argument(parser: argparse.ArgumentParser) -> None:
+    """--branch LABEL: main() folds it into the command's model name as NAME@LABEL."""
+    parser.add_argument("--branch", metavar="LABEL", default=None, help=BRANCH_HELP)
+
+
+def fold_branch(args: argparse.Namespace) -> None:
+    """`--branch L` with model name N -> name N@L (every read resolves that name)."""
+    label = getattr(args, "branch", None)
+    if label and getattr(args, "name", None) is not None and getattr(args, "command", "") != "compare":
+        from zoo.config.names import split_branch
+
+        base, label = split_branch(args.name, label)
+        args.name = f"{base}@{label}"
+
+
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
 

@@ -37,6 +37,9 @@ examples:
   zoo compare tiny-2l64 tiny-2l128 --metric loss
   zoo compare toy-gelu2l toy-solu2l --metric induction.max --paired --out bump.png
   zoo compare tiny-1l64 tiny-2l128 --metric loss --alternative less   is B's loss lower?
+  zoo compare tiny-2l128 tiny-2l128 --branch nodup --metric train_loss --out branch.png
+      a model against its branch `nodup` (zoo branch ... --seed all), paired by seed, at every
+      step from the branch point; the plot marks it. Evaluated metrics need `zoo eval tiny@nodup`.
 """
 
 
@@ -48,7 +51,7 @@ def register(subparsers) -> None:
         epilog=EVAL_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ev.add_argument("family", help="family name, e.g. tiny")
+    ev.add_argument("family", help="family name, e.g. tiny (tiny@LABEL: its branch LABEL)")
     ev.add_argument(
         "--metric",
         action="append",
@@ -112,6 +115,9 @@ def register(subparsers) -> None:
     cmp.add_argument("--interval", choices=("t", "percentile", "bca"), default="t",
                      help="interval over seeds: Student-t (default; keeps its coverage at 3-10 "
                           "seeds), or a bootstrap (percentile, bca) for many seeds")
+    cmp.add_argument("--branch", metavar="LABEL", default=None,
+                     help="B is B's branch LABEL (zoo branch), paired with A by seed: "
+                          "`zoo compare M M --branch L --metric train_loss`")
     add_store_argument(cmp)
     cmp.set_defaults(handler=_compare)
 
@@ -187,6 +193,11 @@ def _num(value) -> str:
 def _compare(args) -> int:
     from zoo_common.errors import ZooError
 
+    if getattr(args, "branch", None):  # B is A's branch, paired by seed
+        from zoo.config.names import split_branch
+
+        base, label = split_branch(args.b, args.branch)
+        args.b, args.paired = f"{base}@{label}", True
     if args.a == args.b:
         raise ZooError(f"compare needs two different models, got {args.a} twice; one model's "
                        f"seeds are in `zoo show {args.a}` and zoo.stats.seed_intervals")

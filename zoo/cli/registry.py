@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from zoo_common.errors import ZooError
-from zoo.cli.common import SEED_HELP, add_store_argument, open_store
+from zoo.cli.common import SEED_HELP, add_branch_argument, add_store_argument, open_store
 
 SNAPSHOT_EPILOG = """\
 examples:
@@ -73,6 +73,7 @@ def register(subparsers) -> None:
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="model name, e.g. tiny-2l128")
     parser.add_argument("--seed", type=int, required=True, help=SEED_HELP)
+    add_branch_argument(parser)
     add_store_argument(parser)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from zoo.cli.common import SEED_HELP, add_store_argument, device_name, open_store, positive_int
+from zoo.cli.common import SEED_HELP, add_branch_argument, add_store_argument, device_name, open_store, positive_int
 
 EPILOG = """\
 examples:
   zoo replay tiny-2l128 --seed 1 --step 150          one step, from the keyframe before it
   zoo replay tiny-2l128 --seed 1 --step 150 --threads 1   what another thread count gives
   zoo replay tiny-2l128 --seed 1 --all               every stored checkpoint and keyframe
+  zoo replay tiny-2l128 --seed 1 --step 400 --branch nodup   a step of a branch (zoo branch)
 
 The first line is the verdict: EXACT (every tensor bit-identical to what training stored),
 DIFFERS (with the first differing tensor, the largest difference and how the environment
@@ -37,6 +38,7 @@ def register(subparsers) -> None:
                         help="cpu (default), cuda or cuda:N; another device than training's "
                              "replays, but reports DIFFERS")
     parser.add_argument("--json", action="store_true", help="print the report(s) as JSON")
+    add_branch_argument(parser)
     add_store_argument(parser)
     parser.set_defaults(handler=_replay)
 

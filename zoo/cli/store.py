@@ -6,7 +6,7 @@ import argparse
 
 from zoo_common.errors import ZooError
 from zoo.cli.common import add_store_argument, open_store, open_store_at
-from zoo.config.names import RunId, parse_model_name
+from zoo.config.names import RunId, parse_model_name, split_branch
 
 _S3_NOTE = (
     "S3 credentials come from the usual AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
@@ -108,8 +108,14 @@ def select_runs(store, name: str | None, seed: int | None) -> list[RunId]:
         if seed is not None:
             raise ZooError("--seed needs a model NAME")
         return runs
-    family, size = parse_model_name(name)
-    chosen = [r for r in runs if (r.family, r.size) == (family, size) and seed in (None, r.seed)]
+    base, label = split_branch(name)
+    family, size = parse_model_name(base)
+    chosen = [r for r in runs if (r.family, r.size) == (family, size) and seed in (None, r.seed)
+              and (not label or r.branch == label)]
+    if not chosen and label:
+        labels = sorted({r.branch for r in runs if (r.family, r.size) == (family, size) and r.branch})
+        raise ZooError(f"no branch {label!r} of {base} in {store.url}; its branches: "
+                       f"{', '.join(labels) or 'none (make one with `zoo branch`)'}")
     if not chosen:
         seeds = [r.seed for r in runs if (r.family, r.size) == (family, size)]
         if seeds:
@@ -130,14 +136,22 @@ def _ls(args: argparse.Namespace) -> int:
         print(f"{store.url}: no runs yet")
         return 0
     rows = [("MODEL", "SEEDS", "CHECKPOINTS PER SEED", "STEPS", "KEYFRAMES PER SEED", "STATE")]
-    for model in dict.fromkeys(r.model_name for r in runs):  # the store's natural order
-        mine = [store.run(r) for r in runs if r.model_name == model]
+    # the store's natural order, each model's branches (MODEL@LABEL) right under it
+    arms = sorted(dict.fromkeys((r.model_name, r.branch) for r in runs),
+                  key=lambda arm: (runs.index(next(r for r in runs if r.model_name == arm[0])), arm[1]))
+    described = []
+    for model, label in arms:
+        mine = [store.run(r) for r in runs if (r.model_name, r.branch) == (model, label)]
         steps = [run.checkpoint_steps() for run in mine]
         frames = [len(run.keyframe_steps()) for run in mine]
         last = max((s[-1] for s in steps if s), default=-1)
         finished = sum(bool(run.status().get("finished")) for run in mine)
+        if label and mine[0].location.exists("run.json"):
+            from zoo.store.lineage import branch_record, describe
+
+            described.append(f"  {model}@{label}: {describe(branch_record(mine[0]))}")
         rows.append((
-            model,
+            f"  @{label}" if label else model,
             ",".join(str(run.run_id.seed) for run in mine),
             _per_seed([len(s) for s in steps]),
             f"0..{last}" if last >= 0 else "-",
@@ -145,6 +159,9 @@ def _ls(args: argparse.Namespace) -> int:
             "finished" if finished == len(mine) else f"{finished}/{len(mine)} finished",
         ))
     _table(rows)
+    if described:
+        print("\nbranches (read with --branch LABEL or MODEL@LABEL):")
+        print("\n".join(described))
     return 0
 
 
@@ -170,6 +187,10 @@ def _show(args: argparse.Namespace) -> int:
         run = store.run(run_id)
         steps, frames = run.checkpoint_steps(), run.keyframe_steps()
         print(f"{run_id.key}  ({run.location.url})")
+        if run_id.branch and run.location.exists("run.json"):
+            from zoo.store.lineage import branch_record, describe
+
+            print(f"  branch: {describe(branch_record(run))}")
         print(f"  checkpoints ({len(steps)}): {', '.join(map(str, steps)) or 'none'}")
         print(f"  keyframes   ({len(frames)}): {', '.join(map(str, frames)) or 'none'}")
         if steps:

@@ -20,6 +20,7 @@ from zoo_common.errors import ZooError
 from zoo import environment
 from zoo.config.run_config import RunConfig
 from zoo.store.corpora import open_corpus
+from zoo.store.lineage import batch_owner
 from zoo.store.run_store import RunStore
 from zoo.store.store import Store
 from zoo.engine.train_step import STEP_OBSERVER
@@ -101,13 +102,15 @@ class ReplayState:
 
 
 def replay(name: str, *, seed: int, step: int, store: str | Store | None = None,
-           threads: int | None = None, device: str = "cpu", progress: bool = False) -> ReplayReport:
-    """Replay step `step` of (name, seed) and compare with the stored checkpoint if there is one."""
+           threads: int | None = None, device: str = "cpu", progress: bool = False,
+           branch: str | None = None) -> ReplayReport:
+    """Replay step `step` of (name, seed) (of its branch `branch`) and compare with the stored
+    checkpoint if there is one."""
     from zoo.store.catalog import open_run, open_store
 
     store = open_store(store)
-    return replay_run(open_run(name, seed=seed, store=store), step, store=store, threads=threads,
-                      device=device, progress=progress)
+    return replay_run(open_run(name, seed=seed, store=store, branch=branch), step, store=store,
+                      threads=threads, device=device, progress=progress)
 
 
 def check_replay_arguments(step, threads, device) -> tuple[int, int | None, str]:
@@ -120,7 +123,9 @@ def check_replay_arguments(step, threads, device) -> tuple[int, int | None, str]
 
 def replay_run(run: RunStore, step: int, *, store: Store, threads: int | None = None,
                device: str = "cpu", progress: bool = False) -> ReplayReport:
+    """`replay` of an opened run; a branch's steps up to its branch point are its parent's."""
     step, threads, device = check_replay_arguments(step, threads, device)
+    run = batch_owner(run, step)
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
     try:

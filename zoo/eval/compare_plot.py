@@ -55,6 +55,11 @@ def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
             markersize=3,
             label=f"{'AB'[arm == 'b']}: {label}  (mean of {len(seeds)} seeds, {conf} band; thin: seeds)",
         )
+    for point in result.branch_points:  # where the branch left its parent
+        for axis in (top, bottom):
+            axis.axvline(point, color="0.35", linestyle=":", linewidth=1.2)
+        top.annotate(f"branch point (step {point})", (point, 1.0), xycoords=("data", "axes fraction"),
+                     xytext=(4, -12), textcoords="offset points", fontsize=8, color="0.3")
     top.set_ylabel(metric_label(result.metric))
     top.set_title(f"{metric_label(result.metric)}: {result.b} vs {result.a}", fontsize=12)
     top.legend(fontsize=8, loc="best")

@@ -31,7 +31,7 @@ from zoo_common.errors import ZooError
 from zoo.eval.metrics import METRICS
 from zoo.eval.evaluate import family_runs
 from zoo.eval.example_scores import per_example
-from zoo.config.names import parse_model_name
+from zoo.config.names import arm_name, parse_arm, split_branch
 from zoo.stats import MultiBootstrapResult, multi_bootstrap, seed_intervals
 from zoo.stats.multi_bootstrap import check_alternative, format_p
 from zoo.stats.seed_intervals import few_seeds_note
@@ -60,6 +60,7 @@ class Comparison:
     seeds_a: tuple[int, ...]
     seeds_b: tuple[int, ...]
     interval_method: str = "t"  # of the per-step A and B intervals (see zoo.stats.seed_interval)
+    branch_points: tuple[int, ...] = ()  # where a branch arm (name@label) left its parent
 
     def format(self) -> str:
         """The per-step table and the test, as printed by `zoo compare`."""
@@ -73,6 +74,9 @@ class Comparison:
             )
         ]
         header = f"{'step':>8}  {'A':>30}  {'B':>30}  {'B - A':>30}"
+        if self.branch_points:
+            rows.append(f"branch point: step {', '.join(map(str, self.branch_points))} (B starts "
+                        f"from A's exact state there: B - A is 0 at that step by construction)")
         rows += [header, "-" * len(header)]
         t = self.per_step.to_pydict()
         for i, step in enumerate(t["step"]):
@@ -111,17 +115,19 @@ def _cell(mean, low, high) -> str:
 
 
 def resolve_arm(name: str, store: Store) -> tuple[str, str]:
-    """A family with one size, or a model name `<family>-<size>` -> (family, size)."""
-    families = {r.family for r in store.runs()}
-    if name in families:
-        sizes = sorted({r.size for r in store.runs() if r.family == name})
+    """A family with one size, or a model name `<family>-<size>` -> (family, size); either with
+    `@label` for a branch of it (zoo branch): (family@label, size)."""
+    base, label = split_branch(name)
+    families = {r.family for r in store.runs() if r.branch == label}
+    if base in families:
+        sizes = sorted({r.size for r in store.runs() if r.family == base and r.branch == label})
         if len(sizes) == 1:
             return name, sizes[0]
         raise ZooError(
             f"family {name} has {len(sizes)} sizes; compare one model: "
-            f"{', '.join(f'{name}-{s}' for s in sizes)}"
+            f"{', '.join(arm_name(name, s) for s in sizes)}"
         )
-    family, size = parse_model_name(name)
+    family, size = parse_arm(name)
     family_runs(store, family, sizes=[size])
     return family, size
 
@@ -241,8 +247,8 @@ def compare(
         (sa, _), (sb, _) = _matrix(values["a"], at_step), _matrix(values["b"], at_step)
         stored = {k: _stored_heldout_sets(*arms[k], at_step, store, name)
                   for k, name in (("a", a), ("b", b))}
-        scores_a = per_example("-".join(arms["a"]), step=at_step, seeds=sa, store=store)
-        scores_b = per_example("-".join(arms["b"]), step=at_step, seeds=sb, store=store)
+        scores_a = per_example(arm_name(*arms["a"]), step=at_step, seeds=sa, store=store)
+        scores_b = per_example(arm_name(*arms["b"]), step=at_step, seeds=sb, store=store)
         ma, fa, mb, fb = scores_a.values, scores_a.heldout, scores_b.values, scores_b.heldout
         # Examples are resampled only on the held-out set the table's losses were measured on
         # (the default one, which is what is re-scored here); else the seeds-only test stands.
@@ -286,4 +292,17 @@ def compare(
         tuple(seeds["a"]),
         tuple(seeds["b"]),
         method,
+        _branch_points(store, arms.values()),
     )
+
+
+def _branch_points(store: Store, arms) -> tuple[int, ...]:
+    """The from-steps of every branch arm's runs (one per branch family made with --seed all)."""
+    from zoo.store.lineage import branch_record
+
+    points = set()
+    for family, size in arms:
+        if "@" in family:
+            for run_id in family_runs(store, family, sizes=[size]):
+                points.add(branch_record(store.run(run_id))["from_step"])
+    return tuple(sorted(points))

@@ -41,7 +41,7 @@ from zoo.eval.metrics import METRICS, heldout_loss, icl_score, induction_score, 
 from zoo.eval.task_metrics import fourier_key_share, task_accuracy
 from zoo.eval.results import ResultsLog
 from zoo.eval.heldout import DEFAULT_SAMPLES, HeldOut, build_heldout
-from zoo.config.names import RunId, check_seed
+from zoo.config.names import RunId, check_seed, split_branch
 from zoo.registry.snapshot_folder import weights_id
 from zoo.store.store import Store
 
@@ -141,10 +141,12 @@ def resolve_metrics(metrics) -> dict[str, Callable | str]:
 
 
 def family_runs(store: Store, family: str, *, sizes=None, seeds=None) -> list:
-    """The stored runs of a family (optionally some sizes / seeds); errors list what exists."""
-    runs = [r for r in store.runs() if r.family == family]
+    """The stored runs of a family (optionally some sizes / seeds); errors list what exists.
+    `family@label` is the family's branch `label`: the runs branched under that label."""
+    base, label = split_branch(family)
+    runs = [r for r in store.runs() if r.family == base and r.branch == label]
     if not runs:
-        families = sorted({r.family for r in store.runs()})
+        families = sorted({r.family + (f"@{r.branch}" if r.branch else "") for r in store.runs()})
         raise ZooError(
             f"no family {family!r} in store {store.url}; families: {', '.join(families) or 'none'}"
         )

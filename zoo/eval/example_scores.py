@@ -25,7 +25,7 @@ import torch
 
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
-from zoo.config.names import parse_model_name
+from zoo.config.names import arm_name, parse_arm
 from zoo.eval.evaluate import _Models, family_runs
 from zoo.eval.heldout import DEFAULT_SAMPLES, build_heldout
 from zoo.eval.metrics import per_example_loss
@@ -94,7 +94,7 @@ def per_example(
     step = whole_number(step, "step", minimum=0)
     heldout_samples = whole_number(heldout_samples, "heldout_samples", minimum=1)
     store = open_store(store)
-    family, size = parse_model_name(name)
+    family, size = parse_arm(name)
     runs = sorted(family_runs(store, family, sizes=[size], seeds=seeds), key=lambda r: r.seed)
     runs = [store.run(run_id) for run_id in runs]
     for run in runs:  # every seed can serve the step, before any model is loaded
@@ -124,7 +124,7 @@ def per_example(
     values = np.stack(rows)
     values.setflags(write=False)
     return PerExample(
-        name=f"{family}-{size}",
+        name=arm_name(family, size),
         metric=metric,
         step=step,
         seeds=tuple(run.run_id.seed for run in runs),

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from zoo_common.errors import IntegrityError
 from zoo_common.location import Location
-from zoo.config.names import check_family
+from zoo.config.names import check_family, split_branch
 
 KEYS = ("family", "size", "seed", "step")
 SCHEMA = pa.schema(
@@ -50,7 +50,9 @@ SCHEMA = pa.schema(
 
 
 def results_location(store, family: str) -> Location:
-    return store.location.child("evals", check_family(family))
+    """evals/<family>/, and evals/<family>@<label>/ for a branch family (zoo branch)."""
+    base, label = split_branch(family)
+    return store.location.child("evals", check_family(base) + (f"@{label}" if label else ""))
 
 
 class ResultsLog:

@@ -1,7 +1,9 @@
 """What data a step saw, and which steps saw a sample: the data index, by model name.
 
 The step index and corpus of a run are opened once per process and kept, so repeated queries
-cost milliseconds (steps_of builds its inverted index on first use).
+cost milliseconds (steps_of builds its inverted index on first use). On a branch (`branch=`), a
+step up to the branch point is answered from the parent's index (zoo.store.lineage), so a
+branch's history reads as one run.
 """
 from __future__ import annotations
 
@@ -11,44 +13,71 @@ from data_index import Corpus, StepIndex
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
 from zoo.store.corpora import open_corpus
-from zoo.config.names import check_seed
+from zoo.store.lineage import batch_owner, lineage
+from zoo.store.run_store import RunStore
 from zoo.store.store import Store
 
 
-def batch(name: str, *, seed: int, step: int, store: str | Store | None = None) -> torch.Tensor:
+def batch(name: str, *, seed: int, step: int, store: str | Store | None = None,
+          branch: str | None = None) -> torch.Tensor:
     """The token batch of `step` exactly as trained: LongTensor [batch, seq_len]."""
-    corpus, index = open_run_data(name, seed=seed, store=store)
-    return torch.from_numpy(corpus.samples(index.batch_ids(whole_number(step, "step"))))
+    step = whole_number(step, "step")
+    corpus, index = run_data(batch_owner(_run(name, seed, store, branch), step))
+    return torch.from_numpy(corpus.samples(index.batch_ids(step)))
 
 
-def batch_ids(name: str, *, seed: int, step: int, store: str | Store | None = None):
+def batch_ids(name: str, *, seed: int, step: int, store: str | Store | None = None,
+              branch: str | None = None):
     """The sample ids of `step`'s batch, in order."""
-    return open_run_data(name, seed=seed, store=store)[1].batch_ids(whole_number(step, "step"))
+    step = whole_number(step, "step")
+    return run_data(batch_owner(_run(name, seed, store, branch), step))[1].batch_ids(step)
 
 
-def steps_of(name: str, *, seed: int, sample: int, store: str | Store | None = None) -> list[int]:
+def steps_of(name: str, *, seed: int, sample: int, store: str | Store | None = None,
+             branch: str | None = None) -> list[int]:
     """The steps whose batch held `sample` (ascending; a sample appears once per epoch)."""
-    return sorted({step for step, _ in placements_of(name, seed=seed, sample=sample, store=store)})
+    return sorted({step for step, _ in placements_of(name, seed=seed, sample=sample, store=store,
+                                                     branch=branch)})
 
 
-def placements_of(name: str, *, seed: int, sample: int,
-                  store: str | Store | None = None) -> list[tuple[int, int]]:
-    """(step, position) of every batch slot that held `sample`, ascending."""
-    corpus, index = open_run_data(name, seed=seed, store=store)
+def placements_of(name: str, *, seed: int, sample: int, store: str | Store | None = None,
+                  branch: str | None = None) -> list[tuple[int, int]]:
+    """(step, position) of every batch slot that held `sample`, ascending; on a branch, its
+    parent's slots up to the branch point and then its own."""
     sample = whole_number(sample, "sample")
-    if not 0 <= sample < corpus.n_samples:
-        raise ZooError(f"sample {sample} does not exist: the corpus has samples 0..{corpus.n_samples - 1}")
-    return index.steps_of(sample)
+    found = []
+    line = lineage(_run(name, seed, store, branch))
+    for k, (run, upto) in enumerate(line):
+        corpus, index = run_data(run)
+        if k == 0:
+            if not 0 <= sample < corpus.n_samples:
+                raise ZooError(f"sample {sample} does not exist: the corpus has samples "
+                               f"0..{corpus.n_samples - 1}")
+            own = corpus.fingerprint
+        elif corpus.fingerprint != own:  # a branch on other data: its ids name other samples
+            break
+        after = line[k + 1][1] if k + 1 < len(line) else 0  # the older run answers up to there
+        found += [(s, p) for s, p in index.steps_of(sample) if s > after and (upto is None or s <= upto)]
+    return sorted(found)
 
 
-def open_run_data(name: str, *, seed: int, store=None) -> tuple[Corpus, StepIndex]:
+def _run(name: str, seed: int, store, branch: str | None) -> RunStore:
+    from zoo.store.catalog import open_run
+
+    return open_run(name, seed=seed, store=store, branch=branch)
+
+
+def open_run_data(name: str, *, seed: int, store=None, branch: str | None = None
+                  ) -> tuple[Corpus, StepIndex]:
     """The run's corpus and data index, opened once per process and checked to belong together."""
-    from zoo.store.catalog import open_run, open_store
+    return run_data(_run(name, seed, store, branch))
 
-    store = open_store(store)
-    key = (store.url, name, check_seed(seed))
+
+def run_data(run: RunStore) -> tuple[Corpus, StepIndex]:
+    """`open_run_data` of an opened run."""
+    store = run.store
+    key = (store.url, run.run_id.key)
     if key not in _OPENED:
-        run = open_run(name, seed=key[2], store=store)
         corpus = open_corpus(store, run.read_json("run.json")["corpus_fingerprint"])
         index = StepIndex.open(run.index_location)
         if index.corpus_fingerprint != corpus.fingerprint:
@@ -60,5 +89,5 @@ def open_run_data(name: str, *, seed: int, store=None) -> tuple[Corpus, StepInde
     return _OPENED[key]
 
 
-# (store url, name, seed) -> (corpus, index); a run's recorded data never changes once written.
-_OPENED: dict[tuple[str, str, int], tuple[Corpus, StepIndex]] = {}
+# (store url, run key) -> (corpus, index); a run's recorded data never changes once written.
+_OPENED: dict[tuple[str, str], tuple[Corpus, StepIndex]] = {}

@@ -39,12 +39,14 @@ class TensorHistory:
 
 
 def tensor_history(name: str, *, seed: int, tensor: str, steps: list[int] | None = None,
-                   store: str | Store | None = None, progress: bool = False) -> TensorHistory:
-    """The tensor `tensor` of (name, seed) at every stored step (or at `steps`, all stored)."""
+                   store: str | Store | None = None, progress: bool = False,
+                   branch: str | None = None) -> TensorHistory:
+    """The tensor `tensor` of (name, seed) at every stored step (or at `steps`, all stored); of a
+    branch, at the steps the branch stored (its branch point on)."""
     from zoo.store.catalog import open_run, open_store
 
     store = open_store(store)
-    run = open_run(name, seed=seed, store=store)
+    run = open_run(name, seed=seed, store=store, branch=branch)
     if not isinstance(tensor, str):
         raise ZooError(f"tensor must be a tensor's name (a string), got {tensor!r}")
     stored = run.checkpoint_steps()

@@ -15,11 +15,12 @@ from zoo.store.store import Store
 
 
 def load(name: str, *, seed: int, step: int, store: str | os.PathLike | Store | None = None,
-         device: str = "cpu", progress: bool = False):
+         device: str = "cpu", progress: bool = False, branch: str | None = None):
     """(model, tokenizer): a stock transformers causal LM in eval mode on `device`, and its
-    tokenizer. Quiet by default; `progress=True` shows transformers' and replay's bars."""
+    tokenizer; `branch=LABEL` reads that branch of the run (steps before its branch point are the
+    parent's). Quiet by default; `progress=True` shows transformers' and replay's bars."""
     step, device = whole_number(step, "step"), check_device(device)
-    run = open_run(name, seed=seed, store=store)
+    run = open_run(name, seed=seed, store=store, branch=branch)
     folder = run_snapshot(run, step, progress=progress)
     return open_snapshot(folder, device=device, progress=progress)
 

@@ -31,7 +31,7 @@ def snapshot_folder(run: RunStore, step: int) -> Path:
     """Where the cache keeps (store, run, step): one folder per store URL."""
     store_key = hashlib.sha256(run.store.url.encode()).hexdigest()[:12]
     return cache_dir("snapshots", store_key, run.run_id.family, run.run_id.size,
-                     f"seed-{run.run_id.seed}") / f"step-{step}"
+                     run.run_id.folder) / f"step-{step}"
 
 
 def weights_id(manifest: dict) -> str:

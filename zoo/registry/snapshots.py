@@ -14,23 +14,26 @@ from zoo_common.errors import ZooError
 from zoo.registry.reachable import materialize_step
 from zoo.registry.snapshot_folder import is_current, snapshot_folder, weights_id, write_snapshot
 from zoo.store.catalog import open_run
+from zoo.store.lineage import weights_owner
 from zoo.store.records import format_steps
 from zoo.store.run_store import RunStore
 from zoo.store.store import Store
 
 
 def snapshot(name: str, *, seed: int, step: int, store: str | os.PathLike | Store | None = None,
-             progress: bool = False) -> Path:
-    """A local Hugging Face folder for (name, seed, step), cached and reused. `progress` shows a
-    bar while a step that was not stored is replayed."""
+             progress: bool = False, branch: str | None = None) -> Path:
+    """A local Hugging Face folder for (name, seed, step) (of branch `branch`), cached and reused.
+    `progress` shows a bar while a step that was not stored is replayed."""
     step = whole_number(step, "step")
-    run = open_run(name, seed=seed, store=store)
+    run = open_run(name, seed=seed, store=store, branch=branch)
     return run_snapshot(run, step, progress=progress)
 
 
 def run_snapshot(run: RunStore, step: int, *, progress: bool = False) -> Path:
     """`snapshot` of an opened run. A toy-architecture run's model type is registered with
-    transformers' Auto classes here, so the folder opens with `from_pretrained` in this process."""
+    transformers' Auto classes here, so the folder opens with `from_pretrained` in this process.
+    A branch's steps before its branch point are its parent's."""
+    run = weights_owner(run, step)
     if run.read_json("run.json")["hf_config"].get("model_type") == "zoo-toy":
         from zoo.models.toy import register_toy_model  # imports transformers: only when needed
 

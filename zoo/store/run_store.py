@@ -73,7 +73,7 @@ class RunStore:
         self.run_id = run_id
         self.label = str(run_id)
         self.location = store.location.child(
-            "runs", check_family(run_id.family), check_size(run_id.size), f"seed-{run_id.seed}"
+            "runs", check_family(run_id.family), check_size(run_id.size), run_id.folder
         )
 
     @property

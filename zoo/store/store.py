@@ -14,7 +14,7 @@ Layout (everything plain JSON, Parquet or encoded blobs; nothing is pickled):
     blobs/ab/<sha256>                          one tensor's bytes, encoded (codec.py), named by the
                                                sha256 of its RAW bytes: stored once across steps/runs
     corpora/<fingerprint>/                     prepared corpora (data_index layout)
-    runs/<family>/<size>/seed-<S>/
+    runs/<family>/<size>/seed-<S>[@<branch>]/  a run, or a branch of it (run.json names its parent)
         run.json, environment.json, status.json    resolved config, environment fingerprint, status
         checkpoints/step-00000512.json         checkpoint manifest: tensor name -> blob reference
                                                (tensors <= 4 KiB inline, see blobs.py)
@@ -41,7 +41,7 @@ from zoo.store.run_store import RunStore
 
 DEFAULT_STORE = "./zoo-store"
 STORE_ENV = "ZOO_STORE"
-_SEED_FOLDER = re.compile(r"seed-(\d+)")
+_SEED_FOLDER = re.compile(r"seed-(\d+)(?:@([^/@]+))?")
 
 
 def resolve_store_url(url: str | os.PathLike | None = None) -> str:
@@ -90,8 +90,9 @@ class Store:
         if not self.location.exists(STORE_FILE):
             self.location.create_exclusive(STORE_FILE, dump_json({"format": FORMAT}, STORE_FILE))
 
-    def runs(self) -> list[RunId]:
-        """Every run with a folder in the store, by family, size (natural order) and seed."""
+    def runs(self, *, branches: bool = True) -> list[RunId]:
+        """Every run with a folder in the store, by family, size (natural order), seed and branch;
+        `branches=False`: the trained runs only, no branches."""
         found = []
         for family in self.location.list("runs"):
             for size in self.location.list("runs", family):
@@ -99,9 +100,11 @@ class Store:
                     match = _SEED_FOLDER.fullmatch(seed_folder)
                     try:
                         if match:
-                            found.append(RunId(family, size, int(match[1])))
+                            found.append(RunId(family, size, int(match[1]), match[2] or ""))
                     except ZooError:
                         continue  # a stray folder with a foreign name is not a run
+        if not branches:
+            found = [run_id for run_id in found if not run_id.branch]
         return sorted(found, key=lambda run_id: run_id.sort_key)
 
     def run(self, run_id: RunId) -> RunStore:

@@ -1,0 +1,62 @@
+"""`zoo.training_data`: the exact batches a run trained on around a step, as a torch DataLoader.
+
+What training-dynamics tools take: devinterp's `estimate_learning_coeff_with_summary(model,
+loader, evaluate=...)` samples around a checkpoint on the data that made it; influence methods
+and gradient probes want the same. Each item is one step's whole batch, ready for a stock HF
+model: `{"input_ids": [B, T], "labels": [B, T]}`, with `labels` -100 where the run's loss did
+not count (a task's prompt tokens), so `model(**item).loss` is the step's training loss.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from zoo_common.arguments import whole_number
+from zoo_common.errors import ZooError
+from zoo.registry.batches import run_data
+from zoo.store.catalog import open_run
+from zoo.store.lineage import batch_owner
+from zoo.store.store import Store
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item k: the batch of step `first + k` of a run (a branch's early steps: its parent's)."""
+
+    def __init__(self, run, first: int, n_steps: int) -> None:
+        self.run, self.first, self.n_steps = run, first, n_steps
+        for step in (first, first + n_steps - 1):  # both ends exist, or say what does
+            run_data(batch_owner(run, step))[1].batch_ids(step)
+
+    def __len__(self) -> int:
+        return self.n_steps
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        if not 0 <= k < self.n_steps:
+            raise IndexError(k)
+        step = self.first + k
+        corpus, index = run_data(batch_owner(self.run, step))
+        ids = index.batch_ids(step)
+        tokens = torch.from_numpy(corpus.samples(ids))
+        mask = corpus.loss_mask(ids)
+        labels = tokens.clone() if mask is None else tokens.masked_fill(~torch.from_numpy(mask), -100)
+        return {"input_ids": tokens, "labels": labels}
+
+
+def training_data(name: str, *, seed: int, step: int, n_steps: int = 1,
+                  store: str | os.PathLike | Store | None = None, branch: str | None = None,
+                  shuffle: bool = False, generator: torch.Generator | None = None
+                  ) -> torch.utils.data.DataLoader:
+    """A DataLoader over the batches of steps step .. step + n_steps - 1, one step's batch per
+    item, in training order (`shuffle=True` with a seeded `generator` for samplers that want
+    random order)."""
+    step = whole_number(step, "step", minimum=1)
+    n_steps = whole_number(n_steps, "n_steps", minimum=1)
+    run = open_run(name, seed=seed, store=store, branch=branch)
+    try:
+        dataset = StepBatches(run, step, n_steps)
+    except ZooError as exc:
+        raise ZooError(f"training_data({name!r}, seed={seed}, step={step}, n_steps={n_steps}): "
+                       f"{exc}") from None
+    return torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=shuffle,
+                                       generator=generator)
