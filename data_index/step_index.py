@@ -11,9 +11,10 @@ the train split only. A full-batch run (one batch = the whole train split, data_
 writes its batch once (`full_batch.parquet`) and then one row per step (`step` only): 10,000
 full-batch steps of 3,831 samples are 10,000 small rows, not 38 million.
 
-A branch's index (training/branching.py) begins after its branch point (`begins_after`); one that
-drops samples records them (`skipped.parquet`, and the header's `skipped` count) so that verify()
-checks it against the branch's order (data_index/branch_order.py), not the plain one.
+A branch's index (training/branching.py) begins after its branch point (`begins_after`). One whose
+order is not the run's own (data_index/branch_order.py: dropped samples, or a branch of such a
+branch) records it: `order_start`, `skip_until`, the count of `skipped` and the ids themselves
+(`skipped.parquet`), so verify() checks it against that order.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 
 from zoo_common.errors import IntegrityError, ZooError
 from zoo_common.location import Location
-from data_index.branch_order import skipping_batches
+from data_index.branch_order import BranchOrder
 from data_index.order import order_positions
 from data_index.part_log import PartLog
 from data_index.splits import train_split
@@ -93,10 +94,10 @@ class StepIndexWriter:
         write_part: Callable[[str, bytes], None] | None = None,
         train_fraction: float | None = None,
         begins_after: int = 0,
-        skipped: np.ndarray | None = None,
+        order: BranchOrder | None = None,
     ):
-        """`begins_after=N`: a new index whose first step is N+1 (a branch's); `skipped`: the
-        samples a branch's order leaves out (data_index/branch_order.py)."""
+        """`begins_after=N`: a new index whose first step is N+1 (a branch's); `order`: the
+        branch's order when it is not the run's own (data_index/branch_order.py)."""
         if batch_size <= 0 or n_samples <= 0:
             raise ZooError(f"batch_size and n_samples must be > 0, got {batch_size} and {n_samples}")
         if batch_size > n_samples:
@@ -114,11 +115,13 @@ class StepIndexWriter:
             train = _train_ids(self.header)
             if batch_size > len(train):
                 raise ZooError(f"the train split has {len(train)} samples, fewer than one batch of {batch_size}")
-        if begins_after:  # absent for a run's index, as `skipped`: their headers stay as they were
+        if begins_after:  # absent for a run's index, as the order's: its header stays as it was
             self.header["begins_after"] = int(begins_after)
-        if skipped is not None:
-            skipped = np.unique(np.asarray(skipped, dtype=np.int64))
-            self.header["skipped"] = int(len(skipped))
+        skipped = None
+        if order is not None and not order.is_plain(batch_size):
+            skipped = np.unique(np.asarray(order.skip, dtype=np.int64))
+            self.header.update({"order_start": int(order.start), "skipped": int(len(skipped)),
+                                "skip_until": order.skip_until})
         # full batch: the one batch every step trains on; each step is then one row of its number
         self._full_batch = (order_positions(np.arange(batch_size), data_seed=data_seed, n_samples=n_samples,
                                             batch_size=batch_size, train_ids=_train_ids(self.header))
@@ -132,7 +135,7 @@ class StepIndexWriter:
         else:
             if self._full_batch is not None:
                 location.write_atomic(FULL_BATCH_FILE, _parquet_bytes(pa.table({"sample": self._full_batch})))
-            if skipped is not None:
+            if skipped is not None and len(skipped):
                 location.write_atomic(SKIPPED_FILE, _parquet_bytes(pa.table({"sample": skipped})))
             location.write_atomic(HEADER, json.dumps(self.header, indent=2).encode())
         self.location = location
@@ -236,6 +239,7 @@ class StepIndex:
         self.train_fraction: float | None = header.get("train_fraction")
         self.begins_after: int = header.get("begins_after", 0)
         self.skipped: int = header.get("skipped", 0)
+        self._header = header
         self.first_step = first_step
         self.full_batch: np.ndarray | None = full_batch  # the one batch of every step, or None
         n_steps = len(samples) // self.batch_size if full_batch is None else n_full_steps
@@ -321,6 +325,14 @@ class StepIndex:
             rows = self._sorted_rows[lo:hi]
         return [(int(self.first_step + r // self.batch_size), int(r % self.batch_size)) for r in rows]
 
+    def branch_order(self) -> BranchOrder | None:
+        """The branch order this index was written in; None: the run's own order (from
+        begins_after on)."""
+        if "order_start" not in self._header:
+            return None
+        return BranchOrder(self.begins_after, int(self._header["order_start"]),
+                           self.skipped_samples(), self._header.get("skip_until"))
+
     def skipped_samples(self) -> np.ndarray:
         """The samples a branch's order leaves out (empty for a run's index)."""
         if not self.skipped:
@@ -352,11 +364,11 @@ class StepIndex:
         train = _train_ids({"n_samples": self.n_samples, "data_seed": self.data_seed,
                             "train_fraction": self.train_fraction})
         recorded = self._samples if self.full_batch is None else self.full_batch
-        if self.skipped:
-            expected = skipping_batches(self.first_step, self.last_step, after_step=self.begins_after,
-                                        skip=self.skipped_samples(), data_seed=self.data_seed,
-                                        batch_size=self.batch_size, n_samples=self.n_samples,
-                                        train_ids=train).reshape(-1)
+        order = self.branch_order()
+        if order is not None:
+            expected = order.batches(self.first_step, self.last_step, data_seed=self.data_seed,
+                                     batch_size=self.batch_size, n_samples=self.n_samples,
+                                     train_ids=train).reshape(-1)
         else:
             start = (self.first_step - 1) * self.batch_size if self.full_batch is None else 0
             positions = np.arange(start, start + len(recorded), dtype=np.int64)

@@ -303,3 +303,38 @@ def test_unknown_branches_and_labels_are_named(store, capsys):
         branch("micro-1l32", seed=1, from_step=5, label="e", store=store, drop_samples=[])
     metrics = json.dumps(sorted(m.name for m in zoo.list_models(store=store)))
     assert "@" not in metrics  # branches are listed under their model, not as models
+
+
+def test_a_null_branch_of_a_dropping_branch_reproduces_it_and_a_window_ends(store):
+    if not store.run(PARENT.with_branch("drop")).exists():
+        test_dropped_samples_are_never_trained_on_and_slots_refill_from_the_order(store)
+    drop = PARENT.with_branch("drop")
+    branch("micro-1l32@drop", seed=1, from_step=10, label="dropnull", store=store, progress=False)
+    for step in (12, 16, 18, 24):  # its parent's order, dropped set included: the same bits
+        assert _equal(_weights(store, PARENT.with_branch("dropnull"), step), _weights(store, drop, step))
+    assert np.array_equal(zoo.batch_ids("micro-1l32", seed=1, step=20, store=store, branch="dropnull"),
+                          zoo.batch_ids("micro-1l32", seed=1, step=20, store=store, branch="drop"))
+    # a window: dropped in steps 6..10 only, then the order reads on from where it stood
+    everything = np.concatenate([zoo.batch_ids("micro-1l32", seed=1, step=s, store=store) for s in range(1, 25)])
+    dropped = sorted(set(everything[40:200].tolist()))[:40]
+    branch("micro-1l32", seed=1, from_step=5, label="window", store=store, progress=False,
+           drop_samples=dropped, drop_until=10)
+    batches = [zoo.batch_ids("micro-1l32", seed=1, step=s, store=store, branch="window").tolist()
+               for s in range(6, 25)]
+    assert not set(sum(batches[:5], [])) & set(dropped)
+    assert set(sum(batches[5:], [])) & set(dropped)  # after the window they come back
+    index = StepIndex.open(store.run(PARENT.with_branch("window")).index_location)
+    index.verify()
+    order = index.branch_order()
+    assert order.skip_until == 10 and order.start == 5 * 8
+    after = order.position_after(10, data_seed=1, batch_size=8, n_samples=index.n_samples)
+    plain = zoo.registry.batches.open_run_data("micro-1l32", seed=1, store=store)[1]
+    from data_index.order import order_positions
+    assert batches[5] == order_positions(np.arange(after, after + 8), data_seed=1,
+                                         n_samples=index.n_samples, batch_size=8).tolist()
+    assert plain.n_samples == index.n_samples
+    record = store.run(PARENT.with_branch("window")).read_json("run.json")["branch"]
+    assert record["interventions"][0]["until_step"] == 10
+    with pytest.raises(zoo.ZooError, match="drop_until 30 is outside the branch's steps 6..24"):
+        branch("micro-1l32", seed=1, from_step=5, label="w2", store=store, progress=False,
+               drop_samples=dropped, drop_until=30)

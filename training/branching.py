@@ -11,8 +11,9 @@ run.json names its parent, its branch point and its interventions. Its blobs are
 content-addressed blobs, so whatever equals the parent's is stored once.
 
 The interventions (each recorded in the branch's run.json):
-- dropped samples / documents: never trained on after N; a batch slot that would have held one
-  takes the next sample of the order (data_index/branch_order.py), so batches stay full;
+- dropped samples / documents: never trained on after N (or in a window N+1..`drop_until`); a
+  batch slot that would have held one takes the next sample of the order
+  (data_index/branch_order.py), so batches stay full;
 - other data (`replace_data`, any source or mix, prepared with the parent's tokenizer);
 - hyperparameters from N: `lr_scale`, `settings={"optimizer.weight_decay": ...}` (also
   optimizer.lr, optimizer.clip);
@@ -38,7 +39,7 @@ import torch
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
 from data_index import Corpus
-from data_index.branch_order import skipping_batches
+from data_index.branch_order import BranchOrder
 from data_index.step_index import StepIndex
 from training.background_writer import BackgroundWriter
 from training.loop import Plan, RunOutcome, _loop, _write_step
@@ -71,6 +72,7 @@ class Interventions:
     settings: tuple[tuple[str, float], ...] = ()
     reinit: tuple[str, ...] = ()
     reinit_seed: int = 0
+    drop_until: int | None = None  # dropped in steps N+1..drop_until only (None: to the end)
 
     def is_null(self) -> bool:
         return not (self.drop_samples or self.drop_documents or self.replace_data
@@ -82,7 +84,8 @@ def branch(name: str, *, seed: int | str, from_step: int, label: str,
            parent: str | None = None, drop_samples: Iterable[int] | None = None,
            drop_documents: Iterable[str] | None = None, replace_data: str | None = None,
            lr_scale: float | None = None, settings: dict | None = None,
-           reinit: Iterable[str] | None = None, reinit_seed: int = 0, resume: bool = False, device: str = "cpu", progress: bool = True,
+           reinit: Iterable[str] | None = None, reinit_seed: int = 0,
+           drop_until: int | None = None, resume: bool = False, device: str = "cpu", progress: bool = True,
            stop_after_step: int | None = None, hold_after_step: int | None = None):
     """Branch (name, seed) — or its branch `parent` — at `from_step` as branch `label`; returns the
     RunOutcome (a list of them for seed="all": every seed of the model, alike).
@@ -105,6 +108,11 @@ def branch(name: str, *, seed: int | str, from_step: int, label: str,
                            f"give its ids / names, or leave it out for a null branch")
     wanted = _interventions(drop_samples or (), drop_documents or (), replace_data, lr_scale,
                             settings, reinit or (), reinit_seed)
+    if drop_until is not None:
+        if not (wanted.drop_samples or wanted.drop_documents):
+            raise ZooError("drop_until ends a window of dropped samples: give drop_samples or "
+                           "drop_documents too")
+        wanted = dataclasses.replace(wanted, drop_until=whole_number(drop_until, "drop_until"))
     options = dict(from_step=from_step, label=label, until_step=until_step, store=store,
                    parent=parent, interventions=wanted, resume=resume, device=device,
                    progress=progress, stop_after_step=stop_after_step,
@@ -164,6 +172,10 @@ def _branch_one(name: str, *, seed: int, from_step: int, label: str, until_step:
                 note: str) -> RunOutcome:
     source = open_run(name, seed=seed, store=store, branch=parent)
     from_step, until_step = _check_steps(source, from_step, until_step)
+    window = interventions.drop_until
+    if window is not None and not from_step < window <= until_step:
+        raise ZooError(f"drop_until {window} is outside the branch's steps {from_step + 1}.."
+                       f"{until_step}: the window of dropped samples ends inside them")
     target = store.run(source.run_id.with_branch(label))
     if target.run_id == source.run_id:
         raise ZooError(f"branch {label!r} cannot be its own parent; choose another label")
@@ -238,6 +250,9 @@ def _describe(wanted: Interventions) -> list[dict]:
         out.append({"kind": "drop_samples", "count": len(wanted.drop_samples), "sha256": digest})
     if wanted.drop_documents:
         out.append({"kind": "drop_documents", "documents": list(wanted.drop_documents)})
+    if wanted.drop_until is not None:
+        for item in out:
+            item["until_step"] = wanted.drop_until
     if wanted.replace_data is not None:
         out.append({"kind": "replace_data", "source": wanted.replace_data})
     if wanted.lr_scale is not None:
@@ -287,20 +302,48 @@ def _dropped(corpus: Corpus, wanted: Interventions) -> np.ndarray | None:
     return np.union1d(samples, np.asarray(documents, dtype=np.int64))
 
 
-def _plan(cfg: RunConfig, corpus: Corpus, from_step: int, until_step: int,
-          dropped: np.ndarray | None) -> Plan:
-    """The parent's checkpoint and keyframe steps inside the branch, plus both its ends."""
+def _plan(source: RunStore, cfg: RunConfig, corpus: Corpus, from_step: int, until_step: int,
+          dropped: np.ndarray | None, drop_until: int | None) -> Plan:
+    """The parent's checkpoint and keyframe steps inside the branch, plus both its ends, and the
+    branch's data order (data_index/branch_order.py)."""
     inside = lambda steps: frozenset(s for s in steps if from_step < s <= until_step) | {until_step}
-    batch_of, index_options = None, {"begins_after": from_step}
-    if dropped is not None:
+    order = _order(source, cfg, corpus, from_step, dropped, drop_until)
+    batch_of = None
+    if not order.is_plain(cfg.batch_size):
         train = corpus.train_ids(cfg.seed.data_seed) if corpus.train_fraction is not None else None
-        table = skipping_batches(from_step + 1, until_step, after_step=from_step, skip=dropped,
-                                 data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                                 n_samples=corpus.n_samples, train_ids=train)
+        table = order.batches(from_step + 1, until_step, data_seed=cfg.seed.data_seed,
+                              batch_size=cfg.batch_size, n_samples=corpus.n_samples,
+                              train_ids=train)
         batch_of = lambda step: table[step - from_step - 1]
-        index_options["skipped"] = dropped
     return Plan(until_step, inside(checkpoint_steps(cfg.checkpoints, cfg.steps)),
-                inside(keyframe_steps(cfg.checkpoints, cfg.steps)), batch_of, index_options)
+                inside(keyframe_steps(cfg.checkpoints, cfg.steps)), batch_of,
+                {"begins_after": from_step, "order": order})
+
+
+def _order(source: RunStore, cfg: RunConfig, corpus: Corpus, from_step: int,
+           dropped: np.ndarray | None, drop_until: int | None) -> BranchOrder:
+    """Where the branch reads its parent's order on from, and what it leaves out: a branch of a
+    branch goes on from its parent's position with its parent's still-active dropped set."""
+    size = cfg.batch_size
+    train = corpus.train_ids(cfg.seed.data_seed) if corpus.train_fraction is not None else None
+    parent = None
+    if branch_record(source) is not None and (
+            source.read_json("run.json")["corpus_fingerprint"] == corpus.fingerprint):
+        parent = StepIndex.open(source.index_location).branch_order()
+    start, skip, until = from_step * size, np.zeros(0, dtype=np.int64), None
+    if parent is not None:
+        start = parent.position_after(from_step, data_seed=cfg.seed.data_seed, batch_size=size,
+                                      n_samples=corpus.n_samples, train_ids=train)
+        if len(parent.skip) and (parent.skip_until is None or parent.skip_until > from_step):
+            skip, until = parent.skip, parent.skip_until
+    if dropped is not None:
+        if len(skip) and until != drop_until:
+            raise ZooError(f"{source.run_id} drops {len(skip)} samples until step "
+                           f"{until if until is not None else 'its end'}; a branch of it that "
+                           f"drops more must drop them for the same window (--drop-until "
+                           f"{until if until is not None else '(none)'})")
+        skip, until = np.union1d(skip, dropped), drop_until
+    return BranchOrder(from_step, int(start), skip, until)
 
 
 @dataclasses.dataclass
@@ -324,7 +367,7 @@ def _prepare(target: RunStore, source: RunStore, from_step: int, until_step: int
     cfg = _branch_config(parent_cfg, wanted)
     corpus = _branch_corpus(store, source, wanted, progress=progress)
     dropped = _dropped(corpus, wanted)
-    plan = _plan(cfg, corpus, from_step, until_step, dropped)
+    plan = _plan(source, cfg, corpus, from_step, until_step, dropped, wanted.drop_until)
     keyframe = max(k for k in source.keyframe_steps() if k <= from_step)
     replayed = restore(source, keyframe, store=store, device=device)
     step_to(replayed, from_step, progress=progress)
@@ -380,10 +423,8 @@ def _reopen(target: RunStore, source: RunStore, from_step: int, until_step: int,
     record = target.read_json("run.json")
     cfg = RunConfig.from_json(record["config"])
     corpus = open_corpus(target.store, record["corpus_fingerprint"])
-    dropped = None
-    if recorded.get("dropped_samples"):
-        dropped = StepIndex.open(target.index_location).skipped_samples()
-    plan = _plan(cfg, corpus, from_step, until_step, dropped)
+    plan = _plan(source, cfg, corpus, from_step, until_step, _dropped(corpus, wanted),
+                 wanted.drop_until)
     if target.status().get("finished"):
         return cfg, corpus, plan, None
     keyframe = target.keyframe_steps()[-1]

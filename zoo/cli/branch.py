@@ -46,6 +46,9 @@ def register(subparsers) -> None:
                       help="sample ids, one per line: never trained on after N")
     what.add_argument("--drop-documents", metavar="FILE",
                       help="document ids, one per line: their samples are never trained on after N")
+    what.add_argument("--drop-until", type=int, default=None, metavar="W",
+                      help="drop them in steps N+1..W only (a window), then train on as the "
+                           "order goes")
     what.add_argument("--replace-data", metavar="SOURCE",
                       help="train from N on another source or mix:[...] (with the parent's tokenizer)")
     what.add_argument("--lr-scale", type=float, default=None, metavar="X",
@@ -81,7 +84,8 @@ def _branch(args) -> int:
                       until_step=args.until_step, store=store, parent=parent or None,
                       drop_samples=samples, drop_documents=documents,
                       replace_data=args.replace_data, lr_scale=args.lr_scale, settings=settings,
-                      reinit=args.reinit, reinit_seed=args.reinit_seed, resume=args.resume,
+                      reinit=args.reinit, reinit_seed=args.reinit_seed,
+                      drop_until=args.drop_until, resume=args.resume,
                       device=args.device, progress=not args.quiet,
                       stop_after_step=args.stop_after_step, hold_after_step=args.hold_after_step)
     for outcome in outcomes if isinstance(outcomes, list) else [outcomes]:

@@ -60,10 +60,11 @@ def describe(record: dict) -> str:
     parts = []
     for item in record.get("interventions", []):
         kind = item["kind"]
+        window = f" until step {item['until_step']}" if "until_step" in item else ""
         if kind == "drop_samples":
-            parts.append(f"drop {item['count']} samples")
+            parts.append(f"drop {item['count']} samples{window}")
         elif kind == "drop_documents":
-            parts.append(f"drop {len(item['documents'])} documents")
+            parts.append(f"drop {len(item['documents'])} documents{window}")
         elif kind == "replace_data":
             parts.append(f"data {item['source']}")
         elif kind == "lr_scale":
