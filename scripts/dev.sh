@@ -17,7 +17,14 @@ if [ ! -f "$stamp" ]; then
 fi
 export PATH="$PWD/$venv/bin:$PATH"
 case "$job" in
-    test) exec python -m pytest "$@" ;;
+    test)
+        # the browser test of `zoo serve` needs headless Chromium: a Debian package
+        if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+                && [ "$(id -u)" = 0 ]; then
+            apt-get install -y -q chromium >/dev/null 2>&1 \
+                || echo "dev.sh: could not install chromium; the browser test will be skipped" >&2
+        fi
+        exec python -m pytest "$@" ;;
     demo) exec python -m training.demo "$@" ;;
     *) echo "usage: bash scripts/dev.sh test|demo [args]" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 """Layers point down only, and no module is part of an import cycle.
 
     training -> zoo -> data_index -> zoo_common
-    inside zoo: cli -> interp -> eval -> registry -> engine -> models -> store -> config -> (flat modules,
+    inside zoo: cli -> serve -> interp -> eval -> registry -> engine -> models -> store -> config -> (flat modules,
     stats)
 
 Checked statically (imports inside functions count too; `if TYPE_CHECKING:` blocks do not run and
@@ -24,7 +24,7 @@ FORBIDDEN = {
 LAZY_TRAINING_ALLOWED = {"zoo.cli", "zoo.cli.train", "zoo.cli.branch"}
 # zoo's sub-packages, top first: a module may import its own level or any level below it. Flat
 # modules of zoo (environment, cache) and zoo.stats are the bottom level.
-ZOO_LEVELS = ("cli", "interp", "eval", "registry", "engine", "models", "store", "config")
+ZOO_LEVELS = ("cli", "serve", "interp", "eval", "registry", "engine", "models", "store", "config")
 
 
 def _modules() -> dict[str, Path]:

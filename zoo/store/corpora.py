@@ -84,6 +84,17 @@ def publish_corpus(store, corpus: Corpus) -> None:
     target.write_atomic(_LAST_FILE, (corpus.folder / _LAST_FILE).read_bytes())
 
 
+def _fetch(source, folder: Path) -> None:
+    """Copy a published corpus file by file, as its corpus.json lists them: works the same on
+    every filesystem (an HTTP store cannot tell a folder from a file; corpus.json can)."""
+    meta = json.loads(source.read_bytes(_LAST_FILE))
+    for name in sorted(meta["files"]):
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes(name))
+    (folder / _LAST_FILE).write_bytes(source.read_bytes(_LAST_FILE))  # last: the copy is complete
+
+
 def open_corpus(store, fingerprint: str) -> Corpus:
     """The corpus a run recorded, read from the store (fetched into the cache if remote)."""
     source = store.corpus_location(fingerprint)
@@ -99,7 +110,7 @@ def open_corpus(store, fingerprint: str) -> Corpus:
         if not (local / _LAST_FILE).exists():
             staging = local.with_name(f"{local.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
-                source.fs.get(source.path(""), str(staging), recursive=True)
+                _fetch(source, staging)
                 staging.rename(local)
             except OSError:
                 if not (local / _LAST_FILE).exists():  # not a race lost to another fetcher

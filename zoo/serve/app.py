@@ -1,0 +1,127 @@
+"""The `zoo serve` application: pages for people, the store's files for fsspec, nothing writable.
+
+Routes answer GET (and HEAD) only, so PUT, POST and DELETE get 405. With a token, every request
+needs `Authorization: Bearer TOKEN` (fsspec: storage_options={"headers": {...}}) or, in a browser,
+`?token=TOKEN` once (then a cookie). A ZooError (an unknown model, seed or step) is a 404 page
+that lists what exists; an IntegrityError (a corrupt blob) a 500 page that says so: a page never
+shows numbers computed from bytes that failed their check.
+"""
+from __future__ import annotations
+
+import hmac
+import io
+import zipfile
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from zoo_common.errors import IntegrityError, ZooError
+from zoo.serve import pages
+from zoo.serve.store_files import is_store_path, store_file
+
+DEFAULT_PROMPT = "def add(a, b): return a + b. def add(a, b): return a + b."
+_COOKIE = "zoo_token"
+
+
+def make_app(store, *, token: str | None = None) -> Starlette:
+    """The application serving `store` (a local store: its files are served as they are)."""
+    if not store.location.is_local:
+        raise ZooError(f"zoo serve serves a local store folder; {store.url} is not one (copy it "
+                       f"here with `zoo pull {store.url} --store DIR`, then serve DIR)")
+    root = Path(store.location.local_path())
+
+    def html(fn):
+        def endpoint(request: Request) -> Response:
+            return HTMLResponse(fn(request))
+        return endpoint
+
+    def int_param(request: Request, name: str, default: int | None = None) -> int | None:
+        text = request.query_params.get(name)
+        if text in (None, ""):
+            return default
+        if not text.lstrip("-").isdigit():
+            raise ZooError(f"{name} must be a whole number, got {text!r}")
+        return int(text)
+
+    def run_step(request: Request) -> str:
+        p = request.path_params
+        return pages.run_page(store, p["name"], p["seed"], p["step"], int_param(request, "sample"))
+
+    def attention(request: Request) -> str:
+        p = request.path_params
+        run = pages.open_run(p["name"], seed=p["seed"], store=store)
+        step = int_param(request, "step", run.checkpoint_steps()[-1])
+        return pages.attention_page(store, p["name"], p["seed"], step,
+                                    request.query_params.get("prompt") or DEFAULT_PROMPT)
+
+    def compare(request: Request) -> str:
+        q = request.query_params
+        return pages.compare_page(store, q.get("a"), q.get("b"), q.get("metric"), q.get("branch"))
+
+    def snapshot_zip(request: Request) -> Response:
+        from zoo.registry.snapshots import snapshot
+
+        p = request.path_params
+        folder = snapshot(p["name"], seed=p["seed"], step=p["step"], store=store)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(Path(folder).rglob("*")):
+                if file.is_file():
+                    archive.write(file, file.relative_to(folder))
+        name = f"{p['name']}-seed{p['seed']}-step{p['step']}.zip".replace("@", "-")
+        return Response(buffer.getvalue(), media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    def files(request: Request) -> Response:
+        path = request.path_params["path"]
+        if is_store_path(path):
+            return store_file(request, root, path)
+        raise ZooError(f"no page /{path}; pages: /, /model/NAME, /run/NAME/SEED/STEP, "
+                       f"/attention/NAME/SEED, /compare")
+
+    def on_zoo_error(request: Request, exc: ZooError) -> Response:
+        if isinstance(exc, IntegrityError):
+            return HTMLResponse(pages.page("Corrupt data", f"<p class='bad'>The store holds damaged "
+                                           f"data, so nothing from it is shown: {pages._e(exc)}</p>"
+                                           f"<p>Run <code>zoo verify</code> on the store.</p>"),
+                                status_code=500)
+        missing = str(exc).startswith("no ")  # "no model ...", "no seed ...", "no step ..."
+        return HTMLResponse(pages.not_found(str(exc), store, missing=missing),
+                            status_code=404 if missing else 400)
+
+    read = ["GET", "HEAD"]
+    routes = [
+        Route("/", html(lambda request: pages.store_page(store)), methods=read),
+        Route("/model/{name}", html(lambda r: pages.model_page(store, r.path_params["name"])),
+              methods=read),
+        Route("/run/{name}/{seed:int}/{step:int}", html(run_step), methods=read),
+        Route("/run/{name}/{seed:int}/{step:int}/snapshot.zip", snapshot_zip, methods=read),
+        Route("/attention/{name}/{seed:int}", html(attention), methods=read),
+        Route("/compare", html(compare), methods=read),
+        Route("/{path:path}", files, methods=read),
+    ]
+    middleware = [Middleware(_TokenCheck, token=token)] if token else []
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={ZooError: on_zoo_error})
+
+
+class _TokenCheck(BaseHTTPMiddleware):
+    def __init__(self, app, token: str) -> None:
+        super().__init__(app)
+        self.token = token
+
+    async def dispatch(self, request: Request, call_next):
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        given = given or request.query_params.get("token") or request.cookies.get(_COOKIE, "")
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            return PlainTextResponse("a token is required: Authorization: Bearer TOKEN (or "
+                                     "?token=TOKEN in a browser)\n", status_code=401)
+        response = await call_next(request)
+        if request.query_params.get("token"):
+            response.set_cookie(_COOKIE, self.token, httponly=True, samesite="strict")
+        return response
