@@ -259,6 +259,16 @@ def test_training_data_is_the_exact_batches_as_a_dataloader(store):
     assert loss == pytest.approx(logged.item(), rel=1e-6)  # the step's own training loss
     with pytest.raises(zoo.ZooError, match="step 27 is not in the data index"):
         zoo.training_data("micro-1l32", seed=1, step=23, n_steps=5, store=store)
+    rows = zoo.training_data("micro-1l32", seed=1, step=3, n_steps=4, store=store, format="datasets")
+    assert len(rows) == 32 and rows["step"][8:16] == [4] * 8
+    assert rows["sample"][8:16] == zoo.batch_ids("micro-1l32", seed=1, step=4, store=store).tolist()
+    assert rows["input_ids"][8:16] == items[1]["input_ids"].tolist()
+    if not store.run(PARENT.with_branch("drop")).exists():
+        test_dropped_samples_are_never_trained_on_and_slots_refill_from_the_order(store)
+    dropped = zoo.training_data("micro-1l32", seed=1, step=6, n_steps=3, store=store,
+                                branch="drop", format="datasets")
+    assert rows["sample"] and dropped["sample"][:8] == zoo.batch_ids(
+        "micro-1l32", seed=1, step=6, store=store, branch="drop").tolist()
 
 
 def _ids_file(tmp_path, lines) -> str:

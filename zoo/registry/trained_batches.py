@@ -1,10 +1,14 @@
-"""`zoo.training_data`: the exact batches a run trained on around a step, as a torch DataLoader.
+"""`zoo.training_data`: the exact batches a run trained on around a step, for other tools.
 
-What training-dynamics tools take: devinterp's `estimate_learning_coeff_with_summary(model,
-loader, evaluate=...)` samples around a checkpoint on the data that made it; influence methods
-and gradient probes want the same. Each item is one step's whole batch, ready for a stock HF
-model: `{"input_ids": [B, T], "labels": [B, T]}`, with `labels` -100 where the run's loss did
-not count (a task's prompt tokens), so `model(**item).loss` is the step's training loss.
+What training-dynamics tools take: devinterp samples around a checkpoint on the data that made
+it (1.x: `estimate_learning_coeff_with_summary(model, loader, ...)` takes a DataLoader; 2.x:
+`devinterp.slt.llc.llc(model, dataset, ...)` a datasets.Dataset with "input_ids"); SAELens takes
+the same Dataset; influence methods and gradient probes want either.
+- format="torch": a DataLoader, one item per step: the step's whole batch, ready for a stock HF
+  model, `{"input_ids": [B, T], "labels": [B, T]}`, with `labels` -100 where the run's loss did not
+  count (a task's prompt tokens), so `model(**item).loss` is the step's training loss;
+- format="datasets": a datasets.Dataset, one row per sample, in training order, with the columns
+  "input_ids", "labels", "step" and "sample" (the sample's id in the run's corpus).
 """
 from __future__ import annotations
 
@@ -45,18 +49,38 @@ class StepBatches(torch.utils.data.Dataset):
 
 def training_data(name: str, *, seed: int, step: int, n_steps: int = 1,
                   store: str | os.PathLike | Store | None = None, branch: str | None = None,
-                  shuffle: bool = False, generator: torch.Generator | None = None
-                  ) -> torch.utils.data.DataLoader:
-    """A DataLoader over the batches of steps step .. step + n_steps - 1, one step's batch per
-    item, in training order (`shuffle=True` with a seeded `generator` for samplers that want
-    random order)."""
+                  format: str = "torch", shuffle: bool = False,
+                  generator: torch.Generator | None = None):
+    """The batches of steps step .. step + n_steps - 1 in training order: a DataLoader (one
+    step's batch per item; `shuffle=True` with a seeded `generator` for samplers that want random
+    order), or with format="datasets" a datasets.Dataset (one sample per row)."""
     step = whole_number(step, "step", minimum=1)
     n_steps = whole_number(n_steps, "n_steps", minimum=1)
+    if format not in ("torch", "datasets"):
+        raise ZooError(f"format must be 'torch' (a DataLoader) or 'datasets' (a datasets.Dataset), "
+                       f"got {format!r}")
     run = open_run(name, seed=seed, store=store, branch=branch)
     try:
         dataset = StepBatches(run, step, n_steps)
     except ZooError as exc:
         raise ZooError(f"training_data({name!r}, seed={seed}, step={step}, n_steps={n_steps}): "
                        f"{exc}") from None
+    if format == "datasets":
+        return _as_rows(dataset)
     return torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=shuffle,
                                        generator=generator)
+
+
+def _as_rows(batches: StepBatches):
+    import datasets
+
+    columns = {"input_ids": [], "labels": [], "step": [], "sample": []}
+    for k in range(len(batches)):
+        step = batches.first + k
+        item = batches[k]
+        ids = run_data(batch_owner(batches.run, step))[1].batch_ids(step)
+        columns["input_ids"] += item["input_ids"].tolist()
+        columns["labels"] += item["labels"].tolist()
+        columns["step"] += [step] * len(ids)
+        columns["sample"] += ids.tolist()
+    return datasets.Dataset.from_dict(columns)
