@@ -147,6 +147,15 @@ def test_a_token_is_required_when_set(served):
         guarded.stop()
 
 
+def test_a_run_still_training_shows_its_progress(served):
+    store, server = served
+    branch("micro-1l32", seed=1, from_step=4, label="half", store=store, progress=False,
+           stop_after_step=14, lr_scale=2.0)  # interrupted: its last keyframe is step 8
+    status, body = server.raw("GET", "/model/micro-1l32@half")
+    assert status == 200 and b"stopped: step 8 of 24" in body
+    assert b"@half" in server.raw("GET", "/")[1]
+
+
 def test_unknown_names_get_a_page_listing_what_exists(served):
     _, server = served
     status, body = server.raw("GET", "/model/nope-1l32")

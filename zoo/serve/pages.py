@@ -228,7 +228,6 @@ def attention_page(store, name: str, seed: int, step: int, prompt: str) -> str:
 
 def compare_page(store, a: str | None, b: str | None, metric: str | None, branch: str | None) -> str:
     import base64
-    import io
     import tempfile
 
     models = list_models(store=store)
