@@ -117,9 +117,11 @@ def _x_ticks(largest: float) -> list[int]:
     return ticks
 
 
-def heatmap(matrix, *, labels: list[str], title: str, cell: int = 14) -> str:
-    """One attention pattern [query, key] as an SVG grid (darker = more attention)."""
+def heatmap(matrix, *, labels: list[str], title: str, cell: int | None = None) -> str:
+    """One attention pattern [query, key] as an SVG grid (darker = more attention), about 260
+    pixels wide whatever the prompt's length, so a layer's heads fit side by side."""
     n = len(matrix)
+    cell = cell or max(3, min(14, 260 // max(n, 1)))
     size = cell * n
     out = [f'<svg class="pattern" xmlns="http://www.w3.org/2000/svg" width="{size + 4}" '
            f'height="{size + 18}" viewBox="0 0 {size + 4} {size + 18}">',
