@@ -115,8 +115,9 @@ def main() -> None:
         print(f"  step {step}: variance explained {r['variance explained']:.3f}, L0 {r['L0']:.1f} "
               f"(held-out batches), trained in {r['seconds']:.0f} s")
     best = cos.max(dim=1).values
-    print(f"  decoder directions of step {args.steps[0]} with a match (cos >= 0.9) at step {args.steps[1]}: "
-          f"{int((best >= 0.9).sum())} of {len(best)} (median best cosine {best.median():.2f})")
+    print(f"  mean max cosine of step {args.steps[0]}'s decoder directions against step "
+          f"{args.steps[1]}'s: {best.mean():.3f} (median {best.median():.2f}; {int((best >= 0.9).sum())} "
+          f"of {len(best)} have a match with cosine >= 0.9)")
 
 
 if __name__ == "__main__":

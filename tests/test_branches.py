@@ -60,6 +60,8 @@ def test_a_null_branch_is_its_parent_bit_for_bit_at_every_step(store):
     parent_step5, _ = zoo.load("micro-1l32", seed=1, step=5, store=store)  # replayed, not stored
     assert _equal(_weights(store, child.run_id, 5), parent_step5.state_dict())
     assert zoo.replay("micro-1l32", seed=1, step=18, store=store, branch="null").exact
+    between, _ = zoo.load("micro-1l32", seed=1, step=7, store=store, branch="null")  # replayed
+    assert _equal(between.state_dict(), zoo.load("micro-1l32", seed=1, step=7, store=store)[0].state_dict())
     record = child.read_json("run.json")["branch"]
     assert record["parent"] == "micro-1l32/seed-1" and record["interventions"] == []
 

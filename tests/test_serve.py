@@ -147,6 +147,20 @@ def test_a_token_is_required_when_set(served):
         guarded.stop()
 
 
+def test_a_steps_weights_download_as_a_zip_that_opens_with_from_pretrained(served, tmp_path):
+    import io
+    import zipfile
+
+    from transformers import AutoModelForCausalLM
+
+    store, server = served
+    status, body = server.raw("GET", "/run/micro-1l32/1/9/snapshot.zip")  # step 9: replayed
+    assert status == 200
+    zipfile.ZipFile(io.BytesIO(body)).extractall(tmp_path / "unzipped")
+    opened = AutoModelForCausalLM.from_pretrained(tmp_path / "unzipped")
+    assert _same(opened.state_dict(), zoo.load("micro-1l32", seed=1, step=9, store=store)[0].state_dict())
+
+
 def test_a_run_still_training_shows_its_progress(served):
     store, server = served
     branch("micro-1l32", seed=1, from_step=4, label="half", store=store, progress=False,
