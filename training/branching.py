@@ -74,10 +74,6 @@ class Interventions:
     reinit_seed: int = 0
     drop_until: int | None = None  # dropped in steps N+1..drop_until only (None: to the end)
 
-    def is_null(self) -> bool:
-        return not (self.drop_samples or self.drop_documents or self.replace_data
-                    or self.lr_scale is not None or self.settings or self.reinit)
-
 
 def branch(name: str, *, seed: int | str, from_step: int, label: str,
            until_step: int | None = None, store: str | os.PathLike | Store | None = None,
@@ -227,13 +223,13 @@ def _check_steps(source: RunStore, from_step, until_step) -> tuple[int, int]:
     if until_step > cfg.steps:
         raise ZooError(f"until_step {until_step} is beyond the end of {source.run_id}'s schedule "
                        f"(steps: {cfg.steps}); its learning-rate schedule stops there")
-    if environment_world_size(source) > 1 and not cfg.micro_batch_size:
+    if _world_size(source) > 1 and not cfg.micro_batch_size:
         raise ZooError(f"{source.run_id} was trained on several processes; a branch trains on one, "
                        f"which would change its bits (only runs with micro_batch_size can branch)")
     return from_step, until_step
 
 
-def environment_world_size(run: RunStore) -> int:
+def _world_size(run: RunStore) -> int:
     return int(run.read_json("environment.json").get("world_size", 1))
 
 

@@ -36,6 +36,10 @@ class StepBatches(torch.utils.data.Dataset):
         return self.n_steps
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        return self.item(k)[1]
+
+    def item(self, k: int) -> tuple:
+        """(the step's sample ids, its batch as __getitem__ gives it)."""
         if not 0 <= k < self.n_steps:
             raise IndexError(k)
         step = self.first + k
@@ -44,7 +48,7 @@ class StepBatches(torch.utils.data.Dataset):
         tokens = torch.from_numpy(corpus.samples(ids))
         mask = corpus.loss_mask(ids)
         labels = tokens.clone() if mask is None else tokens.masked_fill(~torch.from_numpy(mask), -100)
-        return {"input_ids": tokens, "labels": labels}
+        return ids, {"input_ids": tokens, "labels": labels}
 
 
 def training_data(name: str, *, seed: int, step: int, n_steps: int = 1,
@@ -77,8 +81,7 @@ def _as_rows(batches: StepBatches):
     columns = {"input_ids": [], "labels": [], "step": [], "sample": []}
     for k in range(len(batches)):
         step = batches.first + k
-        item = batches[k]
-        ids = run_data(batch_owner(batches.run, step))[1].batch_ids(step)
+        ids, item = batches.item(k)
         columns["input_ids"] += item["input_ids"].tolist()
         columns["labels"] += item["labels"].tolist()
         columns["step"] += [step] * len(ids)
