@@ -61,10 +61,11 @@ def _is_full_batch(header: dict) -> bool:
 
 
 def _read_header(location: Location) -> dict | None:
-    if not location.exists(HEADER):
+    data = location.read_if_exists(HEADER)
+    if data is None:
         return None
     try:
-        header = json.loads(location.read_bytes(HEADER))
+        header = json.loads(data)
     except ValueError as exc:
         raise IntegrityError(f"{location.path(HEADER)} is not valid JSON: {exc}") from None
     if header.get("format") != FORMAT:
@@ -250,8 +251,9 @@ class StepIndex:
         self._sorted_samples: np.ndarray | None = None
 
     @classmethod
-    def open(cls, location: Location) -> StepIndex:
-        header = _read_header(location)
+    def open(cls, location: Location, *, header: dict | None = None) -> StepIndex:
+        """The index at `location`; `header`: its index.json, when the caller has read it."""
+        header = _read_header(location) if header is None else header
         if header is None:
             raise ZooError(f"no step index at {location.url} (missing {HEADER})")
         if _is_full_batch(header):

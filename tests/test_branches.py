@@ -14,6 +14,7 @@ from micro_family import write_manifest
 import zoo
 from data_index import StepIndex
 from training.branching import branch
+from training.session import Controls
 from training.sweep import train_family
 from zoo.cli import main
 from zoo.config.names import RunId
@@ -183,8 +184,8 @@ def test_replace_data_trains_on_another_corpus_with_the_parents_tokenizer(store)
 
 
 def test_a_killed_branch_resumes_to_the_same_bits(store):
-    branch("micro-1l32", seed=2, from_step=5, label="resumed", store=store, progress=False,
-           stop_after_step=13)
+    branch("micro-1l32", seed=2, from_step=5, label="resumed", store=store,
+           controls=Controls(progress=False, stop_after_step=13))
     child = store.run(RunId("micro", "1l32", 2, "resumed"))
     assert child.status()["last_step"] == 8 and not child.status()["finished"]
     with pytest.raises(zoo.ZooError, match="exists already .*--resume"):

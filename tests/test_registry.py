@@ -103,9 +103,9 @@ def test_stale_snapshot_is_rebuilt(store):
     folder = zoo.snapshot(NAME, seed=1, step=6, store=store)
     record_path = folder / "zoo_snapshot.json"
     record = json.loads(record_path.read_text())
-    record_path.write_text(json.dumps({**record, "weights_id": "something else"}))
+    record_path.write_text(json.dumps({**record, "source_id": "something else"}))
     rebuilt = zoo.snapshot(NAME, seed=1, step=6, store=store)
-    assert json.loads((rebuilt / "zoo_snapshot.json").read_text())["weights_id"] == record["weights_id"]
+    assert json.loads((rebuilt / "zoo_snapshot.json").read_text())["source_id"] == record["source_id"]
 
 
 def test_publishing_keeps_a_current_snapshot_and_replaces_a_stale_one(store, tmp_path):
@@ -118,17 +118,18 @@ def test_publishing_keeps_a_current_snapshot_and_replaces_a_stale_one(store, tmp
     run = store.run(RunId("micro", "1l32", 1))
     tensors = run.read_checkpoint(8).tensors
     write_snapshot(folder, run=run, step=8, tensors=tensors, tokens_seen=record["tokens_seen"],
-                   weights_id=record["weights_id"])
+                   source=record["source"])
     assert folder.stat().st_ino == inode  # kept, not rebuilt under a reader
+    other = {**record["source"], "weights_id": "other weights"}
     write_snapshot(folder, run=run, step=8, tensors=tensors, tokens_seen=record["tokens_seen"],
-                   weights_id="other weights")
+                   source=other)
     assert folder.stat().st_ino != inode
-    assert json.loads((folder / "zoo_snapshot.json").read_text())["weights_id"] == "other weights"
+    assert json.loads((folder / "zoo_snapshot.json").read_text())["source"] == other
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # nothing left aside
     (folder / "zoo_snapshot.json").write_text("{damaged")  # no readable record: replaced
     write_snapshot(folder, run=run, step=8, tensors=tensors, tokens_seen=record["tokens_seen"],
-                   weights_id="other weights")
-    assert json.loads((folder / "zoo_snapshot.json").read_text())["weights_id"] == "other weights"
+                   source=other)
+    assert json.loads((folder / "zoo_snapshot.json").read_text())["source"] == other
     zoo.snapshot(NAME, seed=1, step=8, store=store)  # the store's weights again, rebuilt
 
 

@@ -1,12 +1,14 @@
 """A toy-architecture snapshot carries its modeling code (config.json's auto_map), so transformers
 opens it with trust_remote_code=True in a process that never imports zoo, with zoo.load's logits;
-the Hugging Face export carries the same file."""
+so does TransformerLens' boot_transformers (the snapshot carries our adapter too); the Hugging
+Face export carries the same files."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from zoo.store.store import Store
 
 SIZES = [
     {"name": "attn", "layers": 2, "width": 32, "heads": 2, "attn_only": True},
+    {"name": "gelu", "layers": 2, "width": 32, "heads": 2, "mlp_width": 64},
     {"name": "solu", "layers": 1, "width": 32, "heads": 2, "mlp_width": 64, "activation": "solu"},
     {"name": "reluln0", "layers": 1, "width": 32, "heads": 2, "mlp_width": 64, "activation": "relu",
      "layer_norm": False},
@@ -58,6 +61,37 @@ save_file(out, sys.argv[1])
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("zoo", "training", "data_index", "zoo_common")))
 """ % (TOKENS,)
 
+# TransformerLens without zoo: a finder placed first makes our packages unimportable (zoo is
+# installed editable, so a foreign cwd alone would not hide it). The first folder is opened with
+# plain transformers before TransformerLens is imported (it must not import TransformerLens), so
+# its modeling module is already loaded when boot_transformers builds its config.
+WITHOUT_ZOO_TL = f"TOKENS = {TOKENS!r}\n" + """
+import importlib.abc, sys
+OURS = ("zoo", "training", "data_index", "zoo_common")
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in OURS:
+            raise ImportError(f"{name} is hidden from this process")
+sys.meta_path.insert(0, Hide())
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM
+AutoModelForCausalLM.from_pretrained(sys.argv[2], trust_remote_code=True)
+assert "transformer_lens" not in sys.modules
+from transformer_lens.model_bridge import TransformerBridge
+out, adapters = {}, set()
+for i, path in enumerate(sys.argv[2:]):
+    bridge = TransformerBridge.boot_transformers(path, trust_remote_code=True, device="cpu")
+    with torch.no_grad():
+        logits, cache = bridge.run_with_cache(torch.tensor(TOKENS))
+    assert "blocks.0.attn.hook_pattern" in cache
+    out[str(i)] = logits.contiguous()
+    adapters.add(type(bridge.adapter).__module__.rpartition(".")[2])
+save_file(out, sys.argv[1])
+print(sorted(adapters))
+print(sorted(m for m in sys.modules if m.split(".")[0] in OURS))
+"""
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -90,7 +124,7 @@ def test_a_toy_snapshot_opens_without_zoo_with_zoo_loads_logits(trained):
         config = json.loads((path / "config.json").read_text())
         assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_zoo_toy.ZooToyForCausalLM"
         assert config["architectures"] == ["ZooToyForCausalLM"]
-        assert (path / "modeling_zoo_toy.py").is_file()
+        assert (path / "modeling_zoo_toy.py").is_file() and (path / "transformer_lens_zoo_toy.py").is_file()
         model, _ = zoo.load(name, seed=1, step=4, store=store)
         with torch.no_grad():
             expected.append(model(torch.tensor(TOKENS)).logits)
@@ -119,10 +153,36 @@ def test_nnsight_traces_every_toy_variant_without_zoo(trained):
         assert torch.equal(saved[f"block{i}"], block[0]), name  # the first block's residual output
 
 
+def test_transformer_lens_boots_every_toy_variant_without_zoo(trained):
+    pytest.importorskip("transformer_lens", reason="TransformerLens 4 is the optional extra model-zoo[tl]")
+    from transformers.dynamic_module_utils import get_imports
+
+    folder, store = trained
+    names = [f"micro-{size}" for size in ("attn", "gelu", "solu")]
+    paths = [zoo.snapshot(name, seed=1, step=4, store=store) for name in names]
+    exported = export_run("micro-gelu", seed=1, to=folder / "export-tl", store=store, progress=False)
+    paths.append(exported / "step4")
+    names.append("micro-gelu")
+    source = (Path(zoo.__file__).parent / "models" / "toy_transformer_lens.py").read_bytes()
+    for path in paths:  # one source, copied verbatim; Hub downloads check only imports outside `try`
+        assert (path / "transformer_lens_zoo_toy.py").read_bytes() == source
+        assert "transformer_lens" not in get_imports(path / "transformer_lens_zoo_toy.py")
+    logits, printed = _without_zoo(folder, paths, WITHOUT_ZOO_TL)
+    adapters, imported = printed.splitlines()[-2:]
+    assert imported == "[]"  # nothing of ours was imported
+    assert adapters == "['transformer_lens_zoo_toy']"  # the snapshot's copy of the adapter
+    for i, name in enumerate(names):
+        model, _ = zoo.load(name, seed=1, step=4, store=store)
+        with torch.no_grad():
+            want = model(torch.tensor(TOKENS)).logits
+        assert (logits[str(i)] - want).abs().max() <= 1e-4, name
+
+
 def test_the_export_carries_the_modeling_code_too(trained):
     folder, store = trained
     exported = export_run("micro-solu", seed=1, to=folder / "export", store=store, progress=False)
     assert (exported / "main" / "modeling_zoo_toy.py").is_file()
+    assert (exported / "main" / "transformer_lens_zoo_toy.py").is_file()
     assert 'trust_remote_code=True)' in (exported / "README.md").read_text()
     logits, _ = _without_zoo(folder, [exported / "step4"])
     model, _ = zoo.load("micro-solu", seed=1, step=4, store=store)
@@ -149,5 +209,7 @@ def test_a_snapshot_cached_before_the_modeling_code_is_rebuilt_with_it(trained):
         del record["format"]  # as an earlier version wrote it
         (path / "zoo_snapshot.json").write_text(json.dumps(record))
         (path / "modeling_zoo_toy.py").unlink()
+        (path / "transformer_lens_zoo_toy.py").unlink()
         rebuilt = zoo.snapshot("micro-attn", seed=1, step=step, store=store)
         assert (rebuilt / "modeling_zoo_toy.py").is_file(), step
+        assert (rebuilt / "transformer_lens_zoo_toy.py").is_file(), step

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+from urllib.parse import quote
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ pytest.importorskip("starlette", reason="zoo serve needs the serve extra: pip in
 uvicorn = pytest.importorskip("uvicorn", reason="zoo serve needs the serve extra")
 
 from training.branching import branch  # noqa: E402
+from training.session import Controls  # noqa: E402
 from training.sweep import train_family  # noqa: E402
 from zoo.cli import main  # noqa: E402
 from zoo.serve.app import make_app  # noqa: E402
@@ -163,8 +165,8 @@ def test_a_steps_weights_download_as_a_zip_that_opens_with_from_pretrained(serve
 
 def test_a_run_still_training_shows_its_progress(served):
     store, server = served
-    branch("micro-1l32", seed=1, from_step=4, label="half", store=store, progress=False,
-           stop_after_step=14, lr_scale=2.0)  # interrupted: its last keyframe is step 8
+    branch("micro-1l32", seed=1, from_step=4, label="half", store=store, lr_scale=2.0,
+           controls=Controls(progress=False, stop_after_step=14))  # its last keyframe: step 8
     status, body = server.raw("GET", "/model/micro-1l32@half")
     assert status == 200 and b"stopped: step 8 of 24" in body
     assert b"@half" in server.raw("GET", "/")[1]
@@ -173,9 +175,45 @@ def test_a_run_still_training_shows_its_progress(served):
 def test_unknown_names_get_a_page_listing_what_exists(served):
     _, server = served
     status, body = server.raw("GET", "/model/nope-1l32")
-    assert status == 404 and b"no model &#x27;nope-1l32&#x27;" in body and b"micro-1l32" in body
+    assert status == 404 and b"no model &#39;nope-1l32&#39;" in body and b"micro-1l32" in body
     status, body = server.raw("GET", "/run/micro-1l32/9/4")
     assert status == 404 and b"no seed 9 for micro-1l32" in body
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_text_from_the_request_or_the_store_is_escaped_never_markup(served):
+    """Jinja2's autoescape on every page (and markupsafe in the SVG charts): a prompt, a name in
+    the URL or a query value that holds <script> is shown as text."""
+    _, server = served
+    quoted = quote(SCRIPT, safe="")
+    for path in (f"/attention/micro-1l32/1?step=7&prompt={quoted}",  # the prompt and its tokens
+                 f"/model/{quoted}",  # a name in the URL, repeated by the 404 page
+                 f"/compare?a={quoted}&b=micro-1l32&metric=loss",  # a query value, in the form
+                 f"/compare?a=micro-1l32&b={quoted}&metric={quoted}&branch={quoted}"):
+        status, body = server.raw("GET", path)
+        assert status in (200, 400, 404), path
+        assert b"<script" not in body, path
+        assert b"&lt;script&gt;" in body or b"&lt;/script&gt;" in body, path
+    status, body = server.raw("GET", f"/attention/micro-1l32/1?step=7&prompt={quoted}")
+    assert status == 200 and b'value="&lt;script&gt;alert(1)&lt;/script&gt;"' in body
+    assert body.count(b'class="pattern"') == 2
+
+
+def test_chart_labels_are_escaped_by_markupsafe():
+    from markupsafe import Markup
+
+    from zoo.serve.charts import Chart, Series, heatmap, svg
+
+    pattern = heatmap([[1.0, 0.0], [0.5, 0.5]], labels=["<b>", SCRIPT], title="L0H0 <i>")
+    chart = svg(Chart(f"title {SCRIPT}", "y <&>", [Series(SCRIPT, [0, 1], [1.0, 2.0], "#111",
+                                                          width=2)], lines=[(1, SCRIPT)]))
+    for drawn in (pattern, chart):
+        assert isinstance(drawn, Markup)  # inserted by a template as it is, never escaped twice
+        assert "<script" not in drawn and "<b>" not in drawn and "<i>" not in drawn
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; -> &lt;b&gt;" in pattern
+    assert "y &lt;&amp;&gt;" in chart
 
 
 def test_a_corrupt_blob_is_an_error_page_never_wrong_weights(served, tmp_path):

@@ -1,29 +1,28 @@
-"""zoo.stats: intervals over seeds, the Multi-Bootstrap, event timing."""
+"""zoo.stats: intervals over seeds and the Multi-Bootstrap (event timing: test_stats_events)."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pyarrow as pa
 import pytest
 from scipy import stats as scipy_stats
 
-from zoo_common.errors import ZooError
 from zoo.stats import (
-    event_step,
-    event_timing,
-    find_event,
+    _intervals,
     multi_bootstrap,
     seed_interval,
     seed_intervals,
 )
-from zoo.stats._student_t import t_cdf, t_ppf
+from zoo.stats._intervals import BATCH_RESAMPLES
 from zoo.stats.multi_bootstrap import _resample_means
+from zoo_common.errors import ZooError
 
 # ---------------------------------------------------------------- interval over seeds
 
 
 @pytest.mark.parametrize("method", ["percentile", "bca"])
-def test_seed_interval_agrees_with_scipy_within_monte_carlo_error(method):
+def test_seed_interval_is_scipys_bootstrap_from_the_same_seed(method):
     values = np.random.default_rng(7).gamma(2.0, size=15)  # skewed, so BCa != percentile
     ours = seed_interval(values, method=method, n_resamples=20_000, rng_seed=123)
     theirs = scipy_stats.bootstrap(
@@ -31,15 +30,58 @@ def test_seed_interval_agrees_with_scipy_within_monte_carlo_error(method):
         np.mean,
         method=method.upper() if method == "bca" else method,
         n_resamples=20_000,
-        rng=np.random.default_rng(9),
+        batch=BATCH_RESAMPLES,
+        rng=np.random.default_rng(123),
     )
-    # Different random streams: the end points differ only by Monte-Carlo error, which for a
-    # 2.5% quantile of 20k resamples is ~0.02 bootstrap standard errors; allow 0.15.
-    tolerance = 0.15 * theirs.standard_error
     assert ours.mean == pytest.approx(values.mean())
-    assert abs(ours.low - theirs.confidence_interval.low) < tolerance
-    assert abs(ours.high - theirs.confidence_interval.high) < tolerance
+    assert (ours.low, ours.high) == pytest.approx(tuple(theirs.confidence_interval), abs=1e-12)
     assert ours.n_seeds == 15 and ours.method == method
+
+
+def test_bca_counts_resamples_that_permute_the_seeds_as_ties():
+    """A resample that is a permutation of the seeds has the estimate's mean exactly; np.mean
+    rounds it up or down by the draw's order (for these values), which would move BCa's bias
+    correction. Summed in sorted order, the permutations tie, and BCa is scipy's with it."""
+    values = np.array([3.126284742075692, 0.8792858976810416, 1.142831572831691])
+    orders = np.array(list(itertools.permutations(values)))
+    assert len(set(np.mean(orders, axis=1).tolist())) == 2  # rounding breaks the tie...
+    assert set(_intervals.mean_of_sorted(orders).tolist()) == {  # ...sorting keeps it
+        float(_intervals.mean_of_sorted(values))}
+    ours = seed_interval(values, method="bca", n_resamples=5000, rng_seed=1)
+    theirs = scipy_stats.bootstrap((values,), _intervals.mean_of_sorted, method="BCa",
+                                   n_resamples=5000, batch=BATCH_RESAMPLES,
+                                   rng=np.random.default_rng(1))
+    assert (ours.low, ours.high) == pytest.approx(tuple(theirs.confidence_interval), abs=1e-12)
+
+
+def test_every_step_of_a_curve_resamples_the_same_seed_sets_however_many_steps(monkeypatch):
+    """A step's interval is the one seed_interval gives it, bit for bit, whatever else is in the
+    table; and rows go to scipy in blocks that bound memory: one row per block changes nothing.
+    (BCa counts resamples whose mean ties the estimate, so even a last-bit difference in how the
+    means are summed would move it.)"""
+    values = np.random.default_rng(17).gamma(1.0, size=(40, 5))
+    table = {"step": np.repeat(np.arange(40), 5), "seed": np.tile(np.arange(5), 40),
+             "value": values.ravel()}
+    together = seed_intervals(table, method="bca", n_resamples=3000, rng_seed=2)
+    singles = [seed_interval(row, method="bca", n_resamples=3000, rng_seed=2) for row in values]
+    assert together.lows.tolist() == [single.low for single in singles]
+    assert together.highs.tolist() == [single.high for single in singles]
+    monkeypatch.setattr(_intervals, "_BLOCK_VALUES", 1)
+    one_by_one = seed_intervals(table, method="bca", n_resamples=3000, rng_seed=2)
+    assert together.lows.tolist() == one_by_one.lows.tolist()
+    assert together.highs.tolist() == one_by_one.highs.tolist()
+
+
+def test_a_bca_interval_scipy_cannot_form_falls_back_to_the_percentile_interval():
+    # rng_seed 4 draws two resamples (seeds 2, 2, 2 and 1, 2, 2), both above the mean: BCa's bias
+    # correction is infinite (scipy warns and gives NaN), so, quietly, the percentile interval
+    values = [0.0, 1.0, 3.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bca = seed_interval(values, method="bca", n_resamples=2, rng_seed=4)
+    percentile = seed_interval(values, method="percentile", n_resamples=2, rng_seed=4)
+    assert (bca.low, bca.high) == (percentile.low, percentile.high)
+    assert (bca.low, bca.high) == pytest.approx(np.quantile([3.0, 7 / 3], [0.025, 0.975]))
 
 
 def test_bca_differs_from_percentile_on_skewed_data():
@@ -61,16 +103,6 @@ def test_same_rng_seed_same_interval_and_other_seed_differs():
 
 
 # ---------------------------------------------------------------- the default: Student's t
-
-
-@pytest.mark.parametrize("level", [0.975, 0.995])
-def test_t_quantile_matches_scipy(level):
-    for df in range(1, 31):
-        assert t_ppf(level, df) == pytest.approx(scipy_stats.t.ppf(level, df), abs=1e-6, rel=0)
-        assert t_ppf(1 - level, df) == pytest.approx(-t_ppf(level, df), abs=1e-12)
-        assert t_cdf(t_ppf(level, df), df) == pytest.approx(level, abs=1e-12)
-    for df in (0.5, 2.5, 100, 10_000):  # and off the integers, far out, and nearly normal
-        assert t_ppf(0.9995, df) == pytest.approx(scipy_stats.t.ppf(0.9995, df), rel=1e-9)
 
 
 def test_default_interval_is_scipys_t_interval():
@@ -249,6 +281,20 @@ def test_weighted_resample_means_equal_naive_gather():
     np.testing.assert_allclose(boot_b, naive_b, rtol=1e-12)
 
 
+def test_multi_bootstrap_of_one_example_is_scipys_percentile_bootstrap_of_the_seeds():
+    """With one example only seeds vary: the Multi-Bootstrap is then a plain percentile bootstrap
+    of the seed values. Different random streams: equal up to Monte-Carlo error, which for a 2.5%
+    quantile of 20k resamples is ~0.02 bootstrap standard errors; allow 0.15."""
+    values = np.random.default_rng(19).gamma(2.0, size=12)
+    ours = multi_bootstrap(values[:, None], n_resamples=20_000, rng_seed=5)
+    theirs = scipy_stats.bootstrap((values,), np.mean, method="percentile", n_resamples=20_000,
+                                   rng=np.random.default_rng(9))
+    tolerance = 0.15 * theirs.standard_error
+    assert ours.mean_a == pytest.approx(values.mean())
+    assert abs(ours.a_low - theirs.confidence_interval.low) < tolerance
+    assert abs(ours.a_high - theirs.confidence_interval.high) < tolerance
+
+
 def test_identical_arms_cover_zero_and_p_is_not_small():
     rng = np.random.default_rng(2)
     a = rng.normal(size=(10, 200))
@@ -347,172 +393,6 @@ def test_multi_bootstrap_is_reproducible_from_its_seed():
     first = multi_bootstrap(a, b, paired=True, n_resamples=10_000, rng_seed=1)
     assert first == multi_bootstrap(a, b, paired=True, n_resamples=10_000, rng_seed=1)
     assert first != multi_bootstrap(a, b, paired=True, n_resamples=10_000, rng_seed=2)
-
-
-# ---------------------------------------------------------------- events
-
-
-STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
-
-
-def _bump(at: int, low: float = 3.0, high: float = 1.0) -> np.ndarray:
-    """A loss-like curve that falls from low to high between the stored step before `at` and `at`."""
-    return np.where(STEPS >= at, high, low) + 0.01 * np.log1p(STEPS)
-
-
-def test_event_step_on_known_curves():
-    curve = _bump(128)
-    assert event_step(STEPS, curve, kind="largest_jump", direction="below") == 128
-    assert event_step(STEPS, curve, threshold=2.0, direction="below") == 128
-    assert event_step(STEPS, -curve, threshold=-2.0, direction="above") == 128
-    assert event_step(STEPS, curve, threshold=0.5, direction="below") is None
-    assert event_step(STEPS[::-1], curve[::-1], kind="largest_jump", direction="below") == 128
-
-
-def test_event_step_bad_input():
-    with pytest.raises(ZooError, match=r"needs threshold"):
-        event_step(STEPS, _bump(4))
-    with pytest.raises(ZooError, match=r"unknown event kind 'bump'.*threshold, largest_jump"):
-        event_step(STEPS, _bump(4), kind="bump")
-    curve = _bump(4)
-    curve[3] = np.nan
-    with pytest.raises(ZooError, match=r"NaN or infinite value at step\(s\) \[4\]"):
-        event_step(STEPS, curve, threshold=1.0)
-
-
-def test_event_timing_across_seeds():
-    curves = np.stack([_bump(at) for at in (64, 128, 128, 256, 512)])
-    timing = event_timing(
-        STEPS,
-        curves,
-        seeds=[1, 2, 3, 4, 5],
-        kind="largest_jump",
-        direction="below",
-        n_resamples=2000,
-    )
-    assert timing.event_steps == (64, 128, 128, 256, 512)
-    assert (timing.median, timing.q1, timing.q3, timing.min, timing.max) == (128, 128, 256, 64, 512)
-    assert timing.mean == pytest.approx(217.6)
-    # the default t interval of the mean: mean +- t(4) sd / sqrt(5), which may reach past the data
-    half = scipy_stats.t.ppf(0.975, 4) * np.std(timing.event_steps, ddof=1) / np.sqrt(5)
-    assert (timing.mean_low, timing.mean_high) == pytest.approx((217.6 - half, 217.6 + half))
-    assert timing.n_events == 5 and timing.n_no_event == 0 and timing.method == "t"
-    assert all(size > 100 for size in timing.jump_over_noise)  # a 2.0 fall on a 0.001-noise curve
-    bootstrap = event_timing(STEPS, curves, kind="largest_jump", direction="below",
-                             method="percentile", n_resamples=2000)
-    assert 64 <= bootstrap.mean_low < bootstrap.mean < bootstrap.mean_high <= 512
-
-
-def test_event_timing_seed_without_event_is_reported():
-    curves = np.stack([_bump(64), _bump(128), np.full(len(STEPS), 3.0), _bump(256)])
-    with pytest.raises(ZooError, match=r"seed\(s\) \[7\] never show the event"):
-        event_timing(STEPS, curves, seeds=[5, 6, 7, 8], threshold=2.0, direction="below")
-    timing = event_timing(
-        STEPS,
-        curves,
-        seeds=[5, 6, 7, 8],
-        threshold=2.0,
-        direction="below",
-        no_event="omit",
-        n_resamples=500,
-    )
-    assert timing.no_event_seeds == (7,) and timing.seeds == (5, 6, 8)
-    assert timing.n_no_event == 1 and timing.n_events == 3
-    assert "3 of 4 seeds; no event in seed(s) 7" in timing.format()
-    kept = event_timing(STEPS, curves, seeds=[5, 6, 7, 8], threshold=2.0, direction="below",
-                        no_event="nan")
-    assert kept.seeds == (5, 6, 7, 8) and kept.event_steps == (64, 128, None, 256)
-    assert np.isnan(kept.jump_over_noise[2]) and kept.mean == timing.mean
-    with pytest.raises(ZooError, match=r"unknown no_event policy 'drop'.*raise, omit, nan"):
-        event_timing(STEPS, curves, threshold=2.0, no_event="drop")
-
-
-# The default checkpoint schedule: step 0, log-spaced 1..512, then every 128 steps.
-SCHEDULE = np.concatenate([[0], 2 ** np.arange(10), np.arange(640, 2049, 128)])
-
-
-@pytest.mark.parametrize("grid", [STEPS, SCHEDULE], ids=["log-spaced", "log-then-linear"])
-@pytest.mark.parametrize("direction", ["above", "below"])
-def test_pure_noise_curves_rarely_show_a_largest_jump(grid, direction):
-    curves = np.random.default_rng(13).normal(size=(200, len(grid)))
-    timing = event_timing(grid, curves, kind="largest_jump", direction=direction,
-                          no_event="omit")
-    assert timing.n_events + timing.n_no_event == 200
-    assert timing.n_events <= 20  # at most 10% of pure-noise seeds get an "event"
-    assert all(size >= 6.0 for size in timing.jump_over_noise)
-    # without the noise bar, every noise curve has some largest rise: the old behaviour
-    raw = event_timing(grid, curves, kind="largest_jump", direction=direction,
-                       min_jump_over_noise=None, no_event="omit")
-    assert raw.n_events == 200
-
-
-def test_clear_step_changes_are_all_found_at_their_stored_step():
-    rng = np.random.default_rng(14)
-    at = rng.integers(1, len(SCHEDULE), size=60)  # every stored step but 0 can hold the jump
-    curves = 0.01 * rng.normal(size=(60, len(SCHEDULE))) + (np.arange(len(SCHEDULE)) >= at[:, None])
-    rising = event_timing(SCHEDULE, curves, kind="largest_jump", direction="above")
-    found = np.searchsorted(SCHEDULE, rising.event_steps)
-    assert rising.n_no_event == 0 and np.abs(found - at).max() <= 1  # within one stored interval
-    assert min(rising.jump_over_noise) > 20
-    falling = event_timing(SCHEDULE, -curves, kind="largest_jump", direction="below")
-    assert falling.event_steps == rising.event_steps
-
-
-def test_find_event_reports_the_size_of_the_jump_relative_to_the_noise():
-    curve = 0.01 * np.random.default_rng(15).normal(size=len(STEPS)) + (STEPS >= 64)
-    event = find_event(STEPS, curve, kind="largest_jump")
-    assert event.step == 64 and event.jump == pytest.approx(1.0, abs=0.05)
-    assert 0.005 < event.noise < 0.03  # the sd of a difference of two 0.01-noise points: 0.014
-    assert event.jump_over_noise == pytest.approx(event.jump / event.noise, rel=0.1)
-    crossing = find_event(STEPS, curve, threshold=0.5)  # a threshold event carries it too
-    assert crossing.step == 64 and crossing.jump_over_noise == pytest.approx(event.jump_over_noise)
-    flat = find_event(STEPS, 0.01 * np.random.default_rng(16).normal(size=len(STEPS)),
-                      kind="largest_jump")
-    assert flat.step is None and 0 < flat.jump_over_noise < 6  # the candidate, below the bar
-    line = find_event(STEPS, 0.5 * np.arange(len(STEPS)), kind="largest_jump")
-    assert line.step is None  # a straight line has equal steps: none stands out
-    assert find_event(STEPS, np.where(STEPS >= 8, 1.0, 0.0), kind="largest_jump").step == 8
-
-
-def test_largest_jump_needs_enough_steps_to_know_the_noise():
-    with pytest.raises(ZooError, match=r"at least 8 stored steps; got 5.*min_jump_over_noise=None"):
-        event_step([0, 1, 2, 4, 8], [0.0, 0.1, 0.0, 1.0, 1.1], kind="largest_jump")
-    assert event_step([0, 1, 2, 4, 8], [0.0, 0.1, 0.0, 1.0, 1.1], kind="largest_jump",
-                      min_jump_over_noise=None) == 4
-    with pytest.raises(ZooError, match=r"min_jump_over_noise must be a finite number >= 0"):
-        event_step(STEPS, _bump(8), kind="largest_jump", min_jump_over_noise=-1)
-
-
-def test_persistence_skips_a_one_step_blip():
-    curve = np.where(STEPS >= 256, 1.0, 3.0)
-    curve[STEPS == 16] = 1.5  # one stored step below 2.0, then back up
-    assert event_step(STEPS, curve, threshold=2.0, direction="below") == 16
-    assert event_step(STEPS, curve, threshold=2.0, direction="below", persist=2) == 256
-    assert event_step(STEPS, curve, threshold=2.0, direction="below", persist=3) == 256
-    # a crossing the stored curve cannot confirm for `persist` steps is not an event
-    late = np.where(STEPS >= 1024, 1.0, 3.0)
-    assert event_step(STEPS, late, threshold=2.0, direction="below", persist=2) is None
-    timing = event_timing(STEPS, np.stack([curve, curve]), threshold=2.0, direction="below",
-                          persist=2)
-    assert timing.event_steps == (256, 256) and "for 2 stored steps" in timing.description
-    with pytest.raises(ZooError, match=r"persist must be a whole number of stored steps >= 1"):
-        event_step(STEPS, curve, threshold=2.0, persist=0)
-    with pytest.raises(ZooError, match=r"persist applies to kind='threshold'"):
-        event_step(STEPS, curve, kind="largest_jump", persist=2)
-
-
-def test_seeds_without_an_event_are_an_answer_not_a_crash():
-    lines = np.arange(len(STEPS)) + 0.01 * np.random.default_rng(18).normal(size=(4, len(STEPS)))
-    with pytest.raises(ZooError, match=r"never show the event.*their largest jumps: .*x the noise"):
-        event_timing(STEPS, lines, kind="largest_jump")
-    none = event_timing(STEPS, lines, kind="largest_jump", no_event="omit")
-    assert none.n_events == 0 and none.n_no_event == 4 and none.seeds == ()
-    assert np.isnan(none.median) and none.min is None
-    assert "0 of 4 seeds" in none.format() and "no seed shows the event" in none.format()
-    one = event_timing(STEPS, np.vstack([lines, lines[0] + 50 * (STEPS >= 32)]),
-                       kind="largest_jump", no_event="nan")
-    assert one.event_steps == (None, None, None, None, 32) and one.mean == 32
-    assert np.isnan(one.mean_low) and "only 1 seed shows the event" in one.note
 
 
 # ---------------------------------------------------------------- values near the float64 limit

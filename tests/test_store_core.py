@@ -225,10 +225,30 @@ def test_newer_format_store_and_manifest_are_refused(tmp_path):
     assert torch.equal(run.read_checkpoint(0).tensors["w"], torch.zeros(1))
     manifest_path.write_text(json.dumps({**manifest, "format": 3}))
     with pytest.raises(ZooError, match="newer Model Zoo.*upgrade"):
-        run.read_checkpoint(0)
+        store.run(RUN).read_checkpoint(0)  # a new handle: `run` read the manifest once already
     (root / "zoo.json").write_text('{"format": 99}')
     with pytest.raises(ZooError, match="upgrade"):
         Store.open(root)
+
+
+def test_a_run_handle_reads_each_record_once_and_refresh_reads_again(tmp_path):
+    """On s3:// or http:// every read is a round trip: a handle remembers what it read (its own
+    writes excepted); refresh() or a new handle sees what others wrote since."""
+    store = Store.open(tmp_path / "s")
+    run = store.run(RUN)
+    run.write_json("run.json", {"lr": 1})
+    run.write_checkpoint(0, {"w": torch.zeros(1)}, tokens_seen=0, config_hash="h")
+    assert run.read_json("run.json") == {"lr": 1} and run.checkpoint_steps() == [0]
+    other = store.run(RUN)  # another writer
+    other.write_json("run.json", {"lr": 2})
+    other.write_checkpoint(5, {"w": torch.ones(1)}, tokens_seen=5, config_hash="h")
+    assert run.read_json("run.json") == {"lr": 1} and run.checkpoint_steps() == [0]
+    run.read_json("run.json")["lr"] = 99  # a copy: the handle's record is not changed
+    run.refresh()
+    assert run.read_json("run.json") == {"lr": 2} and run.checkpoint_steps() == [0, 5]
+    run.write_json("run.json", {"lr": 3})  # its own writes: seen at once
+    run.write_checkpoint(6, {"w": torch.ones(1)}, tokens_seen=6, config_hash="h")
+    assert run.read_json("run.json") == {"lr": 3} and run.checkpoint_steps() == [0, 5, 6]
 
 
 def test_json_records_round_trip_atomically(store):

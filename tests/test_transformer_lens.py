@@ -124,27 +124,30 @@ def test_the_sweep_visits_every_seed_and_step_with_each_steps_weights(store):
     assert seen == [(s, t) for s in (1, 2) for t in zoo.steps("micro-attn", seed=s, store=store)]
 
 
-def test_boot_transformers_opens_a_snapshot_folder_with_only_the_adapter_imported(store):
-    """TransformerLens' own entry point: the toy model itself comes from the folder's remote code."""
+def test_boot_transformers_opens_a_snapshot_folder_with_our_entry_point_adapter(store):
+    """Nothing of zoo imported by hand: the folder's remote code registers the adapter, and with zoo
+    installed TransformerLens' entry point supplies zoo's copy of it. The toy model itself comes
+    from the folder's remote code. (Without zoo at all: test_self_contained_snapshots.py.)"""
     from importlib.metadata import entry_points
 
     [point] = [e for e in entry_points(group="transformer_lens.architectures") if e.name == "ZooToyForCausalLM"]
-    assert point.value == "zoo.interp.transformer_lens_adapter:ZooToyArchitectureAdapter"
+    assert point.value == "zoo.models.toy_transformer_lens:ZooToyArchitectureAdapter"
     path = zoo.snapshot("micro-solu", seed=1, step=8, store=store)
     code = (
         "import sys, torch\n"
-        "import zoo.interp.transformer_lens_adapter  # TL 4.3's boot reads a static table first\n"
         "from transformer_lens.model_bridge import TransformerBridge\n"
         f"bridge = TransformerBridge.boot_transformers({str(path)!r}, trust_remote_code=True)\n"
         f"print(bridge(torch.tensor({TOKENS.tolist()!r})).sum().item())\n"
-        "print(sorted(m for m in sys.modules if m.startswith('zoo.models')))\n"
+        "print(type(bridge.adapter).__module__)\n"
+        "print('zoo.models.toy' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_MODULES_CACHE": str(path.parent / "hf-modules")})
     assert done.returncode == 0, done.stderr[-3000:]
     want, _ = _logits("micro-solu", store)
-    total, registered = done.stdout.strip().splitlines()[-2:]
-    assert registered == "[]"  # the model class came from the folder, not from zoo
+    total, adapter, registered = done.stdout.strip().splitlines()[-3:]
+    assert adapter == "zoo.models.toy_transformer_lens"  # the entry point's, loaded by TL
+    assert registered == "False"  # the model class came from the folder, not from zoo
     assert abs(float(total) - want.sum().item()) < 1e-2
 
 

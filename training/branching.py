@@ -10,15 +10,7 @@ checkpoint steps, and is stored beside its parent as a run of its own (`seed-S@L
 run.json names its parent, its branch point and its interventions. Its blobs are the store's
 content-addressed blobs, so whatever equals the parent's is stored once.
 
-The interventions (each recorded in the branch's run.json):
-- dropped samples / documents: never trained on after N (or in a window N+1..`drop_until`); a
-  batch slot that would have held one takes the next sample of the order
-  (data_index/branch_order.py), so batches stay full;
-- other data (`replace_data`, any source or mix, prepared with the parent's tokenizer);
-- hyperparameters from N: `lr_scale`, `settings={"optimizer.weight_decay": ...}` (also
-  optimizer.lr, optimizer.clip);
-- `reinit`: parameters (glob patterns over parameter names) drawn afresh at N from the
-  architecture's own initialisation (the named stream "reinit"), their AdamW moments zeroed.
+The interventions are training/interventions.py's, each recorded in the branch's run.json.
 A branch with none reproduces its parent bit for bit (tests/test_branches.py): that is what gives
 every other branch's difference its meaning. A branch's step N is its state after the
 intervention; steps before N are its parent's (zoo.store.lineage).
@@ -26,106 +18,71 @@ intervention; steps before N are its parent's (zoo.store.lineage).
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import hashlib
 import os
 import socket
 import time
-from collections.abc import Iterable
 
 import numpy as np
-import torch
 
 from zoo_common.arguments import whole_number
-from zoo_common.errors import ZooError
+from zoo_common.errors import ArgumentError, ZooError
 from data_index import Corpus
 from data_index.branch_order import BranchOrder
 from data_index.step_index import StepIndex
 from training.background_writer import BackgroundWriter
-from training.loop import Plan, RunOutcome, _loop, _write_step
+from training.loop import RunOutcome, train_steps, write_step
+from training.interventions import (
+    Interventions,
+    apply_interventions,
+    branch_config,
+    describe,
+    interventions_from,
+)
+from training.session import Controls, Plan, Session
 from zoo import environment
 from zoo.config.checkpoint_policy import checkpoint_steps, keyframe_steps
 from zoo.config.names import check_branch
 from zoo.config.run_config import RunConfig
-from zoo.config.seeds import derive_seed
 from zoo.engine import rng_state
 from zoo.engine.step_replay import restore, step_to
 from zoo.engine.training_state import TrainingState, restore_state
-from zoo.models.build import build_model
 from zoo.store.catalog import list_models, open_run, open_store
 from zoo.store.corpora import ensure_corpus, open_corpus
 from zoo.store.lineage import branch_record
 from zoo.store.run_store import RunStore
 from zoo.store.store import Store
 
-SETTABLE = ("optimizer.lr", "optimizer.weight_decay", "optimizer.clip")
-
-
-@dataclasses.dataclass(frozen=True)
-class Interventions:
-    """What a branch changes at its branch point; empty: a null branch (its parent, bit for bit)."""
-
-    drop_samples: tuple[int, ...] = ()
-    drop_documents: tuple[str, ...] = ()
-    replace_data: str | None = None
-    lr_scale: float | None = None
-    settings: tuple[tuple[str, float], ...] = ()
-    reinit: tuple[str, ...] = ()
-    reinit_seed: int = 0
-    drop_until: int | None = None  # dropped in steps N+1..drop_until only (None: to the end)
-
-
 def branch(name: str, *, seed: int | str, from_step: int, label: str,
            until_step: int | None = None, store: str | os.PathLike | Store | None = None,
-           parent: str | None = None, drop_samples: Iterable[int] | None = None,
-           drop_documents: Iterable[str] | None = None, replace_data: str | None = None,
-           lr_scale: float | None = None, settings: dict | None = None,
-           reinit: Iterable[str] | None = None, reinit_seed: int = 0,
-           drop_until: int | None = None, resume: bool = False, device: str = "cpu", progress: bool = True,
-           stop_after_step: int | None = None, hold_after_step: int | None = None):
+           parent: str | None = None, resume: bool = False, device: str = "cpu",
+           progress: bool = True, controls: Controls | None = None, **interventions):
     """Branch (name, seed) — or its branch `parent` — at `from_step` as branch `label`; returns the
     RunOutcome (a list of them for seed="all": every seed of the model, alike).
 
+    Interventions, as keywords (none: a null branch, the parent bit for bit):
+      drop_samples=[ids], drop_documents=[ids], drop_until=STEP (the window of dropping ends),
+      replace_data=SOURCE, lr_scale=X, settings={"optimizer.weight_decay": 0.0, ...},
+      reinit=["glob", ...], reinit_seed=S.
     An existing label is refused unless `resume=True`, which goes on from the branch's last
     keyframe (a killed branch resumes like any run) when the interventions are the same. An
     intervention given empty (drop_samples=[]) is refused: leave it out for a null branch.
+    `controls` (training.session.Controls) overrides device and progress and can stop early.
     Every read takes `branch=label` afterwards (zoo.load, zoo.batch, zoo.replay, zoo.metrics...).
     """
     store = open_store(store)
     check_branch(label)
     if not label:
-        raise ZooError("a branch needs a label (--label): lower-case letters, digits, '_', '.', '-'")
-    drop_samples, drop_documents = _listed(drop_samples), _listed(drop_documents)
-    reinit = [reinit] if isinstance(reinit, str) else _listed(reinit)
-    for what, given in (("drop_samples", drop_samples), ("drop_documents", drop_documents),
-                        ("reinit", reinit), ("settings", settings)):
-        if given is not None and len(given) == 0:
-            raise ZooError(f"branch {label!r}: {what} is given but empty, so it changes nothing; "
-                           f"give its ids / names, or leave it out for a null branch")
-    wanted = _interventions(drop_samples or (), drop_documents or (), replace_data, lr_scale,
-                            settings, reinit or (), reinit_seed)
-    if drop_until is not None:
-        if not (wanted.drop_samples or wanted.drop_documents):
-            raise ZooError("drop_until ends a window of dropped samples: give drop_samples or "
-                           "drop_documents too")
-        wanted = dataclasses.replace(wanted, drop_until=whole_number(drop_until, "drop_until"))
+        raise ArgumentError("a branch needs a label (--label): lower-case letters, digits, '_', "
+                            "'.', '-'")
+    wanted = interventions_from(interventions, label)
+    controls = controls or Controls(device=device, progress=progress)
     options = dict(from_step=from_step, label=label, until_step=until_step, store=store,
-                   parent=parent, interventions=wanted, resume=resume, device=device,
-                   progress=progress, stop_after_step=stop_after_step,
-                   hold_after_step=hold_after_step)
+                   parent=parent, interventions=wanted, resume=resume, controls=controls)
     if seed == "all":
         seeds = _seeds_of(name, store)
         return [_branch_one(name, seed=s, **options, note=f"seed {s} ({k}/{len(seeds)})")
                 for k, s in enumerate(seeds, start=1)]
     return _branch_one(name, seed=seed, **options, note=f"seed {seed}")
-
-
-def _listed(values) -> list | None:
-    if values is None:
-        return None
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ZooError(f"expected a list of ids, got {values!r}")
-    return list(values.tolist() if isinstance(values, np.ndarray) else values)
 
 
 def _seeds_of(name: str, store: Store) -> list[int]:
@@ -135,69 +92,42 @@ def _seeds_of(name: str, store: Store) -> list[int]:
     return list(models[name].seeds)
 
 
-def _interventions(drop_samples, drop_documents, replace_data, lr_scale, settings, reinit,
-                   reinit_seed) -> Interventions:
-    samples = tuple(sorted({whole_number(s, "each dropped sample id") for s in drop_samples}))
-    documents = tuple(sorted({str(d) for d in drop_documents}))
-    if replace_data is not None and (samples or documents):
-        raise ZooError("replace_data trains on another corpus, where the parent's sample and "
-                       "document ids mean nothing: drop samples, or replace the data, not both")
-    if replace_data is not None and (not isinstance(replace_data, str) or not replace_data.strip()):
-        raise ZooError(f"replace_data is a source (builtin:NAME, a file or folder, mix:[...]), "
-                       f"got {replace_data!r}")
-    if lr_scale is not None:
-        if isinstance(lr_scale, bool) or not isinstance(lr_scale, (int, float)) or not lr_scale > 0:
-            raise ZooError(f"lr_scale must be a number > 0, got {lr_scale!r}")
-        lr_scale = float(lr_scale)
-    pairs = []
-    for key, value in sorted((settings or {}).items()):
-        if key not in SETTABLE:
-            raise ZooError(f"cannot set {key!r} in a branch; settable from the branch point: "
-                           f"{', '.join(SETTABLE)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ZooError(f"{key} must be a number >= 0, got {value!r}")
-        pairs.append((key, float(value)))
-    patterns = (reinit,) if isinstance(reinit, str) else tuple(str(p) for p in reinit)
-    return Interventions(samples, documents, replace_data, lr_scale, tuple(pairs), patterns,
-                         whole_number(reinit_seed, "reinit_seed"))
-
-
 def _branch_one(name: str, *, seed: int, from_step: int, label: str, until_step: int | None,
                 store: Store, parent: str | None, interventions: Interventions, resume: bool,
-                device: str, progress: bool, stop_after_step, hold_after_step,
-                note: str) -> RunOutcome:
+                controls: Controls, note: str) -> RunOutcome:
     source = open_run(name, seed=seed, store=store, branch=parent)
     from_step, until_step = _check_steps(source, from_step, until_step)
     window = interventions.drop_until
     if window is not None and not from_step < window <= until_step:
-        raise ZooError(f"drop_until {window} is outside the branch's steps {from_step + 1}.."
-                       f"{until_step}: the window of dropped samples ends inside them")
+        raise ArgumentError(f"drop_until {window} is outside the branch's steps {from_step + 1}.."
+                            f"{until_step}: the window of dropped samples ends inside them")
     target = store.run(source.run_id.with_branch(label))
     if target.run_id == source.run_id:
-        raise ZooError(f"branch {label!r} cannot be its own parent; choose another label")
+        raise ArgumentError(f"branch {label!r} cannot be its own parent; choose another label")
     started = time.perf_counter()
     owner = f"{socket.gethostname()}:{os.getpid()}"
     existing = bool(target.location.exists("run.json") and target.keyframe_steps())
     # a new branch's whole start (replay to N, interventions) is prepared before anything is
     # written, so bad input leaves nothing behind
     start = None if existing else _prepare(target, source, from_step, until_step, interventions,
-                                           device=device, progress=progress)
+                                           controls=controls)
     with target.lock(owner):
         writer = BackgroundWriter()
         try:
             if existing:
                 cfg, corpus, plan, state = _reopen(target, source, from_step, until_step,
-                                                   interventions, resume, device=device)
+                                                   interventions, resume, device=controls.device)
                 if state is None:
                     last = target.status()["last_step"]
                     return RunOutcome(target.run_id, "skipped", last, last, None, 0.0)
             else:
-                cfg, corpus, plan, state = _write_start(target, start, writer=writer)
+                cfg, corpus, plan, state = start.cfg, start.corpus, start.plan, start.state
+            session = Session(cfg, target, corpus, plan, controls,
+                              f"branch {label} of {name} {note}", writer)
+            if not existing:
+                _write_start(session, start)
             first = state.step
-            last, loss = _loop(cfg, target, corpus, state, state.model, first_step=first,
-                               device=device, progress=progress, stop_after_step=stop_after_step,
-                               hold_after_step=hold_after_step,
-                               label=f"branch {label} of {name} {note}", writer=writer, plan=plan)
+            last, loss = train_steps(session, state, state.model)
         finally:
             writer.close()
     status = "resumed" if existing else "trained"
@@ -236,36 +166,7 @@ def _world_size(run: RunStore) -> int:
 def _request(source: RunStore, from_step: int, until_step: int, wanted: Interventions) -> dict:
     """What the branch was asked for, as recorded and compared on --resume."""
     return {"parent": source.run_id.key, "from_step": from_step, "until_step": until_step,
-            "interventions": _describe(wanted)}
-
-
-def _describe(wanted: Interventions) -> list[dict]:
-    out = []
-    if wanted.drop_samples:
-        digest = hashlib.sha256(np.asarray(wanted.drop_samples, dtype="<i8").tobytes()).hexdigest()
-        out.append({"kind": "drop_samples", "count": len(wanted.drop_samples), "sha256": digest})
-    if wanted.drop_documents:
-        out.append({"kind": "drop_documents", "documents": list(wanted.drop_documents)})
-    if wanted.drop_until is not None:
-        for item in out:
-            item["until_step"] = wanted.drop_until
-    if wanted.replace_data is not None:
-        out.append({"kind": "replace_data", "source": wanted.replace_data})
-    if wanted.lr_scale is not None:
-        out.append({"kind": "lr_scale", "value": wanted.lr_scale})
-    out += [{"kind": "set", "field": key, "value": value} for key, value in wanted.settings]
-    if wanted.reinit:
-        out.append({"kind": "reinit", "params": list(wanted.reinit), "seed": wanted.reinit_seed})
-    return out
-
-
-def _branch_config(parent_cfg: RunConfig, wanted: Interventions) -> RunConfig:
-    optimizer = parent_cfg.optimizer
-    if wanted.lr_scale is not None:
-        optimizer = dataclasses.replace(optimizer, lr=optimizer.lr * wanted.lr_scale)
-    for key, value in wanted.settings:
-        optimizer = dataclasses.replace(optimizer, **{key.split(".", 1)[1]: value})
-    return dataclasses.replace(parent_cfg, optimizer=optimizer)
+            "interventions": describe(wanted)}
 
 
 def _branch_corpus(store: Store, source: RunStore, wanted: Interventions, *,
@@ -352,25 +253,24 @@ class _Start:
     state: TrainingState
     rng: dict
     record: dict
-    device: str
 
 
 def _prepare(target: RunStore, source: RunStore, from_step: int, until_step: int,
-             wanted: Interventions, *, device: str, progress: bool) -> _Start:
+             wanted: Interventions, *, controls: Controls) -> _Start:
     store = target.store
     record = source.read_json("run.json")
     parent_cfg = RunConfig.from_json(record["config"])
-    cfg = _branch_config(parent_cfg, wanted)
-    corpus = _branch_corpus(store, source, wanted, progress=progress)
+    cfg = branch_config(parent_cfg, wanted)
+    corpus = _branch_corpus(store, source, wanted, progress=controls.progress)
     dropped = _dropped(corpus, wanted)
     plan = _plan(source, cfg, corpus, from_step, until_step, dropped, wanted.drop_until)
     keyframe = max(k for k in source.keyframe_steps() if k <= from_step)
-    replayed = restore(source, keyframe, store=store, device=device)
-    step_to(replayed, from_step, progress=progress)
+    replayed = restore(source, keyframe, store=store, device=controls.device)
+    step_to(replayed, from_step, progress=controls.progress)
     state = replayed.training
     rng = rng_state.capture()  # the parent's streams at N, before anything below draws
     state.cfg = cfg
-    reinitialised = _apply(state, parent_cfg, wanted, vocab_size=corpus.vocab_size,
+    reinitialised = apply_interventions(state, parent_cfg, wanted, vocab_size=corpus.vocab_size,
                            eos_token_id=corpus.eos_id)
     request = _request(source, from_step, until_step, wanted)
     if reinitialised:
@@ -388,18 +288,18 @@ def _prepare(target: RunStore, source: RunStore, from_step: int, until_step: int
         "keyframe_steps": sorted(plan.keyframe_steps | {from_step}),
         "branch": {"label": target.run_id.branch, **request},
     }
-    return _Start(cfg, corpus, plan, state, rng, branch_run_record, device)
+    return _Start(cfg, corpus, plan, state, rng, branch_run_record)
 
 
-def _write_start(target: RunStore, start: _Start, *, writer: BackgroundWriter):
+def _write_start(session: Session, start: _Start) -> None:
     """The branch's records and its step N (keyframe and checkpoint)."""
+    target = session.run
     target.delete_after(-1)  # a branch that died before its first keyframe leaves nothing
-    fingerprint = environment.fingerprint(start.device)
+    fingerprint = environment.fingerprint(session.device)
     target.write_json("environment.json", fingerprint)
     target.write_json("run.json", start.record)
-    _write_step(start.cfg, target, start.state, fingerprint=fingerprint, checkpoint=True,
-                keyframe=True, rng=start.rng, writer=writer, end_step=start.plan.end_step)
-    return start.cfg, start.corpus, start.plan, start.state
+    write_step(session, start.state, fingerprint=fingerprint, checkpoint=True, keyframe=True,
+               rng=start.rng)
 
 
 def _reopen(target: RunStore, source: RunStore, from_step: int, until_step: int,
@@ -430,41 +330,3 @@ def _reopen(target: RunStore, source: RunStore, from_step: int, until_step: int,
     return cfg, corpus, plan, state
 
 
-def _apply(state: TrainingState, parent_cfg: RunConfig, wanted: Interventions, *,
-           vocab_size: int, eos_token_id: int) -> list[str]:
-    """Change the restored state as the interventions say; returns the re-initialised names."""
-    if wanted.lr_scale is not None or wanted.settings:
-        _apply_hyperparameters(state, parent_cfg)
-    if not wanted.reinit:
-        return []
-    params = dict(state.model.named_parameters())
-    chosen = sorted(n for n in params if any(fnmatch.fnmatchcase(n, p) for p in wanted.reinit))
-    if not chosen:
-        raise ZooError(f"reinit {', '.join(wanted.reinit)} matches no parameter; names look like "
-                       f"{', '.join(list(params)[:4])} (glob patterns: * and ?)")
-    seeds = dataclasses.replace(state.cfg.seed, init_seed=derive_seed("reinit", wanted.reinit_seed)
-                                % (1 << 31))
-    fresh = dict(build_model(dataclasses.replace(state.cfg, seed=seeds), vocab_size=vocab_size,
-                             eos_token_id=eos_token_id).named_parameters())
-    with torch.no_grad():
-        for name in chosen:
-            params[name].copy_(fresh[name].to(params[name].device))
-            moments = state.optimizer.state.get(params[name], {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in moments:
-                    moments[key].zero_()
-    return chosen
-
-
-def _apply_hyperparameters(state: TrainingState, parent_cfg: RunConfig) -> None:
-    """The branch config's lr / weight decay into the restored optimizer and schedule (a
-    restored optimizer keeps the values it was saved with; clip is read from the config)."""
-    new, old = state.cfg.optimizer, parent_cfg.optimizer
-    scale = new.lr / old.lr if old.lr else 1.0
-    for k, group in enumerate(state.optimizer.param_groups):
-        group["lr"] *= scale
-        if "initial_lr" in group:
-            group["initial_lr"] *= scale
-        if k == 0:  # the decayed group (zoo.engine.train_step.make_optimizer)
-            group["weight_decay"] = new.weight_decay
-    state.scheduler.base_lrs = [lr * scale for lr in state.scheduler.base_lrs]

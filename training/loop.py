@@ -16,6 +16,7 @@ world size when it uses world-size-invariant numerics (`micro_batch_size`).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -32,9 +33,8 @@ from zoo_common.progress import progress as progress_bar
 from zoo_common.errors import ZooError
 from data_index.order import rank_slice
 from training.background_writer import BackgroundWriter
+from training.session import Controls, Plan, Session
 from training.distributed import (
-    SINGLE,
-    World,
     any_rank,
     broadcast_ints,
     check_world_size,
@@ -68,53 +68,34 @@ def run_id_of(cfg: RunConfig) -> RunId:
     return RunId(cfg.family, cfg.size.name, cfg.seed.seed)
 
 
-def train_run(
-    cfg: RunConfig,
-    *,
-    store: Store,
-    corpus: Corpus,
-    device: str = "cpu",
-    threads: int | None = None,
-    progress: bool = True,
-    stop_after_step: int | None = None,
-    hold_after_step: int | None = None,
-    label: str = "",
-    world: World = SINGLE,
-) -> RunOutcome:
-    """Train (or resume, or skip) one run into `store`; returns what happened.
-
-    `stop_after_step` ends the process's work early as an interruption would (for tests and for
-    spreading long runs over several jobs); the next call resumes from the last keyframe.
-    `hold_after_step` makes the process wait after that step (its writes handed to the writer)
-    until Ctrl-C / SIGTERM or a kill: interruption tests stop a run at a known step, not a time.
-    Every rank of `world` calls this with the same arguments.
-    """
+def train_run(cfg: RunConfig, *, store: Store, corpus: Corpus, controls: Controls = Controls(),
+              label: str = "") -> RunOutcome:
+    """Train (or resume, or skip) one run into `store`; returns what happened. Every rank of
+    `controls.world` calls this with the same arguments."""
     run_id = run_id_of(cfg)
     run = store.run(run_id)
+    world = controls.world
     check_world_size(cfg, world.world_size)
-    device = world.device(device)
     if cfg.micro_batch_size:
-        if threads not in (None, 1) and world.is_main:
+        if controls.threads not in (None, 1) and world.is_main:
             print(f"note: {run_id.key} uses world-size-invariant numerics (micro_batch_size), "
-                  f"which fix 1 thread per process; --threads {threads} is ignored")
-        threads = 1
+                  f"which fix 1 thread per process; --threads {controls.threads} is ignored")
+        controls = dataclasses.replace(controls, threads=1)
     started = time.perf_counter()
     owner = f"{socket.gethostname()}:{os.getpid()}"
+    note = environment.busy_machine_note(controls.threads or torch.get_num_threads())
+    if note and controls.shows_progress:
+        print(f"note: {note}", file=sys.stderr)
     with run.lock(owner) if world.is_main else nullcontext():
         writer = BackgroundWriter()  # step 0's write, the loop's, and the logs'
+        session = Session(cfg, run, corpus, Plan.of_run(cfg), controls, label or run_id.key,
+                          writer)
         try:
-            state = _open_on_every_rank(cfg, run, corpus, device=device, threads=threads,
-                                        world=world, writer=writer)
+            state = _open_on_every_rank(session)
             if isinstance(state, int):
                 return RunOutcome(run_id, "skipped", state, state, None, 0.0)
             first_step = state.step
-            last_step, final_loss = _loop(
-                cfg, run, corpus, state, _parallel(state.model, cfg, world=world, device=device),
-                first_step=first_step, device=device,
-                progress=progress and world.is_main, stop_after_step=stop_after_step,
-                hold_after_step=hold_after_step, label=label or run_id.key, world=world,
-                writer=writer,
-            )
+            last_step, final_loss = train_steps(session, state, _parallel(state.model, session))
         except RuntimeError as exc:
             if not (world.distributed and _lost_a_peer(exc)):
                 raise
@@ -131,14 +112,13 @@ def train_run(
     )
 
 
-def _open_on_every_rank(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: str,
-                        threads: int | None, world: World, writer: BackgroundWriter):
+def _open_on_every_rank(session: Session):
     """Rank 0 opens (or creates) the run and tells the others; they load the same state read-only.
     Returns the last step (int) when the run is already finished, else the training state."""
+    run, world = session.run, session.controls.world
     if world.is_main:
         try:
-            state = _open_or_create(cfg, run, corpus, device=device, threads=threads, world=world,
-                                    writer=writer)
+            state = _open_or_create(session)
         except BaseException:
             broadcast_ints(world, [_ERROR, 0])  # the others stop instead of waiting for rank 0
             raise
@@ -154,8 +134,8 @@ def _open_on_every_rank(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device
     if decision == _SKIP:
         return step
     if step == 0:
-        return _fresh_state(cfg, corpus, device=device, threads=threads)
-    return _keyframe_state(cfg, run, corpus, step, device=device, threads=threads, world=world)
+        return _fresh_state(session)
+    return _keyframe_state(session, step)
 
 
 def _lost_a_peer(exc: RuntimeError) -> bool:
@@ -167,21 +147,22 @@ def _lost_a_peer(exc: RuntimeError) -> bool:
         word in text for word in ("gloo", "NCCL", "Connection reset", "Connection closed"))
 
 
-def _parallel(model, cfg: RunConfig, *, world: World, device: str):
+def _parallel(model, session: Session):
     """What the training step runs: plain DDP (gradients all-reduced in backward), or the model
     itself when it is alone or when the invariant path gathers micro-batch gradients itself."""
-    if not world.distributed or cfg.micro_batch_size:
+    if not session.controls.world.distributed or session.cfg.micro_batch_size:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
+    device = torch.device(session.device)
+    ids = [device.index] if device.type == "cuda" else None
     # buffers (rotary tables) are constants built identically on every rank: synced once at init
     return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
 
-def _open_or_create(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: str,
-                    threads: int | None, world: World, writer: BackgroundWriter):
+def _open_or_create(session: Session):
     """Fresh run: write its records and step 0. Existing run: check it, restore its last keyframe."""
+    cfg, run, corpus = session.cfg, session.run, session.corpus
     if cfg.data.seq_len != corpus.seq_len:
         raise ZooError(f"{cfg.model_name}: data.seq_len {cfg.data.seq_len} != corpus {corpus.seq_len}")
     if cfg.batch_size > corpus.n_samples:
@@ -212,14 +193,15 @@ def _open_or_create(cfg: RunConfig, run: RunStore, corpus: Corpus, *, device: st
         status = run.read_json("status.json")
         if status.get("finished"):
             return None
-        _check_same_world_size(cfg, run, world)
-        return _resume(cfg, run, corpus, device=device, threads=threads, world=world)
-    return _start(cfg, run, corpus, device=device, threads=threads, world=world, writer=writer)
+        _check_same_world_size(session)
+        return _resume(session)
+    return _start(session)
 
 
-def _check_same_world_size(cfg: RunConfig, run: RunStore, world: World) -> None:
+def _check_same_world_size(session: Session) -> None:
+    run, world = session.run, session.controls.world
     recorded = run.read_json("environment.json").get("world_size", 1)
-    if recorded == world.world_size or cfg.micro_batch_size:
+    if recorded == world.world_size or session.cfg.micro_batch_size:
         return
     how = ("`zoo train ... --nproc {n}` or `torchrun --nproc-per-node {n} -m training ...`"
            if recorded > 1 else "`zoo train ...` without --nproc or torchrun").format(n=recorded)
@@ -231,27 +213,29 @@ def _check_same_world_size(cfg: RunConfig, run: RunStore, world: World) -> None:
     )
 
 
-def _fresh_state(cfg: RunConfig, corpus: Corpus, *, device: str, threads: int | None) -> TrainingState:
-    return fresh_state(cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id, device=device,
-                       threads=threads)
+def _fresh_state(session: Session) -> TrainingState:
+    corpus = session.corpus
+    return fresh_state(session.cfg, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id,
+                       device=session.device, threads=session.controls.threads)
 
 
-def _keyframe_state(cfg: RunConfig, run: RunStore, corpus: Corpus, step: int, *, device: str,
-                    threads: int | None, world: World) -> TrainingState:
+def _keyframe_state(session: Session, step: int) -> TrainingState:
     """The state at keyframe `step`, always with the recorded thread count (to keep its bits)."""
+    run, corpus, controls = session.run, session.corpus, session.controls
     recorded_threads = run.read_json("environment.json")["threads"]
-    if threads is not None and threads != recorded_threads and world.is_main:
+    if controls.threads not in (None, recorded_threads) and controls.world.is_main:
         print(f"note: {run.run_id.key} was trained with {recorded_threads} threads; "
-              f"resuming with {recorded_threads} (not {threads}) to keep its bits")
-    return restore_state(run, cfg, step, vocab_size=corpus.vocab_size, eos_token_id=corpus.eos_id,
-                         device=device, rank=world.rank, world_size=world.world_size)
+              f"resuming with {recorded_threads} (not {controls.threads}) to keep its bits")
+    return restore_state(run, session.cfg, step, vocab_size=corpus.vocab_size,
+                         eos_token_id=corpus.eos_id, device=session.device,
+                         rank=controls.world.rank, world_size=controls.world.world_size)
 
 
-def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World,
-           writer: BackgroundWriter):
+def _start(session: Session) -> TrainingState:
+    cfg, run, corpus, world = session.cfg, session.run, session.corpus, session.controls.world
     run.delete_after(-1)  # a run that died before its first keyframe leaves nothing to keep
-    state = _fresh_state(cfg, corpus, device=device, threads=threads)
-    fingerprint = environment.fingerprint(device, world_size=world.world_size,
+    state = _fresh_state(session)
+    fingerprint = environment.fingerprint(session.device, world_size=world.world_size,
                                           backend=world.backend)
     run.write_json("environment.json", fingerprint)
     run.write_json("run.json", {
@@ -274,8 +258,7 @@ def _start(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World,
     rng = rng_state.capture()
     if world.distributed:
         rng = {**rng, "per_rank": [rng] * world.world_size}
-    _write_step(cfg, run, state, fingerprint=fingerprint,
-                checkpoint=True, keyframe=True, rng=rng, writer=writer)
+    write_step(session, state, fingerprint=fingerprint, checkpoint=True, keyframe=True, rng=rng)
     return state
 
 
@@ -291,26 +274,25 @@ def _split_record(corpus: Corpus, cfg: RunConfig) -> dict:
                       "train_sha256": split_digest(train)}}
 
 
-def _resume(cfg, run: RunStore, corpus: Corpus, *, device, threads, world: World = SINGLE):
-    step = run.keyframe_steps()[-1]
-    state = _keyframe_state(cfg, run, corpus, step, device=device, threads=threads, world=world)
-    run.delete_after(step)
+def _resume(session: Session) -> TrainingState:
+    step = session.run.keyframe_steps()[-1]
+    state = _keyframe_state(session, step)
+    session.run.delete_after(step)
     return state
 
 
-def _write_step(cfg, run: RunStore, state: TrainingState, *, fingerprint: dict,
-                checkpoint: bool, keyframe: bool, rng: dict | None = None,
-                writer: BackgroundWriter, log_parts: list[tuple[str, bytes]] = (),
-                end_step: int | None = None) -> None:
+def write_step(session: Session, state: TrainingState, *, fingerprint: dict, checkpoint: bool,
+               keyframe: bool, rng: dict | None = None,
+               log_parts: list[tuple[str, bytes]] = ()) -> None:
     """Write the state's checkpoint and/or keyframe (and, with a keyframe, the run's status), and
     `log_parts` (run-relative name, bytes: the index's and metrics' parts up to this step) before
-    them in the same commit. `end_step`: where the run ends (cfg.steps; a branch's until-step).
+    them in the same commit.
 
     The state is encoded into a staged RunWrite while training waits (the next update changes it
     in place); the commit (fsync, rename, manifests: mostly waiting on the disk) runs on the
     writer's thread while training goes on.
     """
-    step = state.step
+    cfg, run, step = session.cfg, session.run, state.step
     weights = {name: t.detach().cpu() for name, t in state.model.state_dict().items()}
     tokens_seen = step * cfg.batch_size * cfg.data.seq_len
     optimizer_state = state.optimizer.state_dict() if keyframe else None
@@ -340,7 +322,7 @@ def _write_step(cfg, run: RunStore, state: TrainingState, *, fingerprint: dict,
                     config_hash=cfg.config_hash(),
                     into=into,
                 )
-                end = cfg.steps if end_step is None else end_step
+                end = session.plan.end_step
                 run.write_json("status.json", {"last_step": step, "finished": step == end,
                                                "total_steps": end}, into=into)
         except BaseException:
@@ -349,33 +331,16 @@ def _write_step(cfg, run: RunStore, state: TrainingState, *, fingerprint: dict,
         return into
 
     staged = stage()
-    writer.submit(staged.commit, on_skip=staged.discard)
+    session.writer.submit(staged.commit, on_skip=staged.discard)
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Where a loop ends, what it stores, and which batches it trains on: a run's come from its
-    config and the order function; a branch (training/branching.py) brings its own."""
-
-    end_step: int
-    checkpoint_steps: frozenset
-    keyframe_steps: frozenset
-    batch_of: object = None  # step -> global batch ids; None: the run's order function
-    index_options: dict = None  # more StepIndexWriter arguments (a branch's begins_after, skipped)
-
-    @classmethod
-    def of_run(cls, cfg: RunConfig) -> Plan:
-        return cls(cfg.steps, frozenset(checkpoint_steps(cfg.checkpoints, cfg.steps)),
-                   frozenset(keyframe_steps(cfg.checkpoints, cfg.steps)))
-
-
-def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model, *,
-          first_step: int, device: str, progress: bool, stop_after_step: int | None,
-          hold_after_step: int | None = None, label: str, world: World = SINGLE,
-          writer: BackgroundWriter, plan: Plan | None = None):
-    """Steps first_step+1 .. the end (or stop_after_step); writes go through `writer`, which the
-    caller closes (after this returns, the index's and metrics' last parts are queued on it)."""
-    plan = plan or Plan.of_run(cfg)
+def train_steps(session: Session, state: TrainingState, train_model) -> tuple[int, float | None]:
+    """Steps state.step+1 .. the plan's end (or the controls' stop); returns (last step, its
+    loss). Writes go through the session's writer, which the caller closes (after this returns,
+    the index's and metrics' last parts are queued on it)."""
+    cfg, run, corpus, plan, controls = (session.cfg, session.run, session.corpus, session.plan,
+                                        session.controls)
+    world, writer, first_step = controls.world, session.writer, state.step
     ckpt_steps, key_steps = plan.checkpoint_steps, plan.keyframe_steps
     fingerprint = run.read_json("environment.json")
     index = metrics = None
@@ -398,13 +363,15 @@ def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model,
                                 data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
                                 n_samples=corpus.n_samples, after_step=first_step,
                                 train_fraction=corpus.train_fraction,
-                                write_part=queued(INDEX_FOLDER), **(plan.index_options or {}))
+                                write_part=queued(INDEX_FOLDER), **plan.index_options)
         metrics = MetricsWriter(run, write_part=queued(METRICS_FOLDER))
         metrics.truncate_after(first_step)
     train_ids = corpus.train_ids(cfg.seed.data_seed) if corpus.train_fraction is not None else None
-    end = plan.end_step if stop_after_step is None else min(plan.end_step, stop_after_step)
+    stop = controls.stop_after_step
+    end = plan.end_step if stop is None else min(plan.end_step, stop)
     tokens_per_step = cfg.batch_size * cfg.data.seq_len
-    bar = progress_bar(total=plan.end_step, initial=first_step, desc=label, unit="step",
+    progress = controls.shows_progress
+    bar = progress_bar(total=plan.end_step, initial=first_step, desc=session.label, unit="step",
                        enabled=progress)
     step, loss = first_step, None
     interrupt = _InterruptAtStepBoundary(also_sigterm=world.distributed)
@@ -415,7 +382,7 @@ def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model,
                                 n_samples=corpus.n_samples, train_ids=train_ids)
                    if plan.batch_of is None else plan.batch_of(step))
             mine = rank_slice(ids, world.rank, world.world_size)
-            batch, mask = training_batch(corpus, mine, device)
+            batch, mask = training_batch(corpus, mine, session.device)
             stats = state.update(batch, loss_mask=mask, model=train_model, world_size=world.world_size)
             loss = stats.loss
             wall = time.perf_counter() - tic
@@ -433,15 +400,15 @@ def _loop(cfg, run: RunStore, corpus: Corpus, state: TrainingState, train_model,
             if step in ckpt_steps or step in key_steps:
                 rng = gather_rng_states(world, rng_state.capture()) if step in key_steps else None
                 if world.is_main:
-                    _write_step(cfg, run, state, fingerprint=fingerprint, checkpoint=step in ckpt_steps,
-                                keyframe=step in key_steps, rng=rng, writer=writer,
-                                log_parts=unsent, end_step=plan.end_step)
+                    write_step(session, state, fingerprint=fingerprint,
+                               checkpoint=step in ckpt_steps, keyframe=step in key_steps, rng=rng,
+                               log_parts=unsent)
                     unsent = []  # the commit has them
             if progress:  # a disabled bar still formats its postfix
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss:.3f}",
                                 tok_s=f"{tokens_per_step / max(wall, 1e-9):,.0f}")
-            if step == hold_after_step:
+            if step == controls.hold_after_step:
                 interrupt.wait(f"holding after step {step} (--hold-after-step): waiting for a signal")
             if any_rank(world, interrupt.requested):  # every rank stops after the same step
                 raise KeyboardInterrupt(f"stopped after step {step}")

@@ -6,13 +6,16 @@ resumes or skips on its own, so re-submitting a whole plan is safe.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
 
+from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
-from training.distributed import SINGLE, World, barrier
+from training.distributed import barrier
 from training.loop import RunOutcome, train_run
+from training.session import Controls
 from zoo.config.run_config import FamilyConfig, RunConfig
 from zoo.store.corpora import ensure_corpus
 from zoo.config.manifest import load_manifest
@@ -53,22 +56,37 @@ def plan_commands(manifest: str, *, store_url: str, only: list[str] | None = Non
     ]
 
 
-def train_family(
-    manifest: str,
-    *,
-    store: Store,
-    only: list[str] | None = None,
-    device: str = "cpu",
-    threads: int | None = None,
-    progress: bool = True,
-    stop_after_step: int | None = None,
-    hold_after_step: int | None = None,
-    world: World = SINGLE,
-) -> list[RunOutcome]:
-    """Train the selected runs one after another; every rank of `world` calls this alike."""
+def train(manifest: str, *, store: str | os.PathLike | Store | None = None,
+          only: list[str] | None = None, device: str = "cpu", threads: int | None = None,
+          progress: bool = True) -> list[RunOutcome]:
+    """`zoo.train`: train every size x seed of a family (a built-in name like "superposition",
+    or a manifest path) into `store` ($ZOO_STORE, else ./zoo-store), one run after another.
+
+    Finished runs are skipped and interrupted ones resume from their last keyframe, so calling it
+    again is safe; `only` picks runs as `zoo train --only` does ("2l128" or "2l128/1"). Returns
+    one RunOutcome per run (trained, resumed or skipped)."""
+    from zoo.environment import check_device
+
+    opened = store if isinstance(store, Store) else Store.open(store)
+    if threads is not None:
+        threads = whole_number(threads, "threads", minimum=1)
+    return train_family(manifest, store=opened, only=list(only) if only else None,
+                        controls=Controls(device=check_device(device), threads=threads,
+                                          progress=progress))
+
+
+def train_family(manifest: str, *, store: Store, only: list[str] | None = None,
+                 controls: Controls | None = None, **control_values) -> list[RunOutcome]:
+    """Train the selected runs one after another; every rank of the controls' world calls this
+    alike. How to train comes as `controls`, or as its fields (device=, threads=, progress=, ...)."""
+    if controls is None:
+        controls = Controls(**control_values)
+    elif control_values:
+        controls = dataclasses.replace(controls, **control_values)
     family = load_manifest(manifest)
     runs = select_runs(family, only)
-    progress = progress and world.is_main
+    world = controls.world
+    progress = controls.shows_progress
     if not world.is_main:
         barrier(world)  # rank 0 prepares and publishes the corpus; the others then find it ready
     corpus = ensure_corpus(store, family.data, progress=progress)
@@ -77,9 +95,7 @@ def train_family(
     outcomes = []
     for k, cfg in enumerate(runs, start=1):
         label = f"run {k}/{len(runs)} {cfg.model_name} seed {cfg.seed.seed}"
-        outcome = train_run(cfg, store=store, corpus=corpus, device=device, threads=threads,
-                            progress=progress, stop_after_step=stop_after_step,
-                            hold_after_step=hold_after_step, label=label, world=world)
+        outcome = train_run(cfg, store=store, corpus=corpus, controls=controls, label=label)
         outcomes.append(outcome)
         if progress:
             _report(label, outcome)

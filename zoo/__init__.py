@@ -8,6 +8,7 @@
     report = zoo.replay("tiny-2l128", seed=1, step=250) # report.exact, report.max_abs_diff, ...
     batch = zoo.batch("tiny-2l128", seed=1, step=257)   # LongTensor [batch, seq]
     zoo.steps_of("tiny-2l128", seed=1, sample=1234)     # steps whose batch held that sample
+    zoo.train("tiny")                                   # every size x seed of a family
     zoo.branch("tiny-2l128", seed=1, from_step=200, label="nodup", drop_samples=ids)
     zoo.load("tiny-2l128", seed=1, step=256, branch="nodup")   # every read takes branch=
     loader = zoo.training_data("tiny-2l128", seed=1, step=200, n_steps=8)  # the exact batches
@@ -24,15 +25,29 @@ opens one with `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=T
 """
 from importlib import import_module
 
-from zoo_common.errors import IntegrityError, ZooError
+from zoo_common.openmp import prefer_short_spinning
+
+prefer_short_spinning()  # before torch loads: two trainings on one machine share its cores
+
+from zoo_common.errors import (  # noqa: E402
+    ArgumentError,
+    BranchNotFoundError,
+    IntegrityError,
+    InvalidInputError,
+    ManifestError,
+    ModelNotFoundError,
+    NotFoundError,
+    SeedNotFoundError,
+    StepNotFoundError,
+    StoreNotFoundError,
+    ZooError,
+)
 
 # Public name -> (module, attribute), imported on first use: `import zoo` stays cheap (no torch)
 # until a function is called, so `zoo --help` and the lightweight commands start at once.
 _PUBLIC = {
     "batch": ("zoo.registry.batches", "batch"),
     "batch_ids": ("zoo.registry.batches", "batch_ids"),
-    # the write side, reached lazily as `zoo train` is: a read never imports training
-    "branch": ("training.branching", "branch"),
     "steps_of": ("zoo.registry.batches", "steps_of"),
     "tensor_history": ("zoo.registry.history", "tensor_history"),
     "training_data": ("zoo.registry.trained_batches", "training_data"),
@@ -49,14 +64,26 @@ _PUBLIC = {
     "stats": ("zoo.stats", None),
 }
 
+# The write side (training/, the layer above zoo), reached lazily through zoo/write_side.py's
+# table of routes up: a read never imports training.
+_WRITE_SIDE = ("train", "branch")
+
 __all__ = [
-    "IntegrityError", "ZooError", "batch", "batch_ids", "branch", "list_models", "load", "load_transformer_lens", "metrics",
+    "ArgumentError", "BranchNotFoundError", "IntegrityError", "InvalidInputError", "ManifestError",
+    "ModelNotFoundError", "NotFoundError", "SeedNotFoundError", "StepNotFoundError",
+    "StoreNotFoundError", "ZooError", "batch", "batch_ids", "branch", "list_models", "load", "load_transformer_lens", "metrics",
     "open_run", "per_example", "replay", "snapshot",
-    "stats", "steps", "steps_of", "tensor_history", "training_data", "transformer_lens_sweep",
+    "stats", "steps", "steps_of", "tensor_history", "train", "training_data",
+    "transformer_lens_sweep",
 ]
 
 
 def __getattr__(name: str):
+    if name in _WRITE_SIDE:
+        from zoo.write_side import reach
+
+        globals()[name] = value = reach(name)
+        return value
     if name not in _PUBLIC:  # a submodule, as `zoo.batches` is once imported (eagerly or not)
         try:
             return import_module(f"zoo.{name}")
@@ -72,4 +99,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+    return sorted(set(globals()) | set(_PUBLIC) | set(_WRITE_SIDE))

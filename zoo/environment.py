@@ -11,6 +11,8 @@ import platform
 
 import torch
 
+from zoo_common.openmp import wait_policy
+
 # Keys whose difference can change bits; the rest are recorded for the researcher's information.
 BIT_RELEVANT = ("torch", "device", "cpu_capability", "threads", "deterministic", "world_size", "machine")
 
@@ -31,6 +33,7 @@ def fingerprint(device: torch.device | str = "cpu", *, world_size: int = 1,
         "threads": torch.get_num_threads(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "world_size": world_size,
+        "omp_wait_policy": wait_policy(),  # when threads sleep, not what they compute
     }
     if device.type == "cuda":
         record["cuda"] = torch.version.cuda
@@ -80,6 +83,21 @@ def apply(device: torch.device | str, *, threads: int | None) -> None:
         torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+
+
+def busy_machine_note(threads: int) -> str | None:
+    """A note when this machine's cores are already busy (the 1-minute load average), or None:
+    another training on the same cores slows both, though neither changes its bits."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not on every platform
+        return None
+    cores = os.cpu_count() or 1
+    if load + threads <= cores + 0.5:
+        return None
+    return (f"this machine is busy (load {load:.1f} on {cores} cores) and this training adds "
+            f"{threads} thread(s): each training shares the cores (same bits; OpenMP: "
+            f"{wait_policy()})")
 
 
 def _device_name(device: torch.device) -> str:

@@ -8,17 +8,17 @@ from __future__ import annotations
 import argparse
 import numbers
 
-from zoo_common.errors import ZooError
+from zoo_common.errors import ArgumentError
 
 
 def whole_number(value, what: str, *, minimum: int | None = None) -> int:
     """`value` as a Python int when it is an integer (numpy integers included; bool is not);
     a ZooError naming `what` otherwise, or when it is below `minimum`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ZooError(f"{what} must be an integer, got {value!r} ({type(value).__name__})")
+        raise ArgumentError(f"{what} must be an integer, got {value!r} ({type(value).__name__})")
     value = int(value)
     if minimum is not None and value < minimum:
-        raise ZooError(f"{what} must be >= {minimum}, got {value}")
+        raise ArgumentError(f"{what} must be >= {minimum}, got {value}")
     return value
 
 

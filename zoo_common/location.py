@@ -23,7 +23,7 @@ from pathlib import Path
 
 import fsspec
 
-from zoo_common.errors import ZooError
+from zoo_common.errors import NotFoundError, ZooError
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,18 @@ class Location:
         return self.fs.exists(self.path(*parts))
 
     def read_bytes(self, *parts: str) -> bytes:
-        target = self.path(*parts)
+        data = self.read_if_exists(*parts)
+        if data is None:
+            raise NotFoundError(f"missing file {self.path(*parts)} in {self.url}")
+        return data
+
+    def read_if_exists(self, *parts: str) -> bytes | None:
+        """The file's bytes, or None when there is no such file: one request on a remote store,
+        where asking `exists` first would be two."""
         try:
-            return self.fs.cat_file(target)
+            return self.fs.cat_file(self.path(*parts))
         except FileNotFoundError:
-            raise ZooError(f"missing file {target} in {self.url}") from None
+            return None
 
     def write_atomic(self, relpath: str, data: bytes) -> None:
         """Write `data` so that readers see either nothing/old bytes or all of the new bytes."""
@@ -217,6 +224,10 @@ def open_location(url: str | os.PathLike, **storage_options) -> Location:
         path = os.path.abspath(os.path.expanduser(text))
         return Location(fsspec.filesystem("file"), path, path)
     protocol = text.split("://", 1)[0]
+    if protocol in ("s3", "s3a"):
+        # s3fs asks for a file's size (one more request) before every read it may split into
+        # concurrent ranges; store files are small, so one GET each is faster far from the store
+        storage_options = {"max_concurrency": 1, **storage_options}
     try:
         fs, root = fsspec.core.url_to_fs(text, **storage_options)
     except ImportError as exc:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli.common import SEED_HELP, add_store_argument, device_name, open_store
+from zoo.cli.common import SEED_HELP, add_store_argument, device_name
 
 EPILOG = """\
 examples:
@@ -77,22 +77,16 @@ def _branch(args) -> int:
     settings = dict(_setting(text) for text in args.set) if args.set is not None else None
     samples = _sample_ids(args.drop_samples) if args.drop_samples else None
     documents = _ids(args.drop_documents, "document id") if args.drop_documents else None
-    store = open_store(args)
-    from training.branching import branch
+    interventions = {key: value for key, value in (
+        ("drop_samples", samples), ("drop_documents", documents),
+        ("replace_data", args.replace_data), ("lr_scale", args.lr_scale), ("settings", settings),
+        ("reinit", args.reinit), ("drop_until", args.drop_until)) if value is not None}
+    if args.reinit_seed:
+        interventions["reinit_seed"] = args.reinit_seed
+    from zoo.write_side import reach
 
-    outcomes = branch(name, seed=seed, from_step=args.from_step, label=args.label,
-                      until_step=args.until_step, store=store, parent=parent or None,
-                      drop_samples=samples, drop_documents=documents,
-                      replace_data=args.replace_data, lr_scale=args.lr_scale, settings=settings,
-                      reinit=args.reinit, reinit_seed=args.reinit_seed,
-                      drop_until=args.drop_until, resume=args.resume,
-                      device=args.device, progress=not args.quiet,
-                      stop_after_step=args.stop_after_step, hold_after_step=args.hold_after_step)
-    for outcome in outcomes if isinstance(outcomes, list) else [outcomes]:
-        loss = "" if outcome.final_loss is None else f", final loss {outcome.final_loss:.4f}"
-        print(f"{outcome.run_id.key}: {outcome.status} steps {outcome.first_step + 1}.."
-              f"{outcome.last_step} in {outcome.seconds:.1f} s{loss}")
-    return 0
+    return reach("branch_command")(args, seed=seed, name=name, parent=parent,
+                                   interventions=interventions)
 
 
 def _seed(text: str) -> int:

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from zoo.cli.common import add_store_argument, device_name, open_store, positive_int
+from zoo.cli.common import add_store_argument, device_name, positive_int
 
 EPILOG = """\
 examples:
@@ -53,54 +52,6 @@ def _train(args) -> int:
     from zoo.config.manifest import load_manifest
 
     load_manifest(args.manifest)  # a typo in the manifest is reported before torch loads
-    from training.distributed import launch, shutdown, world_from_env
-    from training.sweep import plan_commands, train_family
-    from zoo.store.store import resolve_store_url
+    from zoo.write_side import reach
 
-    store_url = resolve_store_url(args.store)
-    if args.plan:
-        if args.nproc is not None and args.nproc > 1:
-            _check_nproc(args, here=False)
-        for command in plan_commands(args.manifest, store_url=store_url, only=args.only,
-                                     nproc=args.nproc):
-            print(command)
-        return 0
-    if args.nproc is not None and args.nproc > 1:
-        _check_nproc(args)
-        return launch(args.manifest, nproc=args.nproc, store_url=store_url, only=args.only,
-                      threads=args.threads, device=args.device, quiet=args.quiet,
-                      stop_after_step=args.stop_after_step,
-                      hold_after_step=args.hold_after_step)
-    world = world_from_env(args.device)  # torchrun's environment, or a single process
-    try:
-        train_family(args.manifest, store=open_store(args, must_exist=False), only=args.only,
-                     device=args.device, threads=args.threads, progress=not args.quiet,
-                     stop_after_step=args.stop_after_step, hold_after_step=args.hold_after_step,
-                     world=world)
-    finally:
-        shutdown(world)
-    return 0
-
-
-def _check_nproc(args, *, here: bool = True) -> None:
-    """Refuse a process count before torchrun starts N processes that would each fail: it must
-    split every selected run's batch, and (`here`: run on this machine) not exceed its cores or
-    GPUs."""
-    from zoo_common.errors import ZooError
-    from training.distributed import check_world_size
-    from training.sweep import select_runs
-    from zoo.config.manifest import load_manifest
-
-    for cfg in select_runs(load_manifest(args.manifest), args.only):
-        check_world_size(cfg, args.nproc)
-    if not here:
-        return
-    if args.device.startswith("cuda"):
-        import torch
-
-        if args.nproc > torch.cuda.device_count():
-            raise ZooError(f"--nproc {args.nproc} with --device cuda needs one GPU per process; "
-                           f"this machine has {torch.cuda.device_count()}")
-    elif args.nproc > (os.cpu_count() or 1):
-        raise ZooError(f"--nproc {args.nproc} on a machine with {os.cpu_count()} CPU cores: each "
-                       f"process needs a core of its own (use at most {os.cpu_count()})")
+    return reach("train_command")(args)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from zoo_common.errors import ZooError
+from zoo_common.errors import ManifestError, ZooError
 from zoo.config.run_config import FamilyConfig, from_data
 
 # The built-in families ship as package data of the top-level `manifests` package, installed
@@ -35,7 +35,7 @@ def resolve_manifest(path_or_name: str | Path) -> Path:
     builtins = builtin_manifest_paths()
     if str(path_or_name) in builtins:
         return builtins[str(path_or_name)]
-    raise ZooError(
+    raise ManifestError(
         f"no manifest {str(path_or_name)!r}: not a file and not a built-in family; "
         f"built-in families: {', '.join(builtins) or '(none found)'}"
     )
@@ -47,7 +47,7 @@ def load_manifest(path_or_name: str | Path) -> FamilyConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ZooError(f"{path}: cannot read manifest: {err}") from None
+        raise ManifestError(f"{path}: cannot read manifest: {err}") from None
     return parse_manifest(text, source=str(path))
 
 
@@ -59,18 +59,18 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> FamilyConfig:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = err.problem or err.context or "invalid YAML"
-        raise ZooError(f"{source}: malformed YAML at {where}: {problem}") from None
+        raise ManifestError(f"{source}: malformed YAML at {where}: {problem}") from None
     except yaml.YAMLError as err:
-        raise ZooError(f"{source}: malformed YAML: {err}") from None
+        raise ManifestError(f"{source}: malformed YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ZooError(
+        raise ManifestError(
             f"{source}: a manifest must be a mapping of keys (family, architecture, sizes, "
             f"seeds, ...), got {type(data).__name__}"
         )
     try:
         return from_data(FamilyConfig, data)
     except ZooError as err:
-        raise ZooError(f"{source}: {err}") from None
+        raise ManifestError(f"{source}: {err}") from None
 
 
 class _StrictLoader(yaml.SafeLoader):

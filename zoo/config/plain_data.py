@@ -18,11 +18,11 @@ import types
 import typing
 from typing import Any, Union
 
-from zoo_common.errors import ZooError
+from zoo_common.errors import ManifestError, ZooError
 
 
-def _fail(where: str, message: str) -> ZooError:
-    return ZooError(f"{where}: {message}" if where else message)
+def _fail(where: str, message: str) -> ManifestError:
+    return ManifestError(f"{where}: {message}" if where else message)
 
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -35,7 +35,7 @@ _TYPE_NAMES = {
 }
 
 
-class _WrongType(ZooError):
+class _WrongType(ManifestError):
     """A value of the wrong type at `path`; a union catches it to name all its options instead."""
 
     def __init__(self, path: str, tp: Any, value: Any) -> None:
@@ -137,4 +137,4 @@ def _dataclass_from_data(cls: Any, value: Any, path: str) -> Any:
     except ZooError as err:
         if not path or str(err).startswith(path):
             raise
-        raise ZooError(f"{path}: {err}") from None
+        raise ManifestError(f"{path}: {err}") from None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from zoo.config.plain_data import from_data
-from zoo_common.errors import ZooError
+from zoo_common.errors import ArgumentError, ManifestError
 
 ARCHITECTURES = ("gpt-neox", "llama", "toy")
 ACTIVATIONS = {
@@ -33,8 +33,8 @@ _SIZE_NAME = re.compile(r"^[a-z0-9_.]+$")
 _FAMILY_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
-def _fail(where: str, message: str) -> ZooError:
-    return ZooError(f"{where}: {message}" if where else message)
+def _fail(where: str, message: str) -> ManifestError:
+    return ManifestError(f"{where}: {message}" if where else message)
 
 
 def _divisors(n: int) -> list[int]:
@@ -376,11 +376,11 @@ class FamilyConfig(TrainingSettings):
         sizes = {s.name: s for s in self.sizes}
         seeds = {s.seed: s for s in self.seeds}
         if size not in sizes:
-            raise ZooError(
+            raise ArgumentError(
                 f"family {self.family} has no size {size!r}; valid sizes: {', '.join(sizes)}"
             )
         if seed not in seeds:
-            raise ZooError(
+            raise ArgumentError(
                 f"family {self.family} has no seed {seed!r}; valid seeds: "
                 f"{', '.join(str(s) for s in seeds)}"
             )

@@ -16,7 +16,7 @@ import torch
 from data_index import Corpus, StepIndex
 from zoo_common.progress import progress as progress_bar
 from zoo_common.arguments import whole_number
-from zoo_common.errors import ZooError
+from zoo_common.errors import StepNotFoundError, ZooError
 from zoo import environment
 from zoo.config.run_config import RunConfig
 from zoo.store.corpora import open_corpus
@@ -197,12 +197,17 @@ def advance(run: RunStore, step: int, *, store: Store, threads: int | None = Non
     `observe` is passed to the training step of `step` itself (instrumented replay).
     Changes the process's thread count to the recorded one (or `threads`); callers restore it.
     """
-    cfg = RunConfig.from_json(run.read_json("run.json")["config"])
-    _check_reachable(run, step, cfg)
-    keyframe_step = max(k for k in run.keyframe_steps() if k <= step - 1)
+    keyframe_step = replay_start(run, step)
     state = restore(run, keyframe_step, store=store, threads=threads, device=device)
     step_to(state, step, progress=progress, observe=observe)
     return state
+
+
+def replay_start(run: RunStore, step: int) -> int:
+    """The keyframe a replay of `step` starts from: the last one before it (checked reachable)."""
+    cfg = RunConfig.from_json(run.read_json("run.json")["config"])
+    _check_reachable(run, step, cfg)
+    return max(k for k in run.keyframe_steps() if k <= step - 1)
 
 
 def restore(run: RunStore, keyframe_step: int, *, store: Store, threads: int | None = None,
@@ -211,7 +216,7 @@ def restore(run: RunStore, keyframe_step: int, *, store: Store, threads: int | N
     record = run.read_json("run.json")
     cfg = RunConfig.from_json(record["config"])
     corpus = open_corpus(store, record["corpus_fingerprint"])
-    index = StepIndex.open(run.index_location)
+    index = StepIndex.open(run.index_location, header=run.index_record())
     if index.corpus_fingerprint != corpus.fingerprint:
         raise ZooError(
             f"{run.run_id.key}: data index was written for corpus {index.corpus_fingerprint[:16]}…, "
@@ -226,7 +231,7 @@ def step_to(state: ReplayState, step: int, *, progress: bool = False,
             observe: STEP_OBSERVER | None = None) -> None:
     """Run the recorded training steps state.step+1 .. step (the same function training ran)."""
     if step > state.index.last_step:
-        raise ZooError(f"{state.run}: the data index records steps {state.index.first_step}.."
+        raise StepNotFoundError(f"{state.run}: the data index records steps {state.index.first_step}.."
                        f"{state.index.last_step}; step {step} was never trained")
     todo = range(state.step + 1, step + 1)
     for s in progress_bar(todo, desc=f"replay {state.run} -> step {step}", unit="step",
@@ -260,12 +265,12 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 def _check_reachable(run: RunStore, step: int, cfg: RunConfig) -> None:
     keyframes = run.keyframe_steps()
     if step == 0:
-        raise ZooError("step 0 is the initial weights: there is no update to replay "
+        raise StepNotFoundError("step 0 is the initial weights: there is no update to replay "
                        "(load it with zoo.load(name, seed=..., step=0))")
     if not keyframes:
-        raise ZooError(f"{run.run_id.key} has no keyframes, so no step can be replayed; "
+        raise StepNotFoundError(f"{run.run_id.key} has no keyframes, so no step can be replayed; "
                        f"keyframes are written by `zoo train` at steps 0, K, 2K, ...")
     last = run.read_json("status.json")["last_step"]
     if step < 0 or step > last:
-        raise ZooError(f"step {step} is outside {run.run_id.key}: it was trained for steps 1..{last} "
+        raise StepNotFoundError(f"step {step} is outside {run.run_id.key}: it was trained for steps 1..{last} "
                        f"(of {cfg.steps} planned); any of those can be replayed")

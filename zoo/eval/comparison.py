@@ -132,7 +132,7 @@ def resolve_arm(name: str, store: Store) -> tuple[str, str]:
     return family, size
 
 
-def _arm_values(family: str, size: str, metric: str, store: Store) -> pa.Table:
+def arm_values(family: str, size: str, metric: str, store: Store) -> pa.Table:
     """(seed, step, value) rows where `metric` was evaluated / logged, for one model."""
     table = metrics_table(family, store=store, sizes=[size])
     if metric not in table.column_names:
@@ -208,7 +208,7 @@ def compare(
     check_alternative(alternative)
     store = open_store(store)
     arms = {"a": resolve_arm(a, store), "b": resolve_arm(b, store)}
-    values = {k: _arm_values(*arm, metric, store) for k, arm in arms.items()}
+    values = {k: arm_values(*arm, metric, store) for k, arm in arms.items()}
     seeds = {k: sorted(set(v.column("seed").to_pylist())) for k, v in values.items()}
     if paired:
         _check_paired(a, b, seeds["a"], seeds["b"])

@@ -172,7 +172,7 @@ def family_runs(store: Store, family: str, *, sizes=None, seeds=None) -> list:
     return runs
 
 
-class _Models:
+class ReusedModels:
     """One model object per architecture config, reloaded in place for every checkpoint."""
 
     def __init__(self) -> None:
@@ -341,7 +341,7 @@ def evaluate_family(
                 todo.append((run, step, missing))
             else:
                 skipped += 1
-    models, rows = _Models(), 0
+    models, rows = ReusedModels(), 0
     bar = progress_bar(total=len(todo), desc=f"eval {family}", unit="ckpt", enabled=progress)
     try:
         for k, (run, step, missing) in enumerate(todo):

@@ -26,7 +26,7 @@ import torch
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
 from zoo.config.names import arm_name, parse_arm
-from zoo.eval.evaluate import _Models, family_runs
+from zoo.eval.evaluate import ReusedModels, family_runs
 from zoo.eval.heldout import DEFAULT_SAMPLES, build_heldout
 from zoo.eval.metrics import per_example_loss
 from zoo.registry.loading import open_snapshot
@@ -99,7 +99,7 @@ def per_example(
     runs = [store.run(run_id) for run_id in runs]
     for run in runs:  # every seed can serve the step, before any model is loaded
         check_step(run, step, run.checkpoint_steps())
-    models, rows, sets = _Models(), [], {}
+    models, rows, sets = ReusedModels(), [], {}
     for run in runs:
         record = run.read_json("run.json")
         fingerprint = record["corpus_fingerprint"]

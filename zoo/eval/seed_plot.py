@@ -29,7 +29,7 @@ from zoo_common.arguments import whole_number
 from zoo_common.atomic_files import atomic_path
 from zoo_common.errors import ZooError
 from zoo.eval.compare_plot import metric_label
-from zoo.eval.comparison import _arm_values, resolve_arm
+from zoo.eval.comparison import arm_values, resolve_arm
 from zoo.eval.tables import HELDOUT_PREFIX, metrics_table
 from zoo.stats import SeedIntervals, seed_intervals
 from zoo.store.store import Store
@@ -104,7 +104,7 @@ def seed_curves(
     smooth = whole_number(smooth, "smooth", minimum=1)
     store = open_store(store)
     family, size = resolve_arm(name, store)
-    rows = _arm_values(family, size, metric, store).sort_by(
+    rows = arm_values(family, size, metric, store).sort_by(
         [("seed", "ascending"), ("step", "ascending")]
     )
     _check_one_heldout_set(family, size, metric, name, store)

@@ -4,7 +4,7 @@
 TransformerLens is an optional extra (`pip install 'model-zoo[tl]'`). The bridge wraps the very
 model `zoo.load` returns, so its logits are zoo.load's (within float error, in fp32); every step
 works, a replayed one included. GPT-NeoX and Llama runs use TransformerLens' own adapters; the toy
-architecture uses ours (transformer_lens_adapter.py).
+architecture uses ours (zoo/models/toy_transformer_lens.py).
 
 `compatibility_mode=True` calls TransformerLens' `enable_compatibility_mode()`: HookedTransformer's
 weight processing. It folds each LayerNorm's scale and bias into the weights that read from it
@@ -33,7 +33,7 @@ def transformer_lens():
     except ImportError as exc:
         raise ZooError(f"TransformerLens 4 is not installed ({exc}); it is an optional extra: "
                        f"{INSTALL_HINT}") from None
-    from zoo.interp import transformer_lens_adapter  # noqa: F401  registers the toy adapter
+    from zoo.models import toy_transformer_lens  # noqa: F401  registers the toy adapter
 
     return TransformerBridge
 

@@ -14,8 +14,12 @@ classes under `model_type = "zoo-toy"` by `register_toy_model()`, which zoo.snap
 model building call, so a saved folder opens with `AutoModelForCausalLM` in that process.
 Elsewhere, a snapshot carries this very file (`write_remote_code`: transformers' standard
 `auto_map`), so `from_pretrained(folder, trust_remote_code=True)` opens it without zoo. This file
-therefore imports nothing of zoo. Deliberately small and readable: the eager attention below IS the
-computation an interpretability researcher reads, so there is no cache, no kernel dispatch, no dropout.
+therefore imports nothing of zoo. Beside it the snapshot carries our TransformerLens adapter
+(toy_transformer_lens.py, copied verbatim), which this file imports once
+TransformerLens is loaded (`_register_transformer_lens_adapter`), so that
+`TransformerBridge.boot_transformers(folder, trust_remote_code=True)` opens the folder without zoo
+too. Deliberately small and readable: the eager attention below IS the computation an
+interpretability researcher reads, so there is no cache, no kernel dispatch, no dropout.
 
 Outputs follow transformers' conventions: `labels` -> shifted causal-LM loss (`loss_function`),
 `output_attentions` -> per-layer softmax patterns [batch, heads, query, key], `output_hidden_states`
@@ -25,6 +29,9 @@ Outputs follow transformers' conventions: `labels` -> shifted causal-LM loss (`l
 from __future__ import annotations
 
 import math
+import sys
+import warnings
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -63,6 +70,12 @@ class ZooToyConfig(PreTrainedConfig):
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
+
+    def __post_init__(self, **kwargs) -> None:
+        super().__post_init__(**kwargs)
+        # TransformerLens 4.3's boot_transformers builds this config (AutoConfig) and then looks the
+        # architecture up in a static table: the snapshot's adapter must be in it by then.
+        _register_transformer_lens_adapter()
 
     def validate_architecture(self) -> None:
         """Part of transformers' strict-config validation."""
@@ -311,15 +324,43 @@ def register_toy_model() -> None:
 
 
 REMOTE_CODE_FILE = "modeling_zoo_toy.py"
+TRANSFORMER_LENS_FILE = "transformer_lens_zoo_toy.py"  # the adapter, beside REMOTE_CODE_FILE
+_transformer_lens_done = False
+
+
+def _register_transformer_lens_adapter() -> None:
+    """In a snapshot's copy of this file, once TransformerLens is loaded: import the adapter the
+    snapshot carries, which registers itself. Called whenever a config is built, because
+    transformers runs this module once per process and TransformerLens may be imported later.
+
+    Never imports TransformerLens itself: boot_transformers has it loaded already, and a plain
+    transformers load should not pay its import (seconds) nor its logging changes. In zoo's own
+    copy (no adapter beside it) this does nothing: `zoo.interp` registers the same adapter."""
+    global _transformer_lens_done
+    if _transformer_lens_done or "transformer_lens" not in sys.modules:
+        return
+    _transformer_lens_done = True
+    if not Path(__file__).with_name(TRANSFORMER_LENS_FILE).is_file():
+        return
+    try:  # transformers copies the file this relative import names into its module cache
+        from .transformer_lens_zoo_toy import register
+        register()
+    except Exception as exc:  # noqa: BLE001  a TransformerLens it does not fit: the model still loads
+        warnings.warn(f"zoo-toy: TransformerLens adapter not registered ({exc!r}); "
+                      "boot_transformers will not know ZooToyForCausalLM", stacklevel=2)
 
 
 def write_remote_code(folder, config: ZooToyConfig) -> None:
     """Put this module into a model folder and point the config's `auto_map` at it, so that any
     transformers user (nnsight, TransformerLens, a Hub download) loads the folder with
-    `trust_remote_code=True` and no zoo installed. Call before `config.save_pretrained(folder)`."""
-    from pathlib import Path
-
-    Path(folder, REMOTE_CODE_FILE).write_text(Path(__file__).read_text(encoding="utf-8"), encoding="utf-8")
+    `trust_remote_code=True` and no zoo installed; beside it, a verbatim copy of the TransformerLens
+    adapter (toy_transformer_lens.py beside this file, read as text, never imported here). Call
+    before `config.save_pretrained(folder)`."""
+    here = Path(__file__).resolve()
+    Path(folder, REMOTE_CODE_FILE).write_text(here.read_text(encoding="utf-8"), encoding="utf-8")
+    adapter = here.with_name("toy_transformer_lens.py")
+    Path(folder, TRANSFORMER_LENS_FILE).write_text(adapter.read_text(encoding="utf-8"),
+                                                   encoding="utf-8")
     module = REMOTE_CODE_FILE.removesuffix(".py")
     config.auto_map = {"AutoConfig": f"{module}.ZooToyConfig",
                        "AutoModelForCausalLM": f"{module}.ZooToyForCausalLM"}

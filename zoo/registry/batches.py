@@ -1,17 +1,21 @@
 """What data a step saw, and which steps saw a sample: the data index, by model name.
 
-The step index and corpus of a run are opened once per process and kept, so repeated queries
-cost milliseconds (steps_of builds its inverted index on first use). On a branch (`branch=`), a
+The step index and corpus of a run are opened once per process and kept (while the store still
+holds what they were opened from), so repeated queries cost milliseconds (steps_of builds its
+inverted index on first use). On a branch (`branch=`), a
 step up to the branch point is answered from the parent's index (zoo.store.lineage), so a
 branch's history reads as one run.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+
 import torch
 
 from data_index import Corpus, StepIndex
 from zoo_common.arguments import whole_number
-from zoo_common.errors import ZooError
+from zoo_common.errors import NotFoundError, ZooError
 from zoo.store.corpora import open_corpus
 from zoo.store.lineage import batch_owner, lineage
 from zoo.store.run_store import RunStore
@@ -51,7 +55,7 @@ def placements_of(name: str, *, seed: int, sample: int, store: str | Store | Non
         corpus, index = run_data(run)
         if k == 0:
             if not 0 <= sample < corpus.n_samples:
-                raise ZooError(f"sample {sample} does not exist: the corpus has samples "
+                raise NotFoundError(f"sample {sample} does not exist: the corpus has samples "
                                f"0..{corpus.n_samples - 1}")
             own = corpus.fingerprint
         elif corpus.fingerprint != own:  # a branch on other data: its ids name other samples
@@ -74,12 +78,17 @@ def open_run_data(name: str, *, seed: int, store=None, branch: str | None = None
 
 
 def run_data(run: RunStore) -> tuple[Corpus, StepIndex]:
-    """`open_run_data` of an opened run."""
+    """`open_run_data` of an opened run. Kept per process under what it was opened from (the
+    run's record, the index's header and parts): a run retrained in place, or one that trained
+    on since, is opened again instead of answered from memory."""
     store = run.store
-    key = (store.url, run.run_id.key)
+    record = run.read_json("run.json")
+    header = run.index_record()
+    key = (store.url, run.run_id.key, _digest(record), _digest(header),
+           tuple(run.index_location.list()))
     if key not in _OPENED:
-        corpus = open_corpus(store, run.read_json("run.json")["corpus_fingerprint"])
-        index = StepIndex.open(run.index_location)
+        corpus = open_corpus(store, record["corpus_fingerprint"])
+        index = StepIndex.open(run.index_location, header=header)
         if index.corpus_fingerprint != corpus.fingerprint:
             raise ZooError(f"{run.run_id.key}: index fingerprint {index.corpus_fingerprint[:16]}… "
                            f"does not match corpus {corpus.fingerprint[:16]}…")
@@ -89,5 +98,9 @@ def run_data(run: RunStore) -> tuple[Corpus, StepIndex]:
     return _OPENED[key]
 
 
-# (store url, run key) -> (corpus, index); a run's recorded data never changes once written.
-_OPENED: dict[tuple[str, str], tuple[Corpus, StepIndex]] = {}
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+# (store, run, what it was opened from) -> (corpus, index); at most 32 runs are kept
+_OPENED: dict[tuple, tuple[Corpus, StepIndex]] = {}

@@ -141,8 +141,11 @@ def model_card(name: str, *, seed: int, record: dict, steps: list[int], final: i
     toy = record.get("hf_config", {}).get("model_type") == "zoo-toy"
     trust = ", trust_remote_code=True" if toy else ""
     remote_note = ("\nThe toy architecture's modeling code ships in each folder (`modeling_zoo_toy.py`, named "
-                   "by config.json's `auto_map`): `trust_remote_code=True` runs that one file, which "
-                   "imports only torch and transformers. Read it first if you like.\n") if toy else ""
+                   "by config.json's `auto_map`): `trust_remote_code=True` runs that file, which "
+                   "imports only torch and transformers. Beside it, `transformer_lens_zoo_toy.py` is our "
+                   "TransformerLens 4 adapter, imported only where TransformerLens is loaded, so "
+                   "`TransformerBridge.boot_transformers(path, trust_remote_code=True)` opens a step "
+                   "too. Read them first if you like.\n") if toy else ""
     return f"""---
 library_name: transformers
 tags: [model-zoo, interpretability, {family}]

@@ -14,7 +14,7 @@ import torch
 
 from zoo_common.progress import progress as progress_bar
 from zoo_common.arguments import whole_number
-from zoo_common.errors import ZooError
+from zoo_common.errors import NotFoundError, StepNotFoundError, ZooError
 from zoo.store.store import Store
 from zoo.store.records import format_steps
 
@@ -58,13 +58,13 @@ def tensor_history(name: str, *, seed: int, tensor: str, steps: list[int] | None
     if tensor not in names:
         close = difflib.get_close_matches(tensor, names, n=5, cutoff=0.4) or names[:5]
         listed = f"; all {len(names)}: {', '.join(names)}" if len(names) <= 60 else ""
-        raise ZooError(f"{run.run_id} has no tensor {tensor!r}; closest: {', '.join(close)}{listed}")
+        raise NotFoundError(f"{run.run_id} has no tensor {tensor!r}; closest: {', '.join(close)}{listed}")
     by_blob: dict[str, torch.Tensor] = {}
     values = []
     for step in progress_bar(wanted, desc=f"history {tensor}", unit="step", enabled=progress):
         ref = refs[step].get(tensor)
         if ref is None:
-            raise ZooError(f"{run.run_id} step {step} has no tensor {tensor!r}; the run's "
+            raise NotFoundError(f"{run.run_id} step {step} has no tensor {tensor!r}; the run's "
                            f"checkpoints disagree on their tensor names (run `zoo verify`)")
         blob = ref.get("blob") if isinstance(ref, dict) else None
         if blob not in by_blob:
@@ -82,7 +82,7 @@ def _check_steps(steps: list[int], stored: list[int], run) -> list[int]:
     steps = [whole_number(s, "each of steps") for s in steps]
     bad = [s for s in steps if s not in stored]
     if bad:
-        raise ZooError(f"no stored checkpoint at step(s) {', '.join(map(str, bad))} for "
+        raise StepNotFoundError(f"no stored checkpoint at step(s) {', '.join(map(str, bad))} for "
                        f"{run.run_id}; stored: {format_steps(stored)} (history reads stored "
                        f"checkpoints only; `zoo snapshot` replays any other step)")
     return sorted(set(steps))

@@ -3,8 +3,11 @@
 The folder (config.json, model.safetensors, tokenizer files, and our zoo_snapshot.json record; a
 toy-architecture run's also its modeling file, named by config.json's `auto_map`) is
 built in a temporary folder beside its place and renamed into it, so a cached snapshot is always
-whole. The record names the stored checkpoint it was built from (`weights_id`), so a snapshot
-whose checkpoint changed in the store is rebuilt instead of served stale.
+whole. The cache is a copy, never a source of truth: the record names what the folder was built
+from (`source`: the run's record, and the stored checkpoint's blobs, or, for a replayed step, the
+keyframe it started from and the data index it read), and a folder is served only while the store
+still holds exactly that. A store retrained in place, a branch label reused with other
+interventions, an HTTP store retrained by its owner: each gets a freshly built folder.
 """
 from __future__ import annotations
 
@@ -18,11 +21,12 @@ import torch
 from safetensors.torch import save_file
 
 from zoo.cache import cache_dir
+from zoo.store.corpora import tokenizer_files
 from zoo.store.run_store import RunStore
 
 SNAPSHOT_RECORD = "zoo_snapshot.json"
 # 2: a toy run's folder carries its modeling code. A cached folder of another format is rebuilt.
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3  # 3: and the TransformerLens adapter beside it (transformer_lens_zoo_toy.py)
 WEIGHTS = "model.safetensors"
 PT_METADATA = {"format": "pt"}  # what transformers expects in a model.safetensors
 
@@ -36,18 +40,37 @@ def snapshot_folder(run: RunStore, step: int) -> Path:
 
 def weights_id(manifest: dict) -> str:
     """Names a stored checkpoint's exact weights (its blob references)."""
-    return hashlib.sha256(json.dumps(manifest["tensors"], sort_keys=True).encode()).hexdigest()
+    return _digest(manifest["tensors"])
 
 
-def is_current(folder: Path, manifest: dict) -> bool:
-    """A cached snapshot built from exactly the blobs the store's checkpoint names now."""
+def stored_source(run: RunStore, manifest: dict) -> dict:
+    """What a stored step's snapshot is built from: the run's record (config, corpus, HF config,
+    a branch's interventions) and the checkpoint's blobs."""
+    return {"kind": "stored", "run_record": _digest(run.read_json("run.json")),
+            "weights_id": weights_id(manifest)}
+
+
+def replayed_source(run: RunStore, keyframe_step: int, keyframe_manifest: dict,
+                    index_record: dict) -> dict:
+    """What a replayed step's snapshot is built from: the run's record, the keyframe replay
+    started from (its weights, optimizer, RNG states and data cursor), and the data index."""
+    return {"kind": "replayed", "run_record": _digest(run.read_json("run.json")),
+            "keyframe_step": keyframe_step, "keyframe": _digest(keyframe_manifest),
+            "index": _digest(index_record)}
+
+
+def source_id(source: dict) -> str:
+    return _digest(source)
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def is_current(folder: Path, source: dict) -> bool:
+    """A cached snapshot built from exactly what the store holds now."""
     record = _record(folder)
-    return record.get("format") == SNAPSHOT_FORMAT and record.get("weights_id") == weights_id(manifest)
-
-
-def is_built(folder: Path) -> bool:
-    """A cached snapshot of this format (a replayed step's: no stored checkpoint to compare with)."""
-    return _record(folder).get("format") == SNAPSHOT_FORMAT
+    return record.get("format") == SNAPSHOT_FORMAT and record.get("source_id") == source_id(source)
 
 
 def _record(folder: Path) -> dict:
@@ -59,10 +82,10 @@ def _record(folder: Path) -> dict:
 
 
 def write_snapshot(folder: Path, *, run: RunStore, step: int, tensors: dict[str, torch.Tensor],
-                   tokens_seen: int, weights_id: str | None = None) -> Path:
+                   tokens_seen: int, source: dict) -> Path:
     """Write config, weights and tokenizer as an HF folder, atomically (temp folder + rename).
 
-    `weights_id` names the stored checkpoint the tensors came from (None for replayed steps)."""
+    `source` (stored_source / replayed_source) is what the tensors were built from."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:
@@ -74,25 +97,24 @@ def write_snapshot(folder: Path, *, run: RunStore, step: int, tensors: dict[str,
         if config.model_type == TOY_MODEL_TYPE:  # carry the modeling code: opens without zoo
             write_remote_code(staging, config)
         config.save_pretrained(staging)
-        tokenizer = run.store.corpus_location(record["corpus_fingerprint"]).child("tokenizer")
-        for file in tokenizer.list():
-            (staging / file).write_bytes(tokenizer.read_bytes(file))
+        for file, data in tokenizer_files(run.store, record["corpus_fingerprint"]).items():
+            (staging / file).write_bytes(data)
         (staging / SNAPSHOT_RECORD).write_text(json.dumps({
             "format": SNAPSHOT_FORMAT, "run": run.run_id.key, "model_name": run.run_id.model_name, "seed": run.run_id.seed,
             "init_seed": record.get("init_seed"), "data_seed": record.get("data_seed"),
             "step": step, "tokens_seen": tokens_seen, "config_hash": record["config_hash"],
-            "corpus_fingerprint": record["corpus_fingerprint"], "weights_id": weights_id,
-            "store": run.store.url,
+            "corpus_fingerprint": record["corpus_fingerprint"], "store": run.store.url,
+            "source": source, "source_id": source_id(source),
         }, indent=2))
-        _publish(staging, folder, weights_id)
+        _publish(staging, folder, source_id(source))
         return folder
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _publish(staging: Path, folder: Path, weights_id: str | None) -> None:
+def _publish(staging: Path, folder: Path, built_from: str) -> None:
     """Rename the complete staging folder into place. A folder already there built from the same
-    weights (another process was first) is kept as it is: it may be open. A stale one is renamed
+    source (another process was first) is kept as it is: it may be open. A stale one is renamed
     aside before it is removed, so that nobody ever finds the place half deleted."""
     try:
         staging.rename(folder)
@@ -101,7 +123,7 @@ def _publish(staging: Path, folder: Path, weights_id: str | None) -> None:
         if not folder.exists():
             raise
     record = _record(folder)  # {} when unreadable: a damaged folder, replaced
-    if record.get("format") == SNAPSHOT_FORMAT and record.get("weights_id", "") == weights_id:  # the same stored weights, or the same replayed step (weights_id None)
+    if record.get("format") == SNAPSHOT_FORMAT and record.get("source_id") == built_from:
         return
     aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".stale", dir=folder.parent))
     folder.rename(aside / "old")

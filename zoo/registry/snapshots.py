@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 from zoo_common.arguments import whole_number
-from zoo_common.errors import ZooError
+from zoo_common.errors import StepNotFoundError
 from zoo.registry.reachable import materialize_step
-from zoo.registry.snapshot_folder import is_current, snapshot_folder, weights_id, write_snapshot
+from zoo.registry.snapshot_folder import is_current, snapshot_folder, stored_source, write_snapshot
 from zoo.store.catalog import open_run
 from zoo.store.lineage import weights_owner
 from zoo.store.records import format_steps
@@ -43,12 +43,12 @@ def run_snapshot(run: RunStore, step: int, *, progress: bool = False) -> Path:
     if step not in stored:
         return materialize_step(run, step, progress=progress)
     folder = snapshot_folder(run, step)
-    manifest = run.checkpoint_manifest(step)
-    if is_current(folder, manifest):
+    source = stored_source(run, run.checkpoint_manifest(step))
+    if is_current(folder, source):
         return folder
     checkpoint = run.read_checkpoint(step)
     return write_snapshot(folder, run=run, step=step, tensors=checkpoint.tensors,
-                          tokens_seen=checkpoint.tokens_seen, weights_id=weights_id(manifest))
+                          tokens_seen=checkpoint.tokens_seen, source=source)
 
 
 def check_step(run: RunStore, step: int, stored: list[int]) -> None:
@@ -63,4 +63,4 @@ def check_step(run: RunStore, step: int, stored: list[int]) -> None:
     every = config.get("checkpoints", {}).get("keyframe_every")
     replay = (f"keyframes every {every}; any step 1..{last} can be replayed" if keyframes
               else "no keyframes, so only stored steps can be loaded")
-    raise ZooError(f"no step {step} for {run.run_id}; stored: {format_steps(stored)}, {replay}")
+    raise StepNotFoundError(f"no step {step} for {run.run_id}; stored: {format_steps(stored)}, {replay}")

@@ -17,12 +17,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from zoo_common.errors import IntegrityError, ZooError
 from zoo.serve import pages
 from zoo.serve.store_files import is_store_path, store_file
+from zoo_common.errors import IntegrityError, ZooError
 
 DEFAULT_PROMPT = "def add(a, b): return a + b. def add(a, b): return a + b."
 _COOKIE = "zoo_token"
@@ -37,7 +37,7 @@ def make_app(store, *, token: str | None = None) -> Starlette:
 
     def html(fn):
         def endpoint(request: Request) -> Response:
-            return HTMLResponse(fn(request))
+            return pages.render(request, fn(request))
         return endpoint
 
     def int_param(request: Request, name: str, default: int | None = None) -> int | None:
@@ -48,18 +48,18 @@ def make_app(store, *, token: str | None = None) -> Starlette:
             raise ZooError(f"{name} must be a whole number, got {text!r}")
         return int(text)
 
-    def run_step(request: Request) -> str:
+    def run_step(request: Request) -> pages.Page:
         p = request.path_params
         return pages.run_page(store, p["name"], p["seed"], p["step"], int_param(request, "sample"))
 
-    def attention(request: Request) -> str:
+    def attention(request: Request) -> pages.Page:
         p = request.path_params
         run = pages.open_run(p["name"], seed=p["seed"], store=store)
         step = int_param(request, "step", run.checkpoint_steps()[-1])
         return pages.attention_page(store, p["name"], p["seed"], step,
                                     request.query_params.get("prompt") or DEFAULT_PROMPT)
 
-    def compare(request: Request) -> str:
+    def compare(request: Request) -> pages.Page:
         q = request.query_params
         return pages.compare_page(store, q.get("a"), q.get("b"), q.get("metric"), q.get("branch"))
 
@@ -86,12 +86,9 @@ def make_app(store, *, token: str | None = None) -> Starlette:
 
     def on_zoo_error(request: Request, exc: ZooError) -> Response:
         if isinstance(exc, IntegrityError):
-            return HTMLResponse(pages.page("Corrupt data", f"<p class='bad'>The store holds damaged "
-                                           f"data, so nothing from it is shown: {pages._e(exc)}</p>"
-                                           f"<p>Run <code>zoo verify</code> on the store.</p>"),
-                                status_code=500)
+            return pages.render(request, pages.corrupt(str(exc)), status_code=500)
         missing = str(exc).startswith("no ")  # "no model ...", "no seed ...", "no step ..."
-        return HTMLResponse(pages.not_found(str(exc), store, missing=missing),
+        return pages.render(request, pages.not_found(str(exc), store, missing=missing),
                             status_code=404 if missing else 400)
 
     read = ["GET", "HEAD"]

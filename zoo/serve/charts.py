@@ -1,13 +1,16 @@
 """Charts as inline SVG, drawn on the server: no chart library, no CDN, nothing to load.
 
 Steps run from 0 to many thousands with dense early checkpoints, so the x axis is log(1 + step):
-the early steps get room, as in the plots `zoo compare` writes.
+the early steps get room, as in the plots `zoo compare` writes. Every text (titles, labels, a
+prompt's tokens) is escaped by markupsafe, and a chart is returned as Markup, so a template
+inserts it as it is and escapes nothing twice.
 """
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
+
+from markupsafe import Markup, escape
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#7f7f7f", "#bcbd22")
@@ -37,7 +40,7 @@ def _x(step: float) -> float:
     return math.log10(1 + max(step, 0))
 
 
-def svg(chart: Chart, *, width: int = 760, height: int = 320) -> str:
+def svg(chart: Chart, *, width: int = 760, height: int = 320) -> Markup:
     """The chart as an <svg class="chart"> element (empty axes when there is nothing to draw)."""
     left, right, top, bottom = 64, 16, 28, 58
     points = [(s, v) for ser in chart.series for s, v in zip(ser.steps, ser.values)
@@ -55,10 +58,10 @@ def svg(chart: Chart, *, width: int = 760, height: int = 320) -> str:
     plot_w, plot_h = width - left - right, height - top - bottom
     px = lambda s: left + plot_w * _x(s) / x_max
     py = lambda v: top + plot_h * (1 - (v - y_lo) / (y_hi - y_lo))
-    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-           f'aria-label="{html.escape(chart.title)}">',
-           f'<text x="{left}" y="18" font-size="13" font-weight="bold">{html.escape(chart.title)}</text>',
+    out = [(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{escape(chart.title)}">'),
+           f'<text x="{left}" y="18" font-size="13" font-weight="bold">{escape(chart.title)}</text>',
            f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
     for k in range(5):  # y grid
         v = y_lo + (y_hi - y_lo) * k / 4
@@ -72,7 +75,7 @@ def svg(chart: Chart, *, width: int = 760, height: int = 320) -> str:
     out.append(f'<text x="{left + plot_w / 2}" y="{height - 24}" font-size="11" '
                f'text-anchor="middle">step (log scale)</text>')
     out.append(f'<text x="14" y="{top + plot_h / 2}" font-size="11" text-anchor="middle" '
-               f'transform="rotate(-90 14 {top + plot_h / 2})">{html.escape(chart.y_label)}</text>')
+               f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(chart.y_label)}</text>')
     for ser in chart.series:
         if ser.band:
             pairs = [(s, lo, hi) for s, lo, hi in zip(ser.steps, *ser.band)
@@ -87,26 +90,26 @@ def svg(chart: Chart, *, width: int = 760, height: int = 320) -> str:
             d = " ".join(f"{'M' if i == 0 else 'L'}{px(s):.1f},{py(v):.1f}" for i, (s, v) in enumerate(good))
             out.append(f'<path class="series" d="{d}" fill="none" stroke="{ser.color}" '
                        f'stroke-width="{ser.width}" opacity="{ser.opacity}">'
-                       f'<title>{html.escape(ser.label)}</title></path>')
+                       f'<title>{escape(ser.label)}</title></path>')
     for row, (label, (steps_marked, color)) in enumerate(chart.marks.items()):
         y = top + plot_h + 22 + 6 * row
         for s in steps_marked:
             out.append(f'<line class="mark" x1="{px(s):.1f}" x2="{px(s):.1f}" y1="{y}" y2="{y + 4}" '
                        f'stroke="{color}"/>')
         out.append(f'<text x="{left + plot_w}" y="{height - 6 - 12 * row}" font-size="9" '
-                   f'text-anchor="end" fill="{color}">| {html.escape(label)}</text>')
+                   f'text-anchor="end" fill="{color}">| {escape(label)}</text>')
     for s, label in chart.lines:
         out.append(f'<line x1="{px(s):.1f}" x2="{px(s):.1f}" y1="{top}" y2="{top + plot_h}" '
                    f'stroke="#555" stroke-dasharray="3,3"/><text x="{px(s) + 3:.1f}" y="{top + 12}" '
-                   f'font-size="10" fill="#555">{html.escape(label)}</text>')
+                   f'font-size="10" fill="#555">{escape(label)}</text>')
     legend = [ser for ser in chart.series if ser.width >= 2]
     for k, ser in enumerate(legend):
         y = top + 14 + 14 * k
         out.append(f'<line x1="{left + 10}" x2="{left + 28}" y1="{y - 4}" y2="{y - 4}" '
                    f'stroke="{ser.color}" stroke-width="2"/><text x="{left + 32}" y="{y}" '
-                   f'font-size="10">{html.escape(ser.label)}</text>')
+                   f'font-size="10">{escape(ser.label)}</text>')
     out.append("</svg>")
-    return "\n".join(out)
+    return Markup("\n".join(out))
 
 
 def _x_ticks(largest: float) -> list[int]:
@@ -117,23 +120,23 @@ def _x_ticks(largest: float) -> list[int]:
     return ticks
 
 
-def heatmap(matrix, *, labels: list[str], title: str, cell: int | None = None) -> str:
+def heatmap(matrix, *, labels: list[str], title: str, cell: int | None = None) -> Markup:
     """One attention pattern [query, key] as an SVG grid (darker = more attention), about 260
     pixels wide whatever the prompt's length, so a layer's heads fit side by side."""
     n = len(matrix)
     cell = cell or max(3, min(14, 260 // max(n, 1)))
     size = cell * n
-    out = [f'<svg class="pattern" xmlns="http://www.w3.org/2000/svg" width="{size + 4}" '
-           f'height="{size + 18}" viewBox="0 0 {size + 4} {size + 18}">',
-           f'<text x="2" y="12" font-size="11">{html.escape(title)}</text>']
+    out = [(f'<svg class="pattern" xmlns="http://www.w3.org/2000/svg" width="{size + 4}" '
+            f'height="{size + 18}" viewBox="0 0 {size + 4} {size + 18}">'),
+           f'<text x="2" y="12" font-size="11">{escape(title)}</text>']
     for q in range(n):
         for k in range(n):
             weight = float(matrix[q][k])
             if weight > 0.005:
                 out.append(f'<rect x="{2 + k * cell}" y="{16 + q * cell}" width="{cell}" '
                            f'height="{cell}" fill="#08306b" opacity="{min(1.0, weight):.3f}">'
-                           f'<title>{html.escape(labels[q])} -> {html.escape(labels[k])}: '
+                           f'<title>{escape(labels[q])} -> {escape(labels[k])}: '
                            f'{weight:.3f}</title></rect>')
     out.append(f'<rect x="2" y="16" width="{size}" height="{size}" fill="none" stroke="#bbb"/>')
     out.append("</svg>")
-    return "\n".join(out)
+    return Markup("\n".join(out))

@@ -1,39 +1,33 @@
-"""The pages of `zoo serve`, rendered on the server from the store (HTML with inline SVG charts).
+"""The pages of `zoo serve`: what each page shows, gathered from the store, as a Page.
 
-Each function takes the opened store and the request's parameters and returns HTML; a ZooError
-(an unknown model, seed or step: its message lists what exists) becomes the 404 page in app.py.
+A Page names a Jinja2 template of templates/ and holds its values; app.py renders it through
+Starlette's Jinja2Templates, which escapes every value (autoescape), so text from the store or
+the request (names, labels, documents, prompts) is never markup. Charts are inline SVG from
+charts.py (escaped by markupsafe). A ZooError (an unknown model, seed or step: its message lists
+what exists) becomes the 404 page in app.py.
 """
 from __future__ import annotations
 
-import html
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
+import jinja2
 import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
 
 from zoo.serve.charts import PALETTE, Chart, Series, heatmap, svg
 from zoo.store.catalog import list_models, open_run
 
-STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em 2.5em; color: #222; max-width: 1100px }
-a { color: #0b5cad; text-decoration: none } a:hover { text-decoration: underline }
-table { border-collapse: collapse; margin: .6em 0 } td, th { padding: 3px 10px; text-align: left;
-  border-bottom: 1px solid #e5e5e5 } th { background: #f6f6f6 }
-pre { background: #f7f7f7; padding: .5em .8em; white-space: pre-wrap; overflow-wrap: anywhere }
-.sample { border-left: 3px solid #ccd; padding-left: .6em; margin: .5em 0 }
-.muted { color: #777 } .bad { color: #b00 } .patterns { display: flex; flex-wrap: wrap; gap: 10px }
-nav { margin-bottom: 1em } nav a { margin-right: 1em } form { margin: .6em 0 }
-"""
 
+@dataclass(frozen=True)
+class Page:
+    """A page to render: the template's file name and the values it shows."""
 
-def page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)} - "
-            f"Model Zoo</title><style>{STYLE}</style></head><body><nav><a href='/'>Model Zoo</a>"
-            f"<a href='/compare'>compare</a></nav><h1>{html.escape(title)}</h1>\n{body}\n"
-            f"</body></html>")
-
-
-def _e(text) -> str:
-    return html.escape(str(text))
+    template: str
+    title: str
+    values: dict = field(default_factory=dict)
 
 
 def model_href(name: str) -> str:
@@ -42,6 +36,30 @@ def model_href(name: str) -> str:
 
 def run_href(name: str, seed: int, step: int) -> str:
     return f"/run/{quote(name)}/{seed}/{step}"
+
+
+def attention_href(name: str, seed: int, step: int) -> str:
+    return f"/attention/{quote(name)}/{seed}?step={step}"
+
+
+_ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.PackageLoader("zoo.serve", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,  # a value a template names but no page gives is an error
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENVIRONMENT.globals.update(model_href=model_href, run_href=run_href,
+                            attention_href=attention_href)
+_ENVIRONMENT.filters["thousands"] = lambda n: f"{n:,}"
+TEMPLATES = Jinja2Templates(env=_ENVIRONMENT)
+
+
+def render(request: Request, page: Page, *, status_code: int = 200) -> Response:
+    """The page as an HTML response (Jinja2, autoescaped)."""
+    return TEMPLATES.TemplateResponse(request, page.template,
+                                      {"title": page.title, **page.values},
+                                      status_code=status_code)
 
 
 def _state(run) -> str:
@@ -79,32 +97,24 @@ def _mean_curve(rows, column: str):
     return steps, means, lows, highs
 
 
-def store_page(store) -> str:
+def store_page(store) -> Page:
     models = list_models(store=store)
-    if not models:
-        return page("Store", f"<p>{_e(store.url)}: nothing trained yet (`zoo train tiny "
-                             f"--store {_e(store.url)}`).</p>")
     rows, chart = [], Chart("training loss, mean over seeds", "train loss (the step's batch)")
     for k, model in enumerate(models):
         runs = [store.run(r) for r in store.runs() if r.model_name == model.name and not r.branch]
-        states = sorted({_state(run) for run in runs})
         steps = [s for seed_steps in model.steps.values() for s in seed_steps]
-        branches = ", ".join(f"<a href='{model_href(model.name + '@' + label)}'>@{_e(label)}</a>"
-                             for label in model.branches) or "<span class='muted'>none</span>"
-        rows.append(f"<tr><td><a class='model' href='{model_href(model.name)}'>{_e(model.name)}</a>"
-                    f"</td><td>{_e(model.family)}</td><td>{', '.join(map(str, model.seeds))}</td>"
-                    f"<td>0..{max(steps):,} ({len(next(iter(model.steps.values())))} stored)</td>"
-                    f"<td>{_e('; '.join(states))}</td><td>{branches}</td></tr>")
+        rows.append({"name": model.name, "family": model.family, "seeds": model.seeds,
+                     "last_step": max(steps), "stored": len(next(iter(model.steps.values()))),
+                     "states": sorted({_state(run) for run in runs}),
+                     "branches": list(model.branches)})
         table = _metrics(model.family, store, model.size)
         steps_, means, _, _ = _mean_curve(table, "train_loss")
         chart.series.append(Series(model.name, steps_, means, PALETTE[k % len(PALETTE)], width=2))
-    body = (f"<p class='muted'>{_e(store.url)}</p><table id='models'><tr><th>model</th>"
-            f"<th>family</th><th>seeds</th><th>steps</th><th>state</th><th>branches</th></tr>"
-            f"{''.join(rows)}</table>{svg(chart)}")
-    return page("Store", body)
+    return Page("store.html", "Store", {"url": store.url, "models": rows,
+                                        "chart": svg(chart) if models else ""})
 
 
-def model_page(store, name: str) -> str:
+def model_page(store, name: str) -> Page:
     from zoo.config.names import parse_arm
 
     family, size = parse_arm(name)
@@ -140,18 +150,15 @@ def model_page(store, name: str) -> str:
     rows = []
     for seed, run in runs.items():
         stored = run.checkpoint_steps()
-        links = " ".join(f"<a href='{run_href(name, seed, s)}'>{s}</a>" for s in _some(stored))
-        rows.append(f"<tr><td>{seed}</td><td>{_e(_state(run))}</td><td>{len(stored)}</td>"
-                    f"<td>{links}</td><td><a href='/attention/{quote(name)}/{seed}?step="
-                    f"{stored[-1]}'>attention</a></td></tr>")
+        rows.append({"seed": seed, "state": _state(run), "stored": len(stored),
+                     "steps": _some(stored), "last": stored[-1]})
     about = ""
     if record:
         from zoo.store.lineage import describe
 
-        about = f"<p>Branch {_e(describe(record))}.</p>"
-    body = (f"{about}<table id='runs'><tr><th>seed</th><th>state</th><th>stored steps</th>"
-            f"<th>a step's batch</th><th></th></tr>{''.join(rows)}</table>{''.join(charts)}")
-    return page(name, body)
+        about = describe(record)
+    return Page("model.html", name, {"name": name, "branch": about, "runs": rows,
+                                     "charts": charts})
 
 
 def _some(steps: list[int], n: int = 8) -> list[int]:
@@ -161,42 +168,28 @@ def _some(steps: list[int], n: int = 8) -> list[int]:
     return [steps[i] for i in picks]
 
 
-def run_page(store, name: str, seed: int, step: int, sample: int | None = None) -> str:
+def run_page(store, name: str, seed: int, step: int, sample: int | None = None) -> Page:
     from zoo.registry.batches import placements_of, run_data
     from zoo.store.lineage import batch_owner
 
     run = open_run(name, seed=seed, store=store)
     last = run.status().get("last_step", 0)
-    nav = (f"<p><a href='{run_href(name, seed, max(1, step - 1))}'>&larr; step {max(1, step - 1)}</a>"
-           f" &nbsp; <a href='{run_href(name, seed, min(last, step + 1))}'>step {min(last, step + 1)}"
-           f" &rarr;</a> &nbsp; <a href='/run/{quote(name)}/{seed}/{step}/snapshot.zip'>download "
-           f"the weights at step {step} (a Hugging Face folder, zip)</a> &nbsp; <a href='/attention/"
-           f"{quote(name)}/{seed}?step={step}'>attention at step {step}</a></p>")
-    found = ""
-    if sample is not None:
-        hits = placements_of(name, seed=seed, sample=sample, store=store)
-        links = ", ".join(f"<a href='{run_href(name, seed, s)}'>{s}</a> (position {p})" for s, p in hits)
-        found = f"<p id='steps-of'>sample {sample} was in {len(hits)} batch(es): {links or 'none'}</p>"
-    form = (f"<form method='get'><label>steps that saw sample <input name='sample' type='number' "
-            f"min='0' value='{'' if sample is None else sample}'></label> <button>find</button></form>")
+    hits = None if sample is None else placements_of(name, seed=seed, sample=sample, store=store)
+    values = {"name": name, "seed": seed, "step": step, "previous": max(1, step - 1),
+              "following": min(last, step + 1), "sample": sample, "hits": hits, "samples": None}
+    title = f"{name} seed {seed}, step {step}"
     if step < 1:
-        return page(f"{name} seed {seed}, step {step}",
-                    nav + form + found + "<p>Step 0 is the initial weights: no batch.</p>")
+        return Page("run.html", title, values)
     corpus, index = run_data(batch_owner(run, step))
-    ids = index.batch_ids(step)
     samples = []
-    for position, sample_id in enumerate(ids.tolist()):
+    for sample_id in index.batch_ids(step).tolist():
         document, offset = corpus.provenance(sample_id)
         text = corpus.decode(corpus.samples([sample_id])[0].tolist())
-        samples.append(f"<div class='sample'><div class='muted'>position {position} - sample "
-                       f"<a href='?sample={sample_id}'>{sample_id}</a> - document {_e(document)}, "
-                       f"token {offset}</div><pre>{_e(text)}</pre></div>")
-    body = (f"{nav}{form}{found}<h2>The batch step {step} trained on ({len(ids)} samples)</h2>"
-            f"<div id='batch'>{''.join(samples)}</div>")
-    return page(f"{name} seed {seed}, step {step}", body)
+        samples.append({"id": sample_id, "document": document, "offset": offset, "text": text})
+    return Page("run.html", title, {**values, "samples": samples})
 
 
-def attention_page(store, name: str, seed: int, step: int, prompt: str) -> str:
+def attention_page(store, name: str, seed: int, step: int, prompt: str) -> Page:
     import torch
 
     from zoo.registry.loading import load
@@ -209,38 +202,24 @@ def attention_page(store, name: str, seed: int, step: int, prompt: str) -> str:
     with torch.no_grad():
         patterns = model(input_ids=ids, output_attentions=True).attentions
     labels = [tokenizer.decode([t]) for t in ids[0].tolist()]
-    grids = []
-    for layer, pattern in enumerate(patterns):
-        cells = "".join(heatmap(pattern[0, head].tolist(), labels=labels, title=f"L{layer}H{head}")
-                        for head in range(pattern.shape[1]))
-        grids.append(f"<h3>layer {layer}</h3><div class='patterns'>{cells}</div>")
+    layers = [[heatmap(pattern[0, head].tolist(), labels=labels, title=f"L{layer}H{head}")
+               for head in range(pattern.shape[1])] for layer, pattern in enumerate(patterns)]
     how = "stored" if step in stored else "not stored: replayed exactly from the keyframe before it"
-    form = (f"<form id='controls' method='get'><label>prompt <input name='prompt' size='60' "
-            f"value='{_e(prompt)}'></label><br><label>step <input id='step' name='step' "
-            f"type='range' min='0' max='{last}' value='{step}' oninput=\"document.getElementById("
-            f"'shown').textContent=this.value\" onchange='this.form.submit()'></label> "
-            f"<span id='shown'>{step}</span> <button>show</button> <span class='muted'>stored: "
-            f"{', '.join(map(str, _some(stored, 12)))}...</span></form>")
-    body = (f"{form}<p>step {step} ({how}); {len(labels)} tokens: "
-            f"{_e(' | '.join(labels))}</p><div id='attention'>{''.join(grids)}</div>")
-    return page(f"{name} seed {seed}: attention at step {step}", body)
+    return Page("attention.html", f"{name} seed {seed}: attention at step {step}",
+                {"prompt": prompt, "step": step, "last": last, "stored": _some(stored, 12),
+                 "how": how, "labels": labels, "layers": layers})
 
 
-def compare_page(store, a: str | None, b: str | None, metric: str | None, branch: str | None) -> str:
+def compare_page(store, a: str | None, b: str | None, metric: str | None,
+                 branch: str | None) -> Page:
     import base64
     import tempfile
 
     models = list_models(store=store)
     names = [m.name for m in models] + [f"{m.name}@{label}" for m in models for label in m.branches]
-    options = "".join(f"<option value='{_e(n)}'>" for n in names)
-    form = (f"<form method='get'><datalist id='names'>{options}</datalist>A <input name='a' "
-            f"list='names' value='{_e(a or '')}'> B <input name='b' list='names' value='{_e(b or '')}'>"
-            f" branch of B <input name='branch' size='10' value='{_e(branch or '')}'> metric "
-            f"<input name='metric' value='{_e(metric or 'train_loss')}'> <button>compare</button>"
-            f"</form><p class='muted'>The same test and plot as `zoo compare A B --metric M` "
-            f"(a branch: paired by seed).</p>")
+    values = {"names": names, "a": a, "b": b, "branch": branch, "metric": metric, "result": None}
     if not (a and b and metric):
-        return page("Compare", form)
+        return Page("compare.html", "Compare", values)
     from zoo.eval.compare_plot import plot_comparison
     from zoo.eval.comparison import compare
 
@@ -252,13 +231,14 @@ def compare_page(store, a: str | None, b: str | None, metric: str | None, branch
         path = plot_comparison(result, f"{folder}/plot.png")
         with open(path, "rb") as handle:
             png = base64.b64encode(handle.read()).decode()
-    body = (f"{form}<img id='comparison' alt='comparison plot' src='data:image/png;base64,{png}'>"
-            f"<pre>{_e(result.format())}</pre>")
-    return page(f"Compare {a} and {b}", body)
+    return Page("compare.html", f"Compare {a} and {b}",
+                {**values, "result": result.format(), "png": png})
 
 
-def not_found(message: str, store, *, missing: bool = True) -> str:
-    names = ", ".join(f"<a href='{model_href(m.name)}'>{_e(m.name)}</a>" for m in list_models(store=store))
-    return page("Not found" if missing else "Cannot show this", f"<p class='bad'>{_e(message)}</p><p>Models in this store: "
-                             f"{names or 'none'}.</p>")
+def not_found(message: str, store, *, missing: bool = True) -> Page:
+    return Page("not_found.html", "Not found" if missing else "Cannot show this",
+                {"message": message, "models": [m.name for m in list_models(store=store)]})
 
+
+def corrupt(message: str) -> Page:
+    return Page("corrupt.html", "Corrupt data", {"message": message})

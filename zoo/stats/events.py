@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zoo_common.errors import ZooError
-from zoo.stats._resample import integer_steps, real_array
+from zoo.stats._inputs import integer_steps, real_array
 from zoo.stats.seed_intervals import few_seeds_note, seed_interval
+from zoo_common.errors import ZooError
 
 KINDS = ("threshold", "largest_jump")
 DIRECTIONS = ("above", "below")

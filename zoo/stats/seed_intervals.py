@@ -4,7 +4,8 @@ The unit is the seed (a whole training run), because the question is "how much w
 move if we had trained other runs?" (MultiBERTs, PolyPythias). The default interval is Student's t
 (mean +- t * sd / sqrt(n)), because a bootstrap over 3-10 seeds treats the seeds we happened to
 draw as the whole population and is too narrow; percentile and BCa bootstrap intervals are there
-on request (method=). Examples inside a run are not resampled here; for that, use multi_bootstrap.
+on request (method=). All three come from scipy (_intervals). Examples inside a run are not
+resampled here; for that, use multi_bootstrap.
 """
 
 from __future__ import annotations
@@ -15,18 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from zoo_common.errors import ZooError
-from zoo.stats._resample import (
+from zoo.stats._inputs import (
     BOOTSTRAP_SEEDS,
     FEW_SEEDS,
-    bootstrap_row_means,
     check_options,
     integer_steps,
-    power_of_two_scale,
     real_array,
     too_few_seeds_error,
 )
-from zoo.stats._student_t import t_interval_of_means
+from zoo.stats._intervals import row_intervals
+from zoo_common.errors import ZooError
 
 _SHOWN = 10  # how many offending (step, seed) pairs an error message lists
 _METHOD_WORDS = {"t": "t interval", "percentile": "percentile bootstrap interval",
@@ -134,27 +133,6 @@ class SeedIntervals:
         )
 
 
-def _row_intervals(data: np.ndarray, *, confidence: float, n_resamples: int, rng_seed: int,
-                   method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and interval of each row of data [rows, n seeds], by the method asked."""
-    if method != "t":
-        return bootstrap_row_means(data, confidence=confidence, n_resamples=n_resamples,
-                                   rng_seed=rng_seed, method=method)
-    scale = power_of_two_scale(data, axis=1)  # exact; no sum can overflow near 1e308
-    mean, low, high = t_interval_of_means(data / scale, confidence)
-    scale = scale[:, 0]
-    with np.errstate(over="ignore"):
-        low, high = low * scale, high * scale
-    if not (np.isfinite(low).all() and np.isfinite(high).all()):
-        peak = float(np.max(np.abs(data)))
-        raise ZooError(
-            f"the t interval reaches beyond the float64 range (values as large as {peak:.3g}); "
-            "rescale the values (e.g. divide by 1e300), or use method='percentile', whose end "
-            "points stay within the values"
-        )
-    return mean * scale, low, high
-
-
 def _describe(pairs: Sequence[tuple]) -> str:
     shown = ", ".join(" ".join(f"{k} {v}" for k, v in pair) for pair in pairs[:_SHOWN])
     more = f" and {len(pairs) - _SHOWN} more" if len(pairs) > _SHOWN else ""
@@ -184,8 +162,8 @@ def seed_interval(
 
     values: one number per seed, or a mapping seed -> number. seeds: labels for error messages
     and for omitted_seeds (default: positions). method: "t" (Student's t, which keeps its coverage
-    at a handful of seeds), or the bootstraps "percentile" and "bca" (same definitions as
-    scipy.stats.bootstrap, reproducible from rng_seed). The result says when seeds are few.
+    at a handful of seeds), or the bootstraps "percentile" and "bca" (scipy.stats.bootstrap,
+    reproducible from rng_seed). The result says when seeds are few.
     """
     check_options(confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed,
                   method=method, nan_policy=nan_policy)
@@ -213,7 +191,7 @@ def seed_interval(
     if len(data) < 2:
         after = f"after omitting NaN seeds {list(omitted)}" if omitted else ""
         raise too_few_seeds_error(len(data), after, labels)
-    mean, low, high = _row_intervals(
+    mean, low, high = row_intervals(
         data[None, :],
         confidence=confidence,
         n_resamples=n_resamples,
@@ -284,8 +262,7 @@ def seed_intervals(
     (a metric not evaluated there) are left out; a null or NaN for some seeds of a step is an
     error unless nan_policy="omit". method: as in seed_interval. With a bootstrap method, steps
     with the same number of seeds share the same resampled seed sets (seeds sorted within each
-    step), so the band of a curve is made of coherent whole-run resamples and costs one matrix
-    product.
+    step), so the band of a curve is made of coherent whole-run resamples.
     """
     check_options(confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed,
                   method=method, nan_policy=nan_policy)
@@ -334,7 +311,7 @@ def seed_intervals(
     for n in np.unique(counts):
         rows = np.flatnonzero(counts == n)
         data = values[starts[rows][:, None] + np.arange(n)[None, :]]
-        mean, low, high = _row_intervals(
+        mean, low, high = row_intervals(
             data, confidence=confidence, n_resamples=n_resamples, rng_seed=rng_seed, method=method
         )
         means[rows], lows[rows], highs[rows] = mean, low, high

@@ -306,7 +306,7 @@ def _unpack(ref, what: str) -> tuple:
     try:
         return ref["blob"], ref["dtype"], ref["shape"], ref["nbytes"]
     except (KeyError, TypeError):
-        raise ZooError(f"{what}: malformed tensor reference {ref!r}") from None
+        raise IntegrityError(f"{what}: malformed tensor reference {ref!r}") from None
 
 
 def _ref_nbytes(ref) -> int:

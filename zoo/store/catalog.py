@@ -8,7 +8,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from zoo_common.errors import ZooError
+from zoo_common.errors import (
+    BranchNotFoundError,
+    ModelNotFoundError,
+    SeedNotFoundError,
+    StoreNotFoundError,
+)
 from zoo.config.names import RunId
 from zoo.store.run_store import RunStore
 from zoo.store.store import Store
@@ -57,21 +62,21 @@ def open_run(name: str, *, seed: int, store: str | os.PathLike | Store | None = 
     store = open_store(store)
     run_id = RunId.from_name(name, seed, branch)
     run = store.run(run_id)
-    if run.exists() and run.checkpoint_steps():
+    if run.checkpoint_steps():  # [] when the run has no folder
         return run
     if run_id.branch:
         parent = open_run(run_id.model_name, seed=seed, store=store)
         labels = sorted(r.branch for r in store.runs()
                         if r.branch and r.without_branch() == parent.run_id)
-        raise ZooError(f"no branch {run_id.branch!r} of {parent.run_id} in store {store.url}; its "
+        raise BranchNotFoundError(f"no branch {run_id.branch!r} of {parent.run_id} in store {store.url}; its "
                        f"branches: {', '.join(labels) or 'none (make one with `zoo branch`)'}")
     models = list_models(store=store)
     match = [m for m in models if m.name == name]
     if not match:
         names = ", ".join(m.name for m in models) or "none (train one with `zoo train tiny`)"
-        raise ZooError(f"no model {name!r} in store {store.url}; models: {names}")
+        raise ModelNotFoundError(f"no model {name!r} in store {store.url}; models: {names}")
     seeds = ", ".join(str(s) for s in match[0].seeds)
-    raise ZooError(f"no seed {seed} for {name} in store {store.url}; seeds: {seeds}")
+    raise SeedNotFoundError(f"no seed {seed} for {name} in store {store.url}; seeds: {seeds}")
 
 
 def steps(name: str, *, seed: int, store: str | os.PathLike | Store | None = None,
@@ -87,6 +92,6 @@ def open_store(store: str | os.PathLike | Store | None = None) -> Store:
         return store
     opened = Store.open(store)
     if not opened.exists():
-        raise ZooError(f"no Model Zoo store at {opened.url}: nothing was ever trained there; check "
+        raise StoreNotFoundError(f"no Model Zoo store at {opened.url}: nothing was ever trained there; check "
                        f"the path (store=..., else $ZOO_STORE, else ./zoo-store)")
     return opened

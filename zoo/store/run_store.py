@@ -6,6 +6,7 @@ removes. Reads verify every blob's size and sha256 and name run, step, tensor an
 """
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from zoo_common.arguments import whole_number
-from zoo_common.errors import ZooError
+from zoo_common.errors import (
+    ArgumentError,
+    IntegrityError,
+    NotFoundError,
+    StepNotFoundError,
+    ZooError,
+)
 from zoo_common.location import Location, reaching
 from zoo.config.names import RunId, check_family, check_size
 from zoo.store import state_tree
@@ -64,7 +71,11 @@ class Keyframe:
 
 
 class RunStore:
-    """One run's folder: checkpoints, keyframes, JSON records, metrics and index locations."""
+    """One run's folder: checkpoints, keyframes, JSON records, metrics and index locations.
+
+    A handle reads each record, manifest and listing once (on `s3://` or `http://` every read is
+    a round trip) and remembers it; its own writes make it forget. `refresh()` forgets the rest,
+    to see what another process wrote since (open_run gives a fresh handle every call)."""
 
     def __init__(self, store: Store, run_id: RunId) -> None:
         if not isinstance(run_id, RunId):
@@ -75,10 +86,33 @@ class RunStore:
         self.location = store.location.child(
             "runs", check_family(run_id.family), check_size(run_id.size), run_id.folder
         )
+        self._read: dict[str, object] = {}  # run-relative file -> parsed JSON (None: absent)
+        self._listed: dict[str, list[int]] = {}  # folder -> its steps
+
+    def refresh(self) -> None:
+        """Forget what this handle has read: the next reads see the store as it is now."""
+        self._read.clear()
+        self._listed.clear()
+
+    def _json_file(self, name: str, what: str):
+        """A JSON file of the run, parsed, read once per handle (None when there is none)."""
+        if name not in self._read:
+            with reaching(self.store.url):
+                data = self.location.read_if_exists(name)
+            self._read[name] = None if data is None else load_json(data, what)
+        return self._read[name]
 
     @property
     def index_location(self) -> Location:
         return self.location.child(INDEX_FOLDER)
+
+    def index_record(self) -> dict:
+        """The data index's header (index/index.json: the order's parameters), read once."""
+        name = f"{INDEX_FOLDER}/index.json"
+        record = self._json_file(name, f"{self.label} {name}")
+        if record is None:
+            raise NotFoundError(f"{self.label} has no data index in {self.store.url} (missing {name})")
+        return copy.deepcopy(record)
 
     @property
     def metrics_location(self) -> Location:
@@ -102,26 +136,29 @@ class RunStore:
         with reaching(self.store.url), write_guard(self.location, label=self.label):
             self.store.ensure_created()
             self.location.write_atomic(name, data)
+        self._read.pop(name, None)
 
     def status(self) -> dict:
         """The run's status.json ({"last_step", "finished", "total_steps"}), {} before the first
         keyframe lands it."""
-        return self.read_json("status.json") if self.location.exists("status.json") else {}
+        record = self._json_file("status.json", f"{self.label} status.json")
+        return {} if record is None else copy.deepcopy(record)
 
     def read_json(self, name: str) -> dict:
+        """A JSON record of the run (run.json, environment.json, ...), a copy the caller may change."""
         self._check_json_name(name)
-        with reaching(self.store.url):
-            if not self.location.exists(name):
-                raise ZooError(
-                    f"{self.label} has no {name} in {self.store.url}; it has: "
-                    f"{', '.join(n for n in self.location.list() if n.endswith('.json')) or 'nothing'}"
-                )
-            return load_json(self.location.read_bytes(name), f"{self.label} {name}")
+        record = self._json_file(name, f"{self.label} {name}")
+        if record is None:
+            with reaching(self.store.url):
+                present = [n for n in self.location.list() if n.endswith(".json")]
+            raise NotFoundError(f"{self.label} has no {name} in {self.store.url}; it has: "
+                                f"{', '.join(present) or 'nothing'}")
+        return copy.deepcopy(record)
 
     @staticmethod
     def _check_json_name(name: str) -> None:
         if not isinstance(name, str) or not _JSON_NAME.fullmatch(name):
-            raise ZooError(
+            raise ArgumentError(
                 f"invalid record name {name!r}: a plain file name ending in .json, e.g. run.json"
             )
 
@@ -133,9 +170,11 @@ class RunStore:
         return self._steps(KEYFRAMES)
 
     def _steps(self, folder: str) -> list[int]:
-        with reaching(self.store.url):
-            names = self.location.list(folder)
-        return sorted(int(m[1]) for m in map(_STEP_FILE.fullmatch, names) if m)
+        if folder not in self._listed:
+            with reaching(self.store.url):
+                names = self.location.list(folder)
+            self._listed[folder] = sorted(int(m[1]) for m in map(_STEP_FILE.fullmatch, names) if m)
+        return list(self._listed[folder])
 
     @staticmethod
     def manifest_name(folder: str, step: int) -> str:
@@ -145,21 +184,19 @@ class RunStore:
         kind = folder[:-1]
         step = whole_number(step, "step")
         name = self.manifest_name(folder, step)
-        with reaching(self.store.url):
-            if not self.location.exists(name):
-                steps = self._steps(folder)
-                raise ZooError(
-                    f"no {kind} at step {step} for {self.label} in {self.store.url}; "
-                    f"stored steps: {format_steps(steps)}"
-                )
-            data = self.location.read_bytes(name)
         what = f"{self.label} {kind} step {step} ({self.location.url}/{name})"
-        manifest = check_format(load_json(data, what), what)
+        manifest = self._json_file(name, what)
+        if manifest is None:
+            raise StepNotFoundError(
+                f"no {kind} at step {step} for {self.label} in {self.store.url}; "
+                f"stored steps: {format_steps(self._steps(folder))}"
+            )
+        manifest = check_format(manifest, what)
         if manifest.get("kind") != kind or manifest.get("step") != step:
-            raise ZooError(
+            raise IntegrityError(
                 f"{what} is a {manifest.get('kind')} of step {manifest.get('step')}; the file is misplaced"
             )
-        return manifest
+        return copy.deepcopy(manifest)
 
     def checkpoint_manifest(self, step: int) -> dict:
         return self._manifest(CHECKPOINTS, step)
@@ -214,7 +251,7 @@ class RunStore:
             shown = ", ".join(names[:12]) + (
                 f", … ({len(names)} tensors)" if len(names) > 12 else ""
             )
-            raise ZooError(f"{self.label} step {step} has no tensor {name!r}; it has: {shown}")
+            raise NotFoundError(f"{self.label} step {step} has no tensor {name!r}; it has: {shown}")
         with reaching(self.store.url):
             return self.store.blobs.get_tensor(
                 refs[name], what=f"{self.label} step {step} tensor {name!r}"
@@ -306,6 +343,7 @@ class RunStore:
     def delete_after(self, step: int) -> None:
         """Drop checkpoints and keyframes after `step` (a resume from a keyframe at `step` redoes
         them). Their blobs stay until `zoo gc`."""
+        self.refresh()
         with reaching(self.store.url), write_guard(self.location, label=self.label):
             for folder in (
                 KEYFRAMES,
@@ -313,6 +351,7 @@ class RunStore:
             ):  # keyframes first: resume never sees a later one
                 for later in [s for s in self._steps(folder) if s > step]:
                     self.location.remove(self.manifest_name(folder, later))
+        self.refresh()
 
     def _header(self, kind: str, step: int, tokens_seen: int, config_hash: str) -> dict:
         for field, value in (("step", step), ("tokens_seen", tokens_seen)):

@@ -49,6 +49,7 @@ class RunWrite:
             # (one journal commit for all, as for the blobs; an object store PUTs each in order)
             staged = [self.run.location.write_staged(name, data) for name, data in self.files]
             self.run.location.commit_staged([item for item in staged if item is not None])
+        self.run.refresh()  # the handle's reads from before the commit are out of date
 
     def discard(self) -> None:
         """Drop what was staged (nothing of it was visible)."""

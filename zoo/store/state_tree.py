@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from zoo_common.errors import ZooError
+from zoo_common.errors import IntegrityError, ZooError
 
 StoreTensor = Callable[[str, torch.Tensor], dict]
 LoadTensor = Callable[[str, dict], torch.Tensor]
@@ -75,7 +75,7 @@ def from_json(node: Any, load_tensor: LoadTensor, *, path: str = "") -> Any:
             return load_tensor(path or "/", body)
         if tag == "$float" and body in _NONFINITE:
             return _NONFINITE[body]
-    raise ZooError(f"malformed stored state at {path or '/'}: {str(node)[:80]}")
+    raise IntegrityError(f"malformed stored state at {path or '/'}: {str(node)[:80]}")
 
 
 def tensor_refs(node: Any) -> list[dict]:

@@ -63,6 +63,7 @@ class Store:
         self.location = location
         self.url = location.url
         self.blobs = BlobStore(location)
+        self._created = False  # its zoo.json was seen: nothing to ask again
 
     @classmethod
     def open(
@@ -74,21 +75,23 @@ class Store:
             raise ZooError(f"store {text} is a file; a store is a folder (or an fsspec URL)")
         with reaching(text):
             store = cls(open_location(text, **(storage_options or {})))
-            if store.location.exists(STORE_FILE):
-                check_format(
-                    load_json(store.location.read_bytes(STORE_FILE), f"store {text} (zoo.json)"),
-                    f"store {text}",
-                )
+            data = store.location.read_if_exists(STORE_FILE)
+        if data is not None:
+            check_format(load_json(data, f"store {text} (zoo.json)"), f"store {text}")
+            store._created = True
         return store
 
     def exists(self) -> bool:
         """Whether anything was ever written here (its zoo.json, or runs of an early store)."""
+        if self._created:
+            return True
         with reaching(self.url):
             return self.location.exists(STORE_FILE) or bool(self.location.list("runs"))
 
     def ensure_created(self) -> None:
-        if not self.location.exists(STORE_FILE):
+        if not self.location.exists(STORE_FILE):  # asked every time: it may have been deleted
             self.location.create_exclusive(STORE_FILE, dump_json({"format": FORMAT}, STORE_FILE))
+        self._created = True
 
     def runs(self, *, branches: bool = True) -> list[RunId]:
         """Every run with a folder in the store, by family, size (natural order), seed and branch;

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 
 from zoo_common.progress import progress as progress_bar
-from zoo_common.errors import ZooError
+from zoo_common.errors import IntegrityError, ZooError
 from zoo.store import state_tree
 from zoo.store.blobs import inline_raw, is_inline
 from zoo.config.names import RunId
@@ -71,7 +71,7 @@ def manifest_refs(manifest: dict) -> dict[str, dict]:
     key = "tensors" if manifest.get("kind") == "checkpoint" else "model"
     tensors = manifest.get(key, {})
     if not isinstance(tensors, dict):
-        raise ZooError(f"the manifest's {key!r} is a {type(tensors).__name__}, not a mapping of "
+        raise IntegrityError(f"the manifest's {key!r} is a {type(tensors).__name__}, not a mapping of "
                        f"tensor names to references (the manifest is damaged)")
     refs = {f"tensor {k!r}": v for k, v in tensors.items()}
     if key == "model":
@@ -81,7 +81,7 @@ def manifest_refs(manifest: dict) -> dict[str, dict]:
     for what, ref in refs.items():
         if not (isinstance(ref, dict) and isinstance(ref.get("blob"), str)
                 and isinstance(ref.get("nbytes"), int) and not isinstance(ref.get("nbytes"), bool)):
-            raise ZooError(f"{what} has a malformed reference {str(ref)[:80]!r} (it needs 'blob' "
+            raise IntegrityError(f"{what} has a malformed reference {str(ref)[:80]!r} (it needs 'blob' "
                            f"and 'nbytes'; the manifest is damaged)")
     return refs
 

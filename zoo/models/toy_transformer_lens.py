@@ -11,6 +11,12 @@ TransformerLens 4.3's `boot_transformers` consults only its static SUPPORTED_ARC
 before the entry points are read, so importing this module also puts the adapter into that table
 (`register`), which `zoo.load_transformer_lens` does for you.
 
+This file is also a toy snapshot's second remote-code file: `write_remote_code` (toy.py, beside
+it) copies it verbatim beside `modeling_zoo_toy.py`, which imports it once TransformerLens is
+loaded, so `boot_transformers(folder, trust_remote_code=True)` works where zoo is not installed.
+Hence it imports nothing of zoo, only torch and TransformerLens. It lives beside the architecture
+(not in zoo/interp) because the snapshot writer copies it; the entry point names it here.
+
 The attention bridge recomputes the toy attention from the wrapped projections instead of calling
 the HF module, so `hook_attn_scores` (pre-softmax) and `hook_pattern` are live and editable, as in
 HookedTransformer; tests check it equals the model's own attention.
@@ -20,19 +26,26 @@ from __future__ import annotations
 import math
 
 import torch
-from transformer_lens.factories import architecture_adapter_factory as factory
-from transformer_lens.model_bridge.architecture_adapter import ArchitectureAdapter
-from transformer_lens.model_bridge.generalized_components import (
-    AttentionBridge,
-    BlockBridge,
-    EmbeddingBridge,
-    LinearBridge,
-    MLPBridge,
-    NormalizationBridge,
-    PosEmbedBridge,
-    UnembeddingBridge,
-)
-from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+# In a `try` because transformers checks a Hub remote-code file's imports before it runs any of it,
+# and skips those in a `try`: a snapshot carrying this file still loads without TransformerLens
+# (modeling_zoo_toy.py then never imports it).
+try:
+    from transformer_lens.factories import architecture_adapter_factory as factory
+    from transformer_lens.model_bridge.architecture_adapter import ArchitectureAdapter
+    from transformer_lens.model_bridge.generalized_components import (
+        AttentionBridge,
+        BlockBridge,
+        EmbeddingBridge,
+        LinearBridge,
+        MLPBridge,
+        NormalizationBridge,
+        PosEmbedBridge,
+        UnembeddingBridge,
+    )
+    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+except ImportError as exc:
+    raise ImportError(f"the zoo-toy adapter needs TransformerLens >= 4.3: {exc}") from exc
 
 ARCHITECTURE = "ZooToyForCausalLM"  # config.json's `architectures`: the key TransformerLens matches
 
