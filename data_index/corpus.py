@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
+from data_index import features
 from data_index import tokenizer as tok
 from zoo_common.progress import progress as progress_bar
 from zoo_common.errors import IntegrityError, ZooError
@@ -77,8 +78,9 @@ class Corpus:
                            if "loss_mask.bin" in meta["files"] else None)
 
     @classmethod
-    def open(cls, folder: str | Path) -> Corpus:
-        """Open a local corpus folder, checking corpus.json and every file's size (fast, no hashing)."""
+    def open(cls, folder: str | Path) -> Corpus | features.FeatureCorpus:
+        """Open a local corpus folder, checking corpus.json and every file's size (fast, no hashing);
+        a drawn-features folder opens as the FeatureCorpus it describes."""
         folder = Path(folder).expanduser().resolve()
         meta_path = folder / "corpus.json"
         if not meta_path.is_file():
@@ -89,6 +91,8 @@ class Corpus:
             raise IntegrityError(f"{meta_path} is not valid JSON: {exc}") from None
         if meta.get("format") != FORMAT:
             raise IntegrityError(f"{meta_path} is not a corpus description (format {meta.get('format')!r})")
+        if meta.get("kind") == features.KIND:  # no tokens: drawn afresh from its recipe
+            return features.FeatureCorpus.open(folder, meta)
         for relpath, info in meta["files"].items():
             path = folder / relpath
             size = path.stat().st_size if path.is_file() else None
@@ -215,6 +219,8 @@ def prepare_corpus(
     progress: bool = True,
 ) -> Corpus:
     """Read SOURCE, tokenize, pack into `out`; returns the corpus already there if it is the same one."""
+    if features.is_feature_source(source):  # synthetic features: only a recipe to write
+        return features.prepare_features(source, out)
     if seq_len <= 0:
         raise ZooError(f"seq_len must be > 0, got {seq_len}")
     if workers < 1:

@@ -25,9 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from zoo_common.errors import IntegrityError, ZooError
+from zoo_common.errors import IntegrityError, InvalidInputError, ZooError
 from zoo_common.location import Location
 from data_index.branch_order import BranchOrder
+from data_index.features import drawn_batch
 from data_index.order import order_positions
 from data_index.part_log import PartLog
 from data_index.splits import train_split
@@ -56,6 +57,8 @@ def _train_ids(header: dict) -> np.ndarray | None:
 
 
 def _is_full_batch(header: dict) -> bool:
+    if header.get("drawn"):
+        return False
     train = _train_ids(header)
     return header["batch_size"] == (header["n_samples"] if train is None else len(train))
 
@@ -96,9 +99,11 @@ class StepIndexWriter:
         train_fraction: float | None = None,
         begins_after: int = 0,
         order: BranchOrder | None = None,
+        drawn: bool = False,
     ):
         """`begins_after=N`: a new index whose first step is N+1 (a branch's); `order`: the
-        branch's order when it is not the run's own (data_index/branch_order.py)."""
+        branch's order when it is not the run's own (data_index/branch_order.py); `drawn`: the
+        samples are drawn afresh, step s's are (s-1)*B .. s*B-1 (features.py), one row per step."""
         if batch_size <= 0 or n_samples <= 0:
             raise ZooError(f"batch_size and n_samples must be > 0, got {batch_size} and {n_samples}")
         if batch_size > n_samples:
@@ -118,6 +123,9 @@ class StepIndexWriter:
                 raise ZooError(f"the train split has {len(train)} samples, fewer than one batch of {batch_size}")
         if begins_after:  # absent for a run's index, as the order's: its header stays as it was
             self.header["begins_after"] = int(begins_after)
+        if drawn:
+            self.header["drawn"] = True
+        self._drawn = drawn
         skipped = None
         if order is not None and not order.is_plain(batch_size):
             skipped = np.unique(np.asarray(order.skip, dtype=np.int64))
@@ -147,7 +155,7 @@ class StepIndexWriter:
         self._flush_every = flush_every
         self._pending: list[np.ndarray] = []  # ids of the steps after the last flush
         self._log = (PartLog(location, schema=SCHEMA, key="step", parquet_options=PARQUET_OPTIONS,
-                             write_part=write_part) if self._full_batch is None else
+                             write_part=write_part) if not self._one_row_per_step else
                      PartLog(location, schema=FULL_BATCH_SCHEMA, key="step", write_part=write_part))
         recorded = self._log.last_key
         if after_step is None:
@@ -170,6 +178,10 @@ class StepIndexWriter:
         self._positions = np.arange(self.batch_size, dtype=np.int32)
 
     @property
+    def _one_row_per_step(self) -> bool:
+        return self._full_batch is not None or self._drawn
+
+    @property
     def last_step(self) -> int:
         return self._last_step
 
@@ -182,6 +194,9 @@ class StepIndexWriter:
         if self._full_batch is not None and not np.array_equal(ids, self._full_batch):
             raise ZooError(f"step {step}: a full-batch run trains on its whole train split, in id order, "
                            f"every step; these ids differ from it")
+        if self._drawn and not np.array_equal(ids, drawn_batch(step, self.batch_size)):
+            raise ZooError(f"step {step}: drawn data trains on samples {(step - 1) * self.batch_size}.."
+                           f"{step * self.batch_size - 1}; these ids differ")
         self._pending.append(ids)
         self._last_step = step
         if len(self._pending) >= self._flush_every:
@@ -193,7 +208,7 @@ class StepIndexWriter:
         if not self._pending:
             return
         ids, first = np.concatenate(self._pending), self._last_step - len(self._pending) + 1
-        if self._full_batch is not None:  # checked in append: one row per step is the record
+        if self._one_row_per_step:  # checked in append: one row per step is the record
             steps = len(self._pending)
             self._pending = []
             self._log.append({"step": np.arange(first, first + steps, dtype=np.int64)})
@@ -232,6 +247,7 @@ class StepIndex:
 
     def __init__(self, location: Location, header: dict, samples: np.ndarray, first_step: int, *,
                  full_batch: np.ndarray | None = None, n_full_steps: int = 0):
+        """`n_full_steps`: the number of steps of an index of one row per step (full batch, drawn)."""
         self.location = location
         self.corpus_fingerprint: str = header["corpus_fingerprint"]
         self.data_seed: int = header["data_seed"]
@@ -243,7 +259,9 @@ class StepIndex:
         self._header = header
         self.first_step = first_step
         self.full_batch: np.ndarray | None = full_batch  # the one batch of every step, or None
-        n_steps = len(samples) // self.batch_size if full_batch is None else n_full_steps
+        self.drawn: bool = bool(header.get("drawn"))  # samples drawn afresh for every step
+        one_row = full_batch is not None or self.drawn
+        n_steps = n_full_steps if one_row else len(samples) // self.batch_size
         self.last_step = first_step + n_steps - 1
         self._samples = samples
         self._sorted_rows: np.ndarray | None = None
@@ -256,8 +274,8 @@ class StepIndex:
         header = _read_header(location) if header is None else header
         if header is None:
             raise ZooError(f"no step index at {location.url} (missing {HEADER})")
-        if _is_full_batch(header):
-            return cls._open_full_batch(location, header)
+        if _is_full_batch(header) or header.get("drawn"):
+            return cls._open_one_row_per_step(location, header)
         table = PartLog(location, schema=SCHEMA, key="step").read()
         batch = header["batch_size"]
         steps = table.column("step").to_numpy()
@@ -278,7 +296,18 @@ class StepIndex:
         return cls(location, header, samples, first_step=first)
 
     @classmethod
-    def _open_full_batch(cls, location: Location, header: dict) -> StepIndex:
+    def _open_one_row_per_step(cls, location: Location, header: dict) -> StepIndex:
+        batch = None if header.get("drawn") else cls._full_batch_ids(location, header)
+        steps = PartLog(location, schema=FULL_BATCH_SCHEMA, key="step").read().column("step").to_numpy()
+        first = int(steps[0]) if len(steps) else header.get("begins_after", 0) + 1
+        if not np.array_equal(steps, np.arange(first, first + len(steps))):
+            bad = _first_mismatch(steps, np.arange(first, first + len(steps)))
+            raise IntegrityError(f"step index at {location.url} is not contiguous: row {bad} breaks the steps")
+        return cls(location, header, np.zeros(0, dtype=np.int64), first, full_batch=batch,
+                   n_full_steps=len(steps))
+
+    @staticmethod
+    def _full_batch_ids(location: Location, header: dict) -> np.ndarray:
         try:
             batch = pq.read_table(pa.BufferReader(location.read_bytes(FULL_BATCH_FILE))).column("sample")
         except (OSError, pa.ArrowInvalid, KeyError) as exc:
@@ -287,13 +316,7 @@ class StepIndex:
         if len(batch) != header["batch_size"] or (len(batch) and (batch.min() < 0 or batch.max() >= header["n_samples"])):
             raise IntegrityError(f"{location.path(FULL_BATCH_FILE)} does not hold one batch of "
                                  f"{header['batch_size']} ids inside the corpus of {header['n_samples']} samples")
-        steps = PartLog(location, schema=FULL_BATCH_SCHEMA, key="step").read().column("step").to_numpy()
-        first = int(steps[0]) if len(steps) else header.get("begins_after", 0) + 1
-        if not np.array_equal(steps, np.arange(first, first + len(steps))):
-            bad = _first_mismatch(steps, np.arange(first, first + len(steps)))
-            raise IntegrityError(f"step index at {location.url} is not contiguous: row {bad} breaks the steps")
-        return cls(location, header, np.zeros(0, dtype=np.int64), first, full_batch=batch,
-                   n_full_steps=len(steps))
+        return batch
 
     @property
     def n_steps(self) -> int:
@@ -307,11 +330,19 @@ class StepIndex:
             raise ZooError(f"step {step} is not in the data index at {self.location.url}: it records {self._range_text()}")
         if self.full_batch is not None:
             return self.full_batch.copy()
+        if self.drawn:
+            return drawn_batch(step, self.batch_size)
         row = (step - self.first_step) * self.batch_size
         return self._samples[row : row + self.batch_size].copy()
 
     def steps_of(self, sample_id: int) -> list[tuple[int, int]]:
         """(step, position) of every time `sample_id` was in a batch, sorted; [] if never."""
+        if self.drawn:
+            raise InvalidInputError(
+                "this run's data is drawn afresh for every step (builtin:sparse_features): sample k "
+                "is row k of an endless stream, trained on once, at step k // batch_size + 1, and no "
+                "sample repeats; there is nothing for steps_of to look up. zoo.batch(name, seed=S, "
+                "step=N) gives the exact values step N trained on")
         if not 0 <= sample_id < self.n_samples:
             raise ZooError(f"sample {sample_id} is outside the corpus: valid ids 0..{self.n_samples - 1}")
         if self.full_batch is not None:
@@ -361,7 +392,7 @@ class StepIndex:
 
     def verify(self) -> None:
         """Every recorded step against global_batch(); IntegrityError naming the first bad step."""
-        if self.n_steps <= 0:
+        if self.n_steps <= 0 or self.drawn:  # drawn: contiguous steps, checked on open, are all
             return
         train = _train_ids({"n_samples": self.n_samples, "data_seed": self.data_seed,
                             "train_fraction": self.train_fraction})

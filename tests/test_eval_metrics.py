@@ -241,4 +241,5 @@ def test_metric_bad_input():
         r"icl, induction",
     ):
         metric_function("perplexity")
-    assert set(METRICS) == {"loss", "icl", "induction", "repetition", "accuracy", "fourier"}
+    assert set(METRICS) == {"loss", "icl", "induction", "repetition", "accuracy", "fourier",
+                            "superposition"}

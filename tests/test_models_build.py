@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from zoo.config.run_config import ARCHITECTURES as CONFIG_ARCHITECTURES
+from zoo.config.run_config import TRANSFORMERS
 from zoo.config.run_config import FamilyConfig, SeedConfig, SizeConfig
 from zoo.config.manifest import builtin_manifest_paths, load_manifest
 from zoo.models.build import ARCHITECTURES, build_hf_config, build_model, model_class
@@ -46,10 +47,11 @@ def tokens(batch: int = 2, seq: int = 12) -> torch.Tensor:
 
 
 def test_architecture_lists_agree():
-    assert ARCHITECTURES == CONFIG_ARCHITECTURES == ("gpt-neox", "llama", "toy")
+    assert ARCHITECTURES == CONFIG_ARCHITECTURES == ("gpt-neox", "llama", "toy", "superposition")
+    assert TRANSFORMERS == ("gpt-neox", "llama", "toy")  # superposition: tests/test_superposition.py
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", TRANSFORMERS)
 def test_init_seed_decides_the_weights(architecture):
     first = build(architecture, 1)
     assert same_weights(first, build(architecture, 1))
@@ -68,7 +70,7 @@ def test_build_model_leaves_global_rng_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", TRANSFORMERS)
 def test_save_and_auto_load_round_trip(tmp_path, architecture):
     register_toy_model()
     model = build(architecture)
@@ -131,6 +133,12 @@ def test_every_builtin_size_builds(name):
     for size in fam.sizes:
         run = fam.run(size.name, fam.seeds[0].seed)
         config = build_hf_config(run, vocab_size=fam.data.vocab_size, eos_token_id=EOS)
+        if fam.architecture == "superposition":  # features in, features out: no tokens
+            model = build_model(run, vocab_size=0, eos_token_id=EOS)
+            n = config.n_features
+            assert tuple(model.W.shape) == (size.width, n) and tuple(model.b.shape) == (n,)
+            assert model(features=torch.rand(3, n)).reconstruction.shape == (3, n)
+            continue
         assert (config.num_hidden_layers, config.hidden_size) == (size.layers, size.width)
         if name == "pythia-scale":
             continue  # GPU scale: shapes are checked on the meta device below

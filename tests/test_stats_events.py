@@ -169,3 +169,20 @@ def test_seeds_without_an_event_are_an_answer_not_a_crash():
                        kind="largest_jump", no_event="nan")
     assert one.event_steps == (None, None, None, None, 32) and one.mean == 32
     assert np.isnan(one.mean_low) and "only 1 seed shows the event" in one.note
+
+
+def test_settle_is_where_a_curve_stays_at_its_final_value_and_none_while_it_moves():
+    steps = np.arange(0, 1000, 50)
+    count = np.array([2, 3, 3, 4, 3, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5], dtype=float)
+    assert event_step(steps, count, kind="settle", persist=10) == 400
+    assert event_step(steps, count, kind="settle", persist=13) is None  # held for 12 steps only
+    still_moving = count.copy()
+    still_moving[-1] = 6
+    assert event_step(steps, still_moving, kind="settle", persist=2) is None
+    noisy = count + 0.01 * np.sin(np.arange(len(count)))
+    assert event_step(steps, noisy, kind="settle", persist=3, tolerance=0.05) == 400
+    timing = event_timing(steps, np.stack([count, still_moving]), kind="settle", persist=5,
+                          no_event="nan")
+    assert timing.event_steps == (400, None) and "stays within 0 of its final value" in timing.description
+    with pytest.raises(ZooError, match="takes tolerance="):
+        event_step(steps, count, kind="settle", threshold=1.0)

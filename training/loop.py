@@ -31,6 +31,7 @@ import torch
 from data_index import Corpus, StepIndexWriter, global_batch
 from zoo_common.progress import progress as progress_bar
 from zoo_common.errors import ZooError
+from data_index.features import drawn_batch
 from data_index.order import rank_slice
 from training.background_writer import BackgroundWriter
 from training.session import Controls, Plan, Session
@@ -163,14 +164,15 @@ def _parallel(model, session: Session):
 def _open_or_create(session: Session):
     """Fresh run: write its records and step 0. Existing run: check it, restore its last keyframe."""
     cfg, run, corpus = session.cfg, session.run, session.corpus
-    if cfg.data.seq_len != corpus.seq_len:
+    drawn = getattr(corpus, "drawn", False)  # drawn afresh (data_index/features.py): no samples
+    if cfg.data.seq_len != corpus.seq_len and not drawn:
         raise ZooError(f"{cfg.model_name}: data.seq_len {cfg.data.seq_len} != corpus {corpus.seq_len}")
     if cfg.batch_size > corpus.n_samples:
         raise ZooError(
             f"{cfg.model_name}: batch_size {cfg.batch_size} is larger than the corpus "
             f"({corpus.n_samples} samples of {corpus.seq_len} tokens); use a smaller batch or more data"
         )
-    trainable = len(corpus.train_ids(cfg.seed.data_seed))
+    trainable = corpus.n_samples if drawn else len(corpus.train_ids(cfg.seed.data_seed))
     if cfg.batch_size > trainable:
         raise ZooError(
             f"{cfg.model_name}: batch_size {cfg.batch_size} is larger than the train split of seed "
@@ -294,7 +296,7 @@ def write_step(session: Session, state: TrainingState, *, fingerprint: dict, che
     """
     cfg, run, step = session.cfg, session.run, state.step
     weights = {name: t.detach().cpu() for name, t in state.model.state_dict().items()}
-    tokens_seen = step * cfg.batch_size * cfg.data.seq_len
+    tokens_seen = step * cfg.batch_size * session.corpus.seq_len  # drawn features: values
     optimizer_state = state.optimizer.state_dict() if keyframe else None
     position = scheduler_state(state.scheduler) if keyframe else None
     if keyframe and rng is None:
@@ -363,13 +365,16 @@ def train_steps(session: Session, state: TrainingState, train_model) -> tuple[in
                                 data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
                                 n_samples=corpus.n_samples, after_step=first_step,
                                 train_fraction=corpus.train_fraction,
+                                drawn=getattr(corpus, "drawn", False),
                                 write_part=queued(INDEX_FOLDER), **plan.index_options)
         metrics = MetricsWriter(run, write_part=queued(METRICS_FOLDER))
         metrics.truncate_after(first_step)
     train_ids = corpus.train_ids(cfg.seed.data_seed) if corpus.train_fraction is not None else None
     stop = controls.stop_after_step
     end = plan.end_step if stop is None else min(plan.end_step, stop)
-    tokens_per_step = cfg.batch_size * cfg.data.seq_len
+    tokens_per_step = cfg.batch_size * corpus.seq_len  # drawn features: values (n per sample)
+    rate = "samples_s" if getattr(corpus, "drawn", False) else "tok_s"
+    per_step = cfg.batch_size if rate == "samples_s" else tokens_per_step
     progress = controls.shows_progress
     bar = progress_bar(total=plan.end_step, initial=first_step, desc=session.label, unit="step",
                        enabled=progress)
@@ -378,11 +383,12 @@ def train_steps(session: Session, state: TrainingState, train_model) -> tuple[in
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
-            ids = (global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                                n_samples=corpus.n_samples, train_ids=train_ids)
-                   if plan.batch_of is None else plan.batch_of(step))
+            ids = (plan.batch_of(step) if plan.batch_of is not None
+                   else drawn_batch(step, cfg.batch_size) if getattr(corpus, "drawn", False)
+                   else global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
+                                     n_samples=corpus.n_samples, train_ids=train_ids))
             mine = rank_slice(ids, world.rank, world.world_size)
-            batch, mask = training_batch(corpus, mine, session.device)
+            batch, mask = training_batch(corpus, mine, session.device, data_seed=cfg.seed.data_seed)
             stats = state.update(batch, loss_mask=mask, model=train_model, world_size=world.world_size)
             loss = stats.loss
             wall = time.perf_counter() - tic
@@ -407,7 +413,7 @@ def train_steps(session: Session, state: TrainingState, train_model) -> tuple[in
             if progress:  # a disabled bar still formats its postfix
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss:.3f}",
-                                tok_s=f"{tokens_per_step / max(wall, 1e-9):,.0f}")
+                                **{rate: f"{per_step / max(wall, 1e-9):,.0f}"})
             if step == controls.hold_after_step:
                 interrupt.wait(f"holding after step {step} (--hold-after-step): waiting for a signal")
             if any_rank(world, interrupt.requested):  # every rank stops after the same step

@@ -88,14 +88,18 @@ def train_family(manifest: str, *, store: Store, only: list[str] | None = None,
     world = controls.world
     progress = controls.shows_progress
     if not world.is_main:
-        barrier(world)  # rank 0 prepares and publishes the corpus; the others then find it ready
-    corpus = ensure_corpus(store, family.data, progress=progress)
+        barrier(world)  # rank 0 prepares and publishes the corpora; the others then find them ready
+    corpora = {}  # one per data section: a size may have data of its own (SizeConfig.source)
+    for cfg in runs:
+        if cfg.data not in corpora:
+            corpora[cfg.data] = ensure_corpus(store, cfg.data, progress=progress)
     if world.is_main:
         barrier(world)
     outcomes = []
     for k, cfg in enumerate(runs, start=1):
         label = f"run {k}/{len(runs)} {cfg.model_name} seed {cfg.seed.seed}"
-        outcome = train_run(cfg, store=store, corpus=corpus, controls=controls, label=label)
+        outcome = train_run(cfg, store=store, corpus=corpora[cfg.data], controls=controls,
+                            label=label)
         outcomes.append(outcome)
         if progress:
             _report(label, outcome)

@@ -85,19 +85,39 @@ def apply(device: torch.device | str, *, threads: int | None) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
-def busy_machine_note(threads: int) -> str | None:
-    """A note when this machine's cores are already busy (the 1-minute load average), or None:
-    another training on the same cores slows both, though neither changes its bits."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not on every platform
-        return None
+def busy_machine_note(threads: int, *, window: float = 0.25) -> str | None:
+    """A note when other processes keep this machine's cores busy, or None: another training on
+    the same cores slows both, though neither changes its bits. Measured over `window` seconds
+    from /proc/stat, less this process's own CPU time (Linux; None elsewhere)."""
+    others = _cores_busy_with_others(window)
     cores = os.cpu_count() or 1
-    if load + threads <= cores + 0.5:
+    if others is None or others + threads <= cores + 0.5:
         return None
-    return (f"this machine is busy (load {load:.1f} on {cores} cores) and this training adds "
-            f"{threads} thread(s): each training shares the cores (same bits; OpenMP: "
+    return (f"other processes keep {others:.1f} of this machine's {cores} cores busy and this "
+            f"training adds {threads} thread(s): they share the cores (same bits; OpenMP: "
             f"{wait_policy()})")
+
+
+def _cores_busy_with_others(window: float) -> float | None:
+    import time
+
+    def busy() -> tuple[int, float] | None:
+        try:
+            fields = open("/proc/stat").readline().split()[1:]
+        except OSError:
+            return None
+        ticks = [int(f) for f in fields]
+        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+        return sum(ticks) - idle, time.process_time()
+
+    first = busy()
+    if first is None:
+        return None
+    time.sleep(window)
+    second = busy()
+    hertz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    cpu = (second[0] - first[0]) / hertz - (second[1] - first[1])
+    return max(0.0, cpu / window)
 
 
 def _device_name(device: torch.device) -> str:

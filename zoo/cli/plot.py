@@ -22,6 +22,17 @@ examples:
   zoo plot tiny-2l128 --metric loss --out heldout.png
   zoo plot toy-solu2l toy-gelu2l --metric induction.max --out bump.png
 
+--by PARAM draws one measure against a parameter of the data instead of over steps: FAMILY (one
+name) is a family whose sizes draw their data from builtin:sparse_features (the superposition
+family), PARAM one of sparsity, importance, n (the source's parameters, read from each run's
+run.json) or m (the hidden width). For every size: the measure at each seed's last evaluated step,
+one dot per seed, and their mean with its interval; sizes that share the other parameters (n, m,
+importance) form one line. Sparsity is drawn on a log scale of 1 - sparsity, sparser to the right,
+labelled with the sparsity values. Evaluate first: zoo eval FAMILY --metric superposition.
+
+  zoo plot superposition --metric superposition.represented --by sparsity --out rep.png
+  zoo plot superposition --metric superposition.dims_per_feature --by sparsity --out dims.png
+
 The PNG is written only to --out, whole or not at all. Needs the plot extra:
 pip install 'model-zoo[plot]'.
 """
@@ -37,12 +48,16 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plot.add_argument("models", nargs="+", metavar="MODEL",
-                      help="model name (tiny-2l128) or one-size family; several: one plot")
+                      help="model name (tiny-2l128) or one-size family; several: one plot; with "
+                           "--by: one family")
     plot.add_argument("--metric", required=True, metavar="M",
                       help="a column of zoo.metrics, e.g. train_loss or loss")
     plot.add_argument("--smooth", type=positive_int, default=1, metavar="K",
                       help="centered moving average over K stored points, per seed, before the "
                            "mean and band (default 1: none)")
+    plot.add_argument("--by", default=None, metavar="PARAM",
+                      help="draw the metric against a data parameter over a family's sizes, at "
+                           "each seed's last evaluated step: sparsity, importance, n or m")
     plot.add_argument("--out", default=None, metavar="PNG", help="the PNG file to write (required)")
     plot.add_argument("--confidence", type=float, default=0.95,
                       help="interval level (default 0.95)")
@@ -63,6 +78,8 @@ def _plot(args) -> int:
     from zoo.eval.seed_plot import check_png_path, plot_seed_curves, pyplot, seed_curves
 
     check_png_path(args.out)
+    if args.by is not None:
+        return _plot_by(args)
     pyplot()  # without the plot extra: its error now, before any work
     store = open_store(args)
     curves = [seed_curves(name, args.metric, store=store, smooth=args.smooth,
@@ -71,6 +88,28 @@ def _plot(args) -> int:
     path = plot_seed_curves(curves, args.out)
     for model in curves:
         print(_summary(model))
+    print(f"plot: {path}")
+    return 0
+
+
+def _plot_by(args) -> int:
+    from zoo.eval.parameter_plot import check_by, parameter_points, plot_by_parameter, summary
+    from zoo.eval.seed_plot import pyplot
+    from zoo_common.errors import ArgumentError
+
+    check_by(args.by)
+    if len(args.models) != 1:
+        raise ArgumentError(f"--by draws every size of one family; got {len(args.models)} names "
+                            f"({', '.join(args.models)})")
+    if args.smooth > 1:
+        raise ArgumentError("--smooth smooths curves over steps; --by takes each seed's last "
+                            "evaluated value, so there is nothing to smooth: drop --smooth")
+    pyplot()  # without the plot extra: its error now, before any work
+    points = parameter_points(args.models[0], args.metric, args.by, store=open_store(args),
+                              confidence=args.confidence, method=args.interval)
+    path = plot_by_parameter(points, args.out)
+    for line in summary(points):
+        print(line)
     print(f"plot: {path}")
     return 0
 

@@ -20,13 +20,15 @@ from typing import Any, ClassVar
 from zoo.config.plain_data import from_data
 from zoo_common.errors import ArgumentError, ManifestError
 
-ARCHITECTURES = ("gpt-neox", "llama", "toy")
+ARCHITECTURES = ("gpt-neox", "llama", "toy", "superposition")
+TRANSFORMERS = ("gpt-neox", "llama", "toy")  # the architectures with layers and heads
 ACTIVATIONS = {
     "gpt-neox": ("gelu", "relu", "silu"),
     "llama": ("silu", "gelu"),
     "toy": ("gelu", "relu", "solu"),
+    "superposition": ("relu",),  # the ReLU output model (zoo/models/superposition.py)
 }
-DEFAULT_ACTIVATION = {"gpt-neox": "gelu", "llama": "silu", "toy": "gelu"}
+DEFAULT_ACTIVATION = {"gpt-neox": "gelu", "llama": "silu", "toy": "gelu", "superposition": "relu"}
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("cosine", "constant")
 _SIZE_NAME = re.compile(r"^[a-z0-9_.]+$")
@@ -48,18 +50,23 @@ def _positive(where: str, value: float, *, zero_ok: bool = False) -> None:
 
 @dataclass(frozen=True)
 class SizeConfig:
-    """One model size of a family; `name` becomes the model name's suffix (`tiny-2l128`)."""
+    """One model size of a family; `name` becomes the model name's suffix (`tiny-2l128`).
+
+    For the superposition architecture `width` is the hidden size m (the features n come from the
+    data) and there are no layers or heads; `source` gives a size data of its own (one sparsity
+    per size), in place of the family's data.source."""
 
     name: str
-    layers: int
-    width: int
-    heads: int
+    layers: int | None = None  # required by the transformer architectures
+    width: int | None = None  # required (a default only so that layers may be left out)
+    heads: int | None = None  # required by the transformer architectures
     mlp_width: int | None = None  # None: 4 x width, as GPT-2 / Pythia
     context: int | None = None  # None: the family's data.seq_len
     activation: str | None = None  # None: the architecture's usual one (gelu; silu for llama)
     attn_only: bool = False  # toy architecture only: attention-only transformer, no MLPs
     layer_norm: bool = True  # toy architecture only: false = no LayerNorm anywhere (grokking)
     init_std: float | None = None  # std of the initial weights; None: 0.02 (GPT-2's, Pythia's)
+    source: str | None = None  # this size's data source, when not the family's
 
     def __post_init__(self) -> None:
         where = f"size {self.name!r}"
@@ -68,9 +75,12 @@ class SizeConfig:
                 where,
                 "a size name must match [a-z0-9_.]+ (e.g. '2l128'); it is part of model names",
             )
+        if self.width is None:
+            raise _fail(f"{where}: width", "is required")
         for key in ("layers", "width", "heads"):
-            _positive(f"{where}: {key}", getattr(self, key))
-        if self.width % self.heads:
+            if getattr(self, key) is not None:
+                _positive(f"{where}: {key}", getattr(self, key))
+        if self.heads is not None and self.width % self.heads:
             raise _fail(
                 where,
                 f"width {self.width} is not divisible by heads {self.heads} "
@@ -251,6 +261,7 @@ class TrainingSettings:
         valid_acts = ACTIVATIONS[self.architecture]
         for size in sizes:
             where = f"size {size.name!r}"
+            self._check_shape(size, where)
             if size.activation is not None and size.activation not in valid_acts:
                 raise _fail(
                     where,
@@ -266,6 +277,32 @@ class TrainingSettings:
                     where,
                     f"context {size.context} is shorter than data.seq_len {self.data.seq_len}",
                 )
+
+    def _check_shape(self, size: SizeConfig, where: str) -> None:
+        """Layers and heads: what a transformer needs and the superposition model has none of."""
+        if self.architecture in TRANSFORMERS:
+            for key in ("layers", "heads"):
+                if getattr(size, key) is None:
+                    raise _fail(f"{where}: {key}", f"is required for architecture {self.architecture}")
+            return
+        for key in ("layers", "heads"):
+            if getattr(size, key) not in (None, 1):
+                raise _fail(f"{where}: {key}", f"the {self.architecture} model has no {key}; "
+                                                f"leave it out")
+        source = size.source or self.data.source
+        if not source.startswith("builtin:sparse_features"):
+            raise _fail(f"{where}: source" if size.source else "data.source",
+                        f"the superposition model trains on builtin:sparse_features?n=..&sparsity=.."
+                        f"&importance=.., got {source!r}")
+        from data_index.features import FeatureRecipe  # the data's own checks, naming the field
+
+        try:
+            recipe = FeatureRecipe.parse(source)
+        except ValueError as exc:
+            raise _fail(f"{where}: source" if size.source else "data.source", str(exc)) from None
+        if size.width > recipe.n:
+            raise _fail(f"{where}: width", f"a hidden size of {size.width} for {recipe.n} features "
+                                           f"leaves nothing to superpose (use width <= {recipe.n})")
 
     def _resolved(self, size: SizeConfig) -> SizeConfig:
         """Fill the size defaults that depend on these settings: runs record real values."""
@@ -297,7 +334,8 @@ class RunConfig(TrainingSettings):
     # Options added after runs were recorded, left out of records while they hold their default
     # (dotted path -> default), so older runs' records and config hashes stay what they were.
     OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
-        "micro_batch_size": None, "size.layer_norm": True, "size.init_std": None, "data.sources": None}
+        "micro_batch_size": None, "size.layer_norm": True, "size.init_std": None, "data.sources": None,
+        "size.source": None}
 
     def __post_init__(self) -> None:
         self._check((self.size,))
@@ -388,6 +426,8 @@ class FamilyConfig(TrainingSettings):
 
     def _run(self, size: SizeConfig, seed: SeedConfig) -> RunConfig:
         shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingSettings)}
+        if size.source is not None:  # a size with data of its own
+            shared["data"] = dataclasses.replace(self.data, source=size.source, sources=None)
         return RunConfig(size=size, seed=seed, **shared)
 
     def to_json(self) -> dict[str, Any]:

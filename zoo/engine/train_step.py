@@ -100,8 +100,12 @@ def masked_loss(model: torch.nn.Module, batch: torch.Tensor, loss_mask: torch.Te
 
 def _forward_loss(model: torch.nn.Module, batch: torch.Tensor, loss_mask: torch.Tensor | None,
                   precision: str):
-    """(loss, outputs) of one forward pass: every token's next-token loss, or the masked one."""
+    """(loss, outputs) of one forward pass: every token's next-token loss, or the masked one; a
+    float batch is feature vectors (the superposition model), whose loss the model computes."""
     with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        if batch.is_floating_point():
+            outputs = model(features=batch)
+            return outputs.loss, outputs
         if loss_mask is None:
             outputs = model(input_ids=batch, labels=batch)
             return outputs.loss, outputs

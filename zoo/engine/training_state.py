@@ -53,9 +53,13 @@ class TrainingState:
         return stats
 
 
-def training_batch(corpus, ids, device: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def training_batch(corpus, ids, device: str, *,
+                   data_seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The tokens [B, T] of sample `ids` and their loss mask (None when every token is a target),
-    on `device`: what one update trains on, read the same way by the loop and by replay."""
+    on `device`: what one update trains on, read the same way by the loop and by replay. Drawn
+    features (data_index/features.py) are float vectors [B, n], drawn from the run's data seed."""
+    if getattr(corpus, "drawn", False):
+        return torch.from_numpy(corpus.samples(ids, data_seed=data_seed)).to(device), None
     batch = torch.from_numpy(corpus.samples(ids)).to(device)
     mask = corpus.loss_mask(ids)
     return batch, None if mask is None else torch.from_numpy(mask).to(device)

@@ -37,7 +37,15 @@ from zoo_common.progress import progress as progress_bar
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
 from zoo.store.corpora import open_corpus
-from zoo.eval.metrics import METRICS, heldout_loss, icl_score, induction_score, repetition_loss
+from zoo.eval.metrics import (
+    METRICS,
+    TOKEN_METRICS,
+    heldout_loss,
+    icl_score,
+    induction_score,
+    repetition_loss,
+)
+from zoo.eval.superposition_metrics import superposition_measures
 from zoo.eval.task_metrics import fourier_key_share, task_accuracy
 from zoo.eval.results import ResultsLog
 from zoo.eval.heldout import DEFAULT_SAMPLES, HeldOut, build_heldout
@@ -179,17 +187,18 @@ class ReusedModels:
         self._by_config: dict[str, torch.nn.Module] = {}
 
     def load(self, hf_config: dict, tensors: dict[str, torch.Tensor], what: str) -> torch.nn.Module:
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-        from zoo.models.toy import register_toy_model
+        from zoo.models.own_types import register_own_models, takes_tokens
 
-        register_toy_model()  # the Auto classes must know "zoo-toy" for a toy run's config
+        register_own_models()  # the Auto classes must know our model types for such a config
         key = json.dumps(hf_config, sort_keys=True)
         model = self._by_config.get(key)
         if model is None:
             settings = dict(hf_config)
             config = AutoConfig.for_model(settings.pop("model_type"), **settings)
-            model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+            model = (AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+                     if takes_tokens(config.model_type) else AutoModel.from_config(config)).eval()
             self._by_config[key] = model
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         tied = set(getattr(model, "_tied_weights_keys", None) or ())
@@ -246,8 +255,33 @@ def _induction_fields(model, corpus) -> dict[str, float]:
     return {"max": float(scores.max()), **fields}
 
 
+def _check_metrics_fit(chosen: dict, corpus, family: str) -> None:
+    """Token metrics on feature vectors, or the superposition measures on tokens: one clear
+    error before any work."""
+    drawn = getattr(corpus, "drawn", False)
+    wrong = [n for n, m in chosen.items() if (m in TOKEN_METRICS) == drawn and isinstance(m, str)
+             and (drawn or m == "superposition")]
+    if wrong and drawn:
+        raise ZooError(f"{family} reads feature vectors (builtin:sparse_features), not tokens: "
+                       f"metric {', '.join(wrong)} is for language models; its metric is "
+                       f"`superposition` (or your own f(model, tokenizer) with tokenizer None)")
+    if wrong:
+        raise ZooError(f"{family} reads tokens: the superposition measures are for the "
+                       f"superposition model (architecture superposition)")
+
+
 def _run_metric(name, metric, model, *, tokenizer, corpus, heldout: HeldOut | None, what: str,
                 data_seed: int):
+    drawn = getattr(corpus, "drawn", False)
+    if drawn and metric in TOKEN_METRICS:
+        raise ZooError(f"{what} reads feature vectors (builtin:sparse_features), not tokens: metric "
+                       f"{metric!r} is for language models; its metric is `superposition`")
+    if not drawn and metric == "superposition":
+        raise ZooError(f"{what}: the superposition measures are for the superposition model "
+                       f"(architecture superposition); this run reads tokens")
+    if metric == "superposition":
+        with torch.no_grad():
+            return superposition_measures(model, corpus)
     if metric == "accuracy":
         return task_accuracy(model, corpus, data_seed=data_seed)
     if metric == "fourier":
@@ -312,6 +346,7 @@ def evaluate_family(
         fp = record["corpus_fingerprint"]
         if fp not in corpora:
             corpora[fp] = open_corpus(store, fp)
+            _check_metrics_fit(chosen, corpora[fp], family)
             if any(chosen[n] in HELDOUT_METRICS for n in chosen):
                 heldouts[fp] = build_heldout(
                     corpora[fp], n_samples=heldout_samples, heldout=heldout
@@ -349,7 +384,8 @@ def evaluate_family(
             fp = record["corpus_fingerprint"]
             what = f"{rid} step {step}"
             model = models.load(record["hf_config"], run.read_checkpoint(step).tensors, what)
-            needs_tokenizer = any(callable(chosen[n]) for n in missing)
+            needs_tokenizer = (any(callable(chosen[n]) for n in missing)
+                               and corpora[fp].tokenizer_dir is not None)
             if needs_tokenizer and fp not in tokenizers:
                 tokenizers[fp] = AutoTokenizer.from_pretrained(str(corpora[fp].tokenizer_dir))
             for name in missing:

@@ -12,6 +12,14 @@ A measure in the front matter:
   {name, label, column,                      column of zoo.metrics(FAMILY), e.g. accuracy.test_acc
    event: threshold, threshold, direction?, persist?   -> the first step past it, per seed
    event: largest_jump, direction?                     -> the step of the jump that stands out
+   event: settle, tolerance?, persist?                 -> the step from which it stays at its
+                                                          final value (within tolerance)
+   from_step: N?                                       -> the curve from step N on only (an event
+                                                          after the first descent, say)
+   curve: descent_rate?                                -> the event read on -d log(value) / d step
+                                                          between stored steps instead: its largest
+                                                          jump is where a descent speeds up (a
+                                                          plateau ends); a smooth decay has none
    at: last                                            -> the value at each seed's last step
    at_event: NAME                                      -> the value at each seed's step of event NAME
    sizes: [SIZE, ...]?                                 -> only these sizes (default: every size)}
@@ -102,17 +110,31 @@ def _curves(rows, column: str) -> tuple[list[int], list[int], np.ndarray]:
     return seeds, steps, np.array([[by_seed[s][t] for t in steps] for s in seeds], dtype=float)
 
 
+def _descent_rate(steps: list[int], values: np.ndarray, column: str) -> tuple[list[int], np.ndarray]:
+    """-d log(value) / d step between consecutive stored steps, at the later step of each pair."""
+    if (values <= 0).any():
+        raise ZooError(f"{column}: a descent rate reads log(value), and some values are <= 0")
+    rate = -np.diff(np.log(values), axis=1) / np.diff(np.asarray(steps, dtype=float))
+    return steps[1:], rate
+
+
 def _measure(measure: dict, rows, events: dict) -> dict:
     from zoo.stats import event_timing, seed_interval
 
     seeds, steps, values = _curves(rows, measure["column"])
+    if "from_step" in measure:
+        keep = [i for i, step in enumerate(steps) if step >= measure["from_step"]]
+        steps, values = [steps[i] for i in keep], values[:, keep]
+    if measure.get("curve") == "descent_rate":
+        steps, values = _descent_rate(steps, values, measure["column"])
     out = {"name": measure["name"], "label": measure["label"], "column": measure["column"],
            "seeds": seeds}
     if "event" in measure:
         timing = event_timing(steps, values, seeds=seeds, kind=measure["event"],
                               threshold=measure.get("threshold"),
                               direction=measure.get("direction", "above"),
-                              persist=measure.get("persist", 1), no_event="nan")
+                              persist=measure.get("persist", 1),
+                              tolerance=measure.get("tolerance", 0.0), no_event="nan")
         out["steps"] = list(timing.event_steps)
         out["per_seed"] = ", ".join("none" if s is None else str(s) for s in timing.event_steps)
         if timing.n_events >= 2:

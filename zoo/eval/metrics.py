@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.eval.evaluating import evaluating
+from zoo.eval.superposition_metrics import superposition_measures
 from zoo.eval.task_metrics import fourier_key_share, task_accuracy
 from zoo_common.errors import ZooError
 
@@ -265,7 +266,9 @@ METRICS: dict[str, Callable] = {
     "repetition": repetition_loss,  # f(model, *, vocab_size, seq_len) -> first/second/drop (nats)
     "accuracy": task_accuracy,  # f(model, corpus, *, data_seed) -> train/test acc and loss (tasks)
     "fourier": fourier_key_share,  # f(model, p) -> key-frequency share of the embedding (modular)
+    "superposition": superposition_measures,  # f(model, corpus) -> the superposition model's W
 }
+TOKEN_METRICS = ("loss", "icl", "induction", "repetition", "accuracy", "fourier")
 
 
 def metric_function(name: str) -> Callable:

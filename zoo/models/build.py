@@ -2,7 +2,8 @@
 
 GPT-NeoX (as Pythia: parallel residual, rotary on a quarter of each head, untied embeddings) and
 Llama are stock transformers classes, so their checkpoints load with `AutoModelForCausalLM` and no
-code of ours; "toy" is our one small architecture (zoo/models/toy.py). Every model is built with
+code of ours; "toy" is our one small transformer (zoo/models/toy.py), "superposition" the ReLU
+output model of Toy Models of Superposition (zoo/models/superposition.py). Every model is built with
 dropout 0 and eager attention: deterministic, CPU-friendly, and `output_attentions` works.
 
 Initial weights come from the named stream "init" seeded by the run's `init_seed`, inside
@@ -24,6 +25,8 @@ from transformers import (
 
 from zoo.config.run_config import ARCHITECTURES, RunConfig
 from zoo.config.seeds import derive_seed
+from data_index.features import FeatureRecipe
+from zoo.models.superposition import ZooSuperpositionConfig, ZooSuperpositionModel
 from zoo.models.toy import ZooToyConfig, ZooToyForCausalLM
 
 __all__ = ["ARCHITECTURES", "build_hf_config", "build_model", "model_class"]
@@ -37,6 +40,11 @@ DEFAULT_INIT_STD = 0.02
 def build_hf_config(run: RunConfig, *, vocab_size: int, eos_token_id: int) -> PretrainedConfig:
     """The transformers config for `run`'s architecture and size (vocab: the prepared corpus's)."""
     size = run.size
+    if run.architecture == "superposition":  # no tokens: n features (from the data) into m = width
+        recipe = FeatureRecipe.parse(run.data.source)
+        return ZooSuperpositionConfig(n_features=recipe.n, hidden_size=size.width,
+                                      importance=[float(v) for v in recipe.importance_vector()],
+                                      initializer_range=size.init_std)
     common = {
         "vocab_size": vocab_size,
         "hidden_size": size.width,
@@ -82,9 +90,8 @@ def build_hf_config(run: RunConfig, *, vocab_size: int, eos_token_id: int) -> Pr
 
 
 def model_class(architecture: str) -> type[PreTrainedModel]:
-    return {"gpt-neox": GPTNeoXForCausalLM, "llama": LlamaForCausalLM, "toy": ZooToyForCausalLM}[
-        architecture
-    ]
+    return {"gpt-neox": GPTNeoXForCausalLM, "llama": LlamaForCausalLM, "toy": ZooToyForCausalLM,
+            "superposition": ZooSuperpositionModel}[architecture]
 
 
 def build_model(run: RunConfig, *, vocab_size: int, eos_token_id: int) -> PreTrainedModel:

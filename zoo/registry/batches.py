@@ -24,10 +24,19 @@ from zoo.store.store import Store
 
 def batch(name: str, *, seed: int, step: int, store: str | Store | None = None,
           branch: str | None = None) -> torch.Tensor:
-    """The token batch of `step` exactly as trained: LongTensor [batch, seq_len]."""
+    """The batch of `step` exactly as trained: LongTensor [batch, seq_len] of tokens, or for drawn
+    features (the superposition family) FloatTensor [batch, features]."""
     step = whole_number(step, "step")
     corpus, index = run_data(batch_owner(_run(name, seed, store, branch), step))
-    return torch.from_numpy(corpus.samples(index.batch_ids(step)))
+    return torch.from_numpy(batch_values(corpus, index, index.batch_ids(step)))
+
+
+def batch_values(corpus, index: StepIndex, ids):
+    """The values of samples `ids` as the run trained on them: a text corpus's tokens, or drawn
+    features, which are a function of the run's data seed (the index's header records it)."""
+    if getattr(corpus, "drawn", False):
+        return corpus.samples(ids, data_seed=index.data_seed)
+    return corpus.samples(ids)
 
 
 def batch_ids(name: str, *, seed: int, step: int, store: str | Store | None = None,

@@ -6,6 +6,7 @@ as anyone without our package would open it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from zoo_common.arguments import whole_number
 from zoo.environment import check_device
@@ -26,20 +27,28 @@ def load(name: str, *, seed: int, step: int, store: str | os.PathLike | Store | 
 
 
 def open_snapshot(folder: os.PathLike, *, device: str = "cpu", progress: bool = False):
-    """(model, tokenizer) of a snapshot folder, eager attention (the same numerics as training)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) of a snapshot folder, eager attention (the same numerics as training);
+    the superposition model reads feature vectors, not tokens: its tokenizer is None."""
+    import json
+
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from zoo.models.toy import register_toy_model
+    from zoo.models.own_types import register_own_models, takes_tokens
 
-    register_toy_model()  # snapshots of the toy architecture name it as their model type
+    register_own_models()  # snapshots of our own architectures name them as their model type
+    model_type = json.loads((Path(folder) / "config.json").read_text())["model_type"]
     bars_were_on = hf_logging.is_progress_bar_enabled()
     if not progress and bars_were_on:
         hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto", attn_implementation="eager")
+        if takes_tokens(model_type):
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto",
+                                                         attn_implementation="eager")
+        else:
+            model = AutoModel.from_pretrained(folder, dtype="auto")
     finally:
         if not progress and bars_were_on:
             hf_logging.enable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder) if takes_tokens(model_type) else None
     return model.to(device).eval(), tokenizer

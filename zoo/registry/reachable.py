@@ -34,6 +34,6 @@ def materialize_step(run: RunStore, step: int, *, progress: bool = False) -> Pat
     finally:
         torch.set_num_threads(previous_threads)
     tensors = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}  # untied
-    tokens_seen = step * state.cfg.batch_size * state.cfg.data.seq_len
+    tokens_seen = step * state.cfg.batch_size * state.corpus.seq_len
     return write_snapshot(folder, run=run, step=step, tensors=tensors, tokens_seen=tokens_seen,
                           source=source)

@@ -93,9 +93,9 @@ def write_snapshot(folder: Path, *, run: RunStore, step: int, tensors: dict[str,
                   metadata=PT_METADATA)
         record = run.read_json("run.json")
         config = hf_config(record, {t.dtype for t in tensors.values()})
-        from zoo.models.toy import TOY_MODEL_TYPE, write_remote_code  # transformers: imported late
-        if config.model_type == TOY_MODEL_TYPE:  # carry the modeling code: opens without zoo
-            write_remote_code(staging, config)
+        from zoo.models.own_types import write_own_remote_code  # transformers: imported late
+
+        write_own_remote_code(staging, config)  # our own architectures: opens without zoo
         config.save_pretrained(staging)
         for file, data in tokenizer_files(run.store, record["corpus_fingerprint"]).items():
             (staging / file).write_bytes(data)
@@ -141,9 +141,9 @@ def hf_config(record: dict, dtypes: set[torch.dtype]):
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    from zoo.models.toy import register_toy_model
+    from zoo.models.own_types import register_own_models
 
-    register_toy_model()  # AutoConfig must know "zoo-toy" to rebuild a toy run's config
+    register_own_models()  # AutoConfig must know our model types to rebuild such a config
     hf_config = dict(record["hf_config"])
     model_type = hf_config.pop("model_type")
     config = AutoConfig.for_model(model_type, **hf_config)

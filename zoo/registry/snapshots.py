@@ -34,10 +34,10 @@ def run_snapshot(run: RunStore, step: int, *, progress: bool = False) -> Path:
     transformers' Auto classes here, so the folder opens with `from_pretrained` in this process.
     A branch's steps before its branch point are its parent's."""
     run = weights_owner(run, step)
-    if run.read_json("run.json")["hf_config"].get("model_type") == "zoo-toy":
-        from zoo.models.toy import register_toy_model  # imports transformers: only when needed
+    if run.read_json("run.json")["hf_config"].get("model_type") in ("zoo-toy", "zoo-superposition"):
+        from zoo.models.own_types import register_own_models  # imports transformers: when needed
 
-        register_toy_model()
+        register_own_models()
     stored = run.checkpoint_steps()
     check_step(run, step, stored)
     if step not in stored:

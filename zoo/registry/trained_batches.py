@@ -18,7 +18,7 @@ import torch
 
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
-from zoo.registry.batches import run_data
+from zoo.registry.batches import batch_values, run_data
 from zoo.store.catalog import open_run
 from zoo.store.lineage import batch_owner
 from zoo.store.store import Store
@@ -45,6 +45,8 @@ class StepBatches(torch.utils.data.Dataset):
         step = self.first + k
         corpus, index = run_data(batch_owner(self.run, step))
         ids = index.batch_ids(step)
+        if getattr(corpus, "drawn", False):  # the superposition model: model(**item).loss
+            return ids, {"features": torch.from_numpy(batch_values(corpus, index, ids))}
         tokens = torch.from_numpy(corpus.samples(ids))
         mask = corpus.loss_mask(ids)
         labels = tokens.clone() if mask is None else tokens.masked_fill(~torch.from_numpy(mask), -100)
@@ -78,12 +80,12 @@ def training_data(name: str, *, seed: int, step: int, n_steps: int = 1,
 def _as_rows(batches: StepBatches):
     import datasets
 
-    columns = {"input_ids": [], "labels": [], "step": [], "sample": []}
+    columns = {"step": [], "sample": []}
     for k in range(len(batches)):
         step = batches.first + k
         ids, item = batches.item(k)
-        columns["input_ids"] += item["input_ids"].tolist()
-        columns["labels"] += item["labels"].tolist()
+        for key, values in item.items():  # input_ids and labels, or features
+            columns.setdefault(key, []).extend(values.tolist())
         columns["step"] += [step] * len(ids)
         columns["sample"] += ids.tolist()
     return datasets.Dataset.from_dict(columns)

@@ -7,5 +7,7 @@ One Starlette application (app.py): server-rendered pages (pages.py gathers what
 templates/*.html lay it out, rendered by Starlette's Jinja2Templates with autoescape; charts drawn
 as inline SVG by charts.py, so nothing is fetched from a CDN) and the store's own files, read-only
 (store_files.py), which fsspec's HTTP filesystem reads as it reads any store; every byte is
-verified on read as always. Starlette, uvicorn and Jinja2 are the `serve` extra.
+verified on read as always. A superposition model (the ReLU output model) has its own page,
+/superposition/NAME/SEED?step=N (superposition_page.py, pictures by feature_charts.py).
+Starlette, uvicorn and Jinja2 are the `serve` extra.
 """

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from zoo.serve import pages
 from zoo.serve.store_files import is_store_path, store_file
+from zoo.serve.superposition_page import superposition_page
 from zoo_common.errors import IntegrityError, ZooError
 
 DEFAULT_PROMPT = "def add(a, b): return a + b. def add(a, b): return a + b."
@@ -59,6 +60,11 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         return pages.attention_page(store, p["name"], p["seed"], step,
                                     request.query_params.get("prompt") or DEFAULT_PROMPT)
 
+    def superposition(request: Request) -> pages.Page:
+        p = request.path_params
+        return superposition_page(store, p["name"], p["seed"], int_param(request, "step"),
+                                  request.query_params.get("dims") or "seed")
+
     def compare(request: Request) -> pages.Page:
         q = request.query_params
         return pages.compare_page(store, q.get("a"), q.get("b"), q.get("metric"), q.get("branch"))
@@ -82,7 +88,7 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         if is_store_path(path):
             return store_file(request, root, path)
         raise ZooError(f"no page /{path}; pages: /, /model/NAME, /run/NAME/SEED/STEP, "
-                       f"/attention/NAME/SEED, /compare")
+                       f"/attention/NAME/SEED, /superposition/NAME/SEED, /compare")
 
     def on_zoo_error(request: Request, exc: ZooError) -> Response:
         if isinstance(exc, IntegrityError):
@@ -99,6 +105,7 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         Route("/run/{name}/{seed:int}/{step:int}", html(run_step), methods=read),
         Route("/run/{name}/{seed:int}/{step:int}/snapshot.zip", snapshot_zip, methods=read),
         Route("/attention/{name}/{seed:int}", html(attention), methods=read),
+        Route("/superposition/{name}/{seed:int}", html(superposition), methods=read),
         Route("/compare", html(compare), methods=read),
         Route("/{path:path}", files, methods=read),
     ]

@@ -34,6 +34,7 @@ class Chart:
     series: list = field(default_factory=list)
     marks: dict = field(default_factory=dict)  # label -> (steps, color): ticks along the x axis
     lines: list = field(default_factory=list)  # (step, label): vertical lines (a branch point)
+    levels: list = field(default_factory=list)  # (value, label): horizontal dotted lines
 
 
 def _x(step: float) -> float:
@@ -48,6 +49,7 @@ def svg(chart: Chart, *, width: int = 760, height: int = 320) -> Markup:
     points += [(s, v) for ser in chart.series if ser.band for s, lo, hi in
                zip(ser.steps, *ser.band) for v in (lo, hi) if v is not None and math.isfinite(v)]
     steps = [s for s, _ in points] + [s for m in chart.marks.values() for s in m[0]]
+    points += [(0, v) for v, _ in chart.levels]
     x_max = _x(max(steps, default=1)) or 1.0
     y_lo = min((v for _, v in points), default=0.0)
     y_hi = max((v for _, v in points), default=1.0)
@@ -63,8 +65,7 @@ def svg(chart: Chart, *, width: int = 760, height: int = 320) -> Markup:
             f'aria-label="{escape(chart.title)}">'),
            f'<text x="{left}" y="18" font-size="13" font-weight="bold">{escape(chart.title)}</text>',
            f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
-    for k in range(5):  # y grid
-        v = y_lo + (y_hi - y_lo) * k / 4
+    for v in _y_ticks(y_lo, y_hi):  # y grid
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(v):.1f}" y2="{py(v):.1f}" '
                    f'stroke="#eee"/><text x="{left - 6}" y="{py(v) + 4:.1f}" font-size="10" '
                    f'text-anchor="end">{v:.4g}</text>')
@@ -98,6 +99,11 @@ def svg(chart: Chart, *, width: int = 760, height: int = 320) -> Markup:
                        f'stroke="{color}"/>')
         out.append(f'<text x="{left + plot_w}" y="{height - 6 - 12 * row}" font-size="9" '
                    f'text-anchor="end" fill="{color}">| {escape(label)}</text>')
+    for v, label in chart.levels:
+        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(v):.1f}" y2="{py(v):.1f}" '
+                   f'stroke="#888" stroke-dasharray="1,3"/><text x="{left + plot_w - 3}" '
+                   f'y="{py(v) - 3:.1f}" font-size="9" fill="#666" text-anchor="end">'
+                   f'{escape(label)}</text>')
     for s, label in chart.lines:
         out.append(f'<line x1="{px(s):.1f}" x2="{px(s):.1f}" y1="{top}" y2="{top + plot_h}" '
                    f'stroke="#555" stroke-dasharray="3,3"/><text x="{px(s) + 3:.1f}" y="{top + 12}" '
@@ -110,6 +116,15 @@ def svg(chart: Chart, *, width: int = 760, height: int = 320) -> Markup:
                    f'font-size="10">{escape(ser.label)}</text>')
     out.append("</svg>")
     return Markup("\n".join(out))
+
+
+def _y_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """Round values (1, 2, 2.5 or 5 times a power of ten apart) between low and high."""
+    span = high - low
+    magnitude = 10 ** math.floor(math.log10(span / most))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if span / (m * magnitude) <= most + 1e-9)
+    first = math.ceil(low / step) * step
+    return [first + k * step for k in range(int((high - first) / step + 1e-9) + 1)]
 
 
 def _x_ticks(largest: float) -> list[int]:

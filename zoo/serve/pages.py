@@ -42,6 +42,10 @@ def attention_href(name: str, seed: int, step: int) -> str:
     return f"/attention/{quote(name)}/{seed}?step={step}"
 
 
+def superposition_href(name: str, seed: int, step: int) -> str:
+    return f"/superposition/{quote(name)}/{seed}?step={step}"
+
+
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("zoo.serve", "templates"),
     autoescape=True,
@@ -50,7 +54,7 @@ _ENVIRONMENT = jinja2.Environment(
     lstrip_blocks=True,
 )
 _ENVIRONMENT.globals.update(model_href=model_href, run_href=run_href,
-                            attention_href=attention_href)
+                            attention_href=attention_href, superposition_href=superposition_href)
 _ENVIRONMENT.filters["thousands"] = lambda n: f"{n:,}"
 TEMPLATES = Jinja2Templates(env=_ENVIRONMENT)
 
@@ -131,9 +135,9 @@ def model_page(store, name: str) -> Page:
     record = branch_record(first)
     lines = [(record["from_step"], "branch point")] if record else []
     charts = []
-    columns = ["train_loss"] + [c for c in table.columns if c in ("loss", "icl", "induction.max",
-                                                                    "repetition.drop")
-                                or c.startswith("accuracy.")]
+    columns = ["train_loss"] + [c for c in table.columns if c in (
+        "loss", "icl", "induction.max", "repetition.drop", "superposition.loss",
+        "superposition.represented", "superposition.dims_per_feature") or c.startswith("accuracy.")]
     for column in columns:
         if table[column].notna().sum() == 0:
             continue
@@ -151,17 +155,31 @@ def model_page(store, name: str) -> Page:
     for seed, run in runs.items():
         stored = run.checkpoint_steps()
         rows.append({"seed": seed, "state": _state(run), "stored": len(stored),
-                     "steps": _some(stored), "last": stored[-1]})
+                     "steps": some_steps(stored), "last": stored[-1]})
     about = ""
     if record:
         from zoo.store.lineage import describe
 
         about = describe(record)
     return Page("model.html", name, {"name": name, "branch": about, "runs": rows,
-                                     "charts": charts})
+                                     "charts": charts, "superposition": is_superposition(first)})
 
 
-def _some(steps: list[int], n: int = 8) -> list[int]:
+def is_superposition(run) -> bool:
+    """A ReLU output model (no tokens, no attention): its pages are /superposition/..."""
+    return run.read_json("run.json").get("config", {}).get("architecture") == "superposition"
+
+
+def _no_tokens(run, name: str, seed: int, step: int, what: str) -> None:
+    if is_superposition(run):
+        from zoo_common.errors import ArgumentError
+
+        raise ArgumentError(f"{name} is a superposition model: its data are drawn feature "
+                            f"vectors, with no {what} to show; see its weights at "
+                            f"{superposition_href(name, seed, step)}")
+
+
+def some_steps(steps: list[int], n: int = 8) -> list[int]:
     if len(steps) <= n:
         return steps
     picks = np.unique(np.round(np.geomspace(1, len(steps), n)).astype(int) - 1)
@@ -178,6 +196,7 @@ def run_page(store, name: str, seed: int, step: int, sample: int | None = None) 
     values = {"name": name, "seed": seed, "step": step, "previous": max(1, step - 1),
               "following": min(last, step + 1), "sample": sample, "hits": hits, "samples": None}
     title = f"{name} seed {seed}, step {step}"
+    _no_tokens(run, name, seed, step, "text")
     if step < 1:
         return Page("run.html", title, values)
     corpus, index = run_data(batch_owner(run, step))
@@ -195,6 +214,7 @@ def attention_page(store, name: str, seed: int, step: int, prompt: str) -> Page:
     from zoo.registry.loading import load
 
     run = open_run(name, seed=seed, store=store)
+    _no_tokens(run, name, seed, step, "attention")
     last = run.status().get("last_step", 0)
     stored = run.checkpoint_steps()
     model, tokenizer = load(name, seed=seed, step=step, store=store)
@@ -206,7 +226,7 @@ def attention_page(store, name: str, seed: int, step: int, prompt: str) -> Page:
                for head in range(pattern.shape[1])] for layer, pattern in enumerate(patterns)]
     how = "stored" if step in stored else "not stored: replayed exactly from the keyframe before it"
     return Page("attention.html", f"{name} seed {seed}: attention at step {step}",
-                {"prompt": prompt, "step": step, "last": last, "stored": _some(stored, 12),
+                {"prompt": prompt, "step": step, "last": last, "stored": some_steps(stored, 12),
                  "how": how, "labels": labels, "layers": layers})
 
 

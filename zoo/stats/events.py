@@ -21,7 +21,7 @@ from zoo.stats._inputs import integer_steps, real_array
 from zoo.stats.seed_intervals import few_seeds_note, seed_interval
 from zoo_common.errors import ZooError
 
-KINDS = ("threshold", "largest_jump")
+KINDS = ("threshold", "largest_jump", "settle")
 DIRECTIONS = ("above", "below")
 NO_EVENT_POLICIES = ("raise", "omit", "nan")
 # The default bar for a largest jump, in units of the curve's step-to-step noise: high enough that
@@ -172,6 +172,7 @@ def find_event(
     direction: str = "above",
     persist: int = 1,
     min_jump_over_noise: float | None = MIN_JUMP_OVER_NOISE,
+    tolerance: float = 0.0,
 ) -> Event:
     """The event of one curve with its size relative to the curve's noise (see event_step)."""
     if kind not in KINDS:
@@ -184,6 +185,11 @@ def find_event(
         _check_number(min_jump_over_noise, "min_jump_over_noise", minimum=0.0)
     steps, values = _curve(steps, values, "event_step")
     changes = np.diff(values) if direction == "above" else -np.diff(values)
+    if kind == "settle":
+        if threshold is not None:
+            raise ZooError("kind='settle' takes tolerance= (how close to the final value), not "
+                           "threshold")
+        return _settle(steps, values, tolerance=tolerance, persist=persist)
     if kind == "threshold":
         if threshold is None:
             raise ZooError("kind='threshold' needs threshold=<number>")
@@ -222,6 +228,19 @@ def find_event(
     return Event(int(steps[best + 1]) if found else None, jump, noise, size)
 
 
+def _settle(steps: np.ndarray, values: np.ndarray, *, tolerance: float, persist: int) -> Event:
+    """The first stored step from which the curve stays within `tolerance` of its last value to
+    the end; None when that stretch is shorter than `persist` stored steps (no evidence that it
+    settled: it may still be moving at the end of training)."""
+    _check_number(tolerance, "tolerance", minimum=0.0)
+    off = np.flatnonzero(np.abs(values - values[-1]) > tolerance)
+    at = int(off[-1]) + 1 if len(off) else 0
+    if len(values) - at < persist:
+        return Event(None, float("nan"), float("nan"), float("nan"))
+    jump = float(values[at] - values[at - 1]) if at > 0 else float("nan")
+    return Event(int(steps[at]), jump, float("nan"), float("nan"))
+
+
 def event_step(
     steps: Sequence[int],
     values: Sequence[float],
@@ -231,6 +250,7 @@ def event_step(
     direction: str = "above",
     persist: int = 1,
     min_jump_over_noise: float | None = MIN_JUMP_OVER_NOISE,
+    tolerance: float = 0.0,
 ) -> int | None:
     """The step at which the curve shows the event, or None if it never does.
 
@@ -243,14 +263,20 @@ def event_step(
     curve's other changes by at least min_jump_over_noise times their robust standard deviation
     (None: any rise or fall counts); this needs MIN_NOISE_STEPS stored steps. The jump is the raw
     difference between stored points, not divided by the gap in steps: on a log-spaced schedule
-    that is a change per log-step, which is what finds a phase change. find_event also gives the
-    event's size relative to the noise.
+    that is a change per log-step, which is what finds a phase change. kind="settle": the first
+    stored step from which the curve stays within `tolerance` of its final value to the end, held
+    for at least `persist` stored steps (else None: it may still be moving). find_event also gives
+    the event's size relative to the noise.
     """
     return find_event(steps, values, kind=kind, threshold=threshold, direction=direction,
-                      persist=persist, min_jump_over_noise=min_jump_over_noise).step
+                      persist=persist, min_jump_over_noise=min_jump_over_noise,
+                      tolerance=tolerance).step
 
 
-def _describe(kind, threshold, direction, persist, min_jump_over_noise) -> str:
+def _describe(kind, threshold, direction, persist, min_jump_over_noise, tolerance=0.0) -> str:
+    if kind == "settle":
+        return (f"first step from which it stays within {tolerance:g} of its final value, for at "
+                f"least {persist} stored steps")
     if kind == "threshold":
         held = f" for {persist} stored steps" if persist > 1 else ""
         past = "at or above" if direction == "above" else "at or below"
@@ -271,6 +297,7 @@ def event_timing(
     direction: str = "above",
     persist: int = 1,
     min_jump_over_noise: float | None = MIN_JUMP_OVER_NOISE,
+    tolerance: float = 0.0,
     confidence: float = 0.95,
     n_resamples: int = 10_000,
     rng_seed: int = 0,
@@ -310,12 +337,13 @@ def event_timing(
         try:
             events[label] = find_event(steps, curve, kind=kind, threshold=threshold,
                                        direction=direction, persist=persist,
-                                       min_jump_over_noise=min_jump_over_noise)
+                                       min_jump_over_noise=min_jump_over_noise,
+                                       tolerance=tolerance)
         except ZooError as error:
             raise ZooError(f"seed {label}: {error}") from None
     found = {label: e for label, e in events.items() if e.step is not None}
     missing = [label for label, e in events.items() if e.step is None]
-    what = _describe(kind, threshold, direction, persist, min_jump_over_noise)
+    what = _describe(kind, threshold, direction, persist, min_jump_over_noise, tolerance)
     near = ""
     if missing and kind == "largest_jump" and min_jump_over_noise is not None:
         near = (" (their largest jumps: " + ", ".join(

@@ -18,7 +18,8 @@ from zoo_common.errors import ZooError
 
 CARD_FOLDER = "cards"
 MEASURE_KEYS = {"name", "label", "column", "event", "threshold", "direction", "persist", "at",
-                "at_event", "sizes"}
+                "at_event", "sizes", "tolerance", "from_step", "curve"}
+CURVES = ("descent_rate",)  # what a measure may read instead of the column itself
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,12 @@ def read_card(path: str | Path) -> CardSource:
         ways = [k for k in ("event", "at", "at_event") if k in measure]
         if len(ways) != 1:
             raise ZooError(f"{where}: give exactly one of event, at, at_event")
-        if measure.get("event") not in (None, "threshold", "largest_jump"):
-            raise ZooError(f"{where}.event must be threshold or largest_jump")
+        if measure.get("event") not in (None, "threshold", "largest_jump", "settle"):
+            raise ZooError(f"{where}.event must be threshold, largest_jump or settle")
         if measure.get("event") == "threshold" and not isinstance(measure.get("threshold"), (int, float)):
             raise ZooError(f"{where}.threshold is required for a threshold event")
+        if measure.get("curve", "descent_rate") not in CURVES:
+            raise ZooError(f"{where}.curve must be one of {', '.join(CURVES)}")
         if "at" in measure and measure["at"] != "last":
             raise ZooError(f"{where}.at must be 'last'")
         if "at_event" in measure and measure["at_event"] not in names:

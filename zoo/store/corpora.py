@@ -170,7 +170,7 @@ def tokenizer_files(store, fingerprint: str) -> dict[str, bytes]:
     source = store.corpus_location(fingerprint)
     local = cache_dir("corpora") / fingerprint
     if not source.is_local and (local / _LAST_FILE).exists():
-        folder = local / "tokenizer"
-        return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+        folder = local / "tokenizer"  # none for drawn features
+        return {path.name: path.read_bytes() for path in sorted(folder.glob("*")) if path.is_file()}
     tokenizer = source.child("tokenizer")
     return {name: tokenizer.read_bytes(name) for name in tokenizer.list()}
