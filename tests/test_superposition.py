@@ -195,3 +195,34 @@ def test_zoo_eval_measures_superposition_and_refuses_token_metrics(trained, caps
     capsys.readouterr()
     assert main(["eval", "spmicro", "--metric", "loss", "--store", url, "--quiet"]) == 2
     assert "reads feature vectors" in capsys.readouterr().err
+
+
+def test_zoo_batch_prints_feature_vectors(trained, capsys):
+    from zoo.cli import main
+
+    _, store = trained
+    url = str(store.location.local_path())
+    assert main(["batch", "spmicro-n6m2s0", "--seed", "1", "--step", "3", "--store", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 256 and lines[0].startswith("position 0  sample 512:")
+    first = zoo.batch("spmicro-n6m2s0", seed=1, step=3, store=store)[0]
+    assert lines[0].split(":")[1].split() == [f"{v:.3f}" if v else "0" for v in first.tolist()]
+
+
+def test_branches_of_a_superposition_run(trained):
+    from training.branching import branch
+
+    _, store = trained
+    name = "spmicro-n6m2s0.9"
+    branch(name, seed=1, from_step=150, label="slow", store=store, progress=False, lr_scale=0.5)
+    assert zoo.replay(name, seed=1, step=200, store=store, branch="slow").exact
+    branch(name, seed=1, from_step=150, label="denser", store=store, progress=False,
+           replace_data="builtin:sparse_features?n=6&sparsity=0.5&importance=1")
+    dense = zoo.batch(name, seed=1, step=151, store=store, branch="denser")
+    assert (dense > 0).float().mean() > 0.4  # the other sparsity from the branch point on
+    with pytest.raises(zoo.ArgumentError, match="nothing to drop"):
+        branch(name, seed=1, from_step=150, label="drop", store=store, progress=False,
+               drop_samples=[1, 2])
+    with pytest.raises(zoo.ArgumentError, match="change the sparsity"):
+        branch(name, seed=1, from_step=150, label="other", store=store, progress=False,
+               replace_data="builtin:sparse_features?n=7&sparsity=0.5&importance=1")

@@ -176,6 +176,9 @@ def _branch_corpus(store: Store, source: RunStore, wanted: Interventions, *,
         return parent_corpus
     from zoo.config.run_config import DataConfig
 
+    if getattr(parent_corpus, "drawn", False):
+        return _other_features(store, parent_corpus, wanted.replace_data, progress=progress)
+
     data = DataConfig(source=wanted.replace_data, tokenizer=str(parent_corpus.tokenizer_dir),
                       vocab_size=parent_corpus.vocab_size, seq_len=parent_corpus.seq_len)
     corpus = ensure_corpus(store, data, progress=progress)
@@ -186,10 +189,31 @@ def _branch_corpus(store: Store, source: RunStore, wanted: Interventions, *,
     return corpus
 
 
+def _other_features(store: Store, parent, source: str, *, progress: bool):
+    """Other drawn features for a branch of a superposition run: the same features (n) and
+    importances (the model's loss weighs them), another sparsity."""
+    from data_index.features import FeatureRecipe, is_feature_source
+    from zoo.config.run_config import DataConfig
+
+    if not is_feature_source(source):
+        raise ArgumentError(f"{parent.recipe.source} is feature vectors: a branch of it trains on "
+                            f"other features (builtin:sparse_features?...), not {source!r}")
+    recipe = FeatureRecipe.parse(source)
+    if (recipe.n, recipe.importance) != (parent.recipe.n, parent.recipe.importance):
+        raise ArgumentError(f"replace_data {recipe.source}: a branch keeps the model, so its n "
+                            f"({parent.recipe.n}) and importance ({parent.recipe.importance}) "
+                            f"stay; change the sparsity")
+    return ensure_corpus(store, DataConfig(source=recipe.source), progress=progress)
+
+
 def _dropped(corpus: Corpus, wanted: Interventions) -> np.ndarray | None:
     """Every sample the branch never trains on (None: nothing dropped)."""
     if not (wanted.drop_samples or wanted.drop_documents):
         return None
+    if getattr(corpus, "drawn", False):
+        raise ArgumentError("this run's samples are drawn afresh for every step and none is seen "
+                            "twice, so there is nothing to drop; branch with other data "
+                            "(replace_data='builtin:sparse_features?...') or another setting")
     samples = np.asarray(wanted.drop_samples, dtype=np.int64)
     outside = samples[(samples < 0) | (samples >= corpus.n_samples)]
     if outside.size:

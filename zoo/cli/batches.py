@@ -46,16 +46,22 @@ def register(subparsers) -> None:
 
 
 def _batch(args) -> int:
-    from zoo.registry.batches import run_data
+    from zoo.registry.batches import batch_values, run_data
     from zoo.store.catalog import open_run
     from zoo.store.lineage import batch_owner
 
-    run = open_run(args.name, seed=args.seed, store=open_store(args))
+    run = open_run(args.name, seed=args.seed, store=open_store(args))  # NAME@LABEL: a branch
     corpus, index = run_data(batch_owner(run, args.step))  # a branch's early steps: its parent's
     ids = index.batch_ids(args.step)
+    drawn = getattr(corpus, "drawn", False)  # feature vectors (the superposition family)
+    values = batch_values(corpus, index, ids) if drawn and not args.ids else None
     for position, sample in enumerate(ids.tolist()):
         if args.ids:
             print(sample)
+            continue
+        if drawn:
+            shown = " ".join("0" if v == 0 else f"{v:.3f}" for v in values[position].tolist())
+            print(f"position {position}  sample {sample}:  {shown}")
             continue
         document, offset = corpus.provenance(sample)
         text = corpus.decode(corpus.samples([sample])[0].tolist())

@@ -196,9 +196,12 @@ def _show(args: argparse.Namespace) -> int:
         if steps:
             last = run.checkpoint_manifest(steps[-1])
             size = sum(ref["nbytes"] for ref in last["tensors"].values())
+            drawn = run.read_json("run.json")["hf_config"].get("model_type") == "zoo-superposition"
+            seen = "feature values" if drawn else "tokens"
             print(
-                f"  last step {steps[-1]}: {last['tokens_seen']} tokens seen, {len(last['tensors'])} "
-                f"tensors, {size / 1e6:.1f} MB raw, config {last['config_hash'][:12]}"
+                f"  last step {steps[-1]}: {last['tokens_seen']:,} {seen} seen, "
+                f"{len(last['tensors'])} tensors, {size / 1e6:.1f} MB raw, config "
+                f"{last['config_hash'][:12]}"
             )
         records = [n for n in run.location.list() if n.endswith(".json") and n != "lock.json"]
         print(f"  records: {', '.join(records) or 'none'}")

@@ -138,8 +138,10 @@ def model_card(name: str, *, seed: int, record: dict, steps: list[int], final: i
     family, size_name = name.rsplit("-", 1)
     example = steps[len(steps) // 2]
     repo = f"<org>/{export_folder_name(name, seed)}"
-    toy = record.get("hf_config", {}).get("model_type") == "zoo-toy"
-    trust = ", trust_remote_code=True" if toy else ""
+    model_type = record.get("hf_config", {}).get("model_type")
+    toy = model_type == "zoo-toy"
+    features = model_type == "zoo-superposition"
+    trust = ", trust_remote_code=True" if toy or features else ""
     remote_note = ("\nThe toy architecture's modeling code ships in each folder (`modeling_zoo_toy.py`, named "
                    "by config.json's `auto_map`): `trust_remote_code=True` runs that file, which "
                    "imports only torch and transformers. Beside it, `transformer_lens_zoo_toy.py` is our "
@@ -152,8 +154,8 @@ tags: [model-zoo, interpretability, {family}]
 ---
 # {name}, seed {seed}
 
-A member of the Model Zoo family **{family}** (size **{size_name}**: {size.get("layers")} layers,
-width {size.get("width")}, {size.get("heads")} heads, architecture {config.get("architecture")}),
+A member of the Model Zoo family **{family}** (size **{size_name}**: {_shape(size, features)},
+architecture {config.get("architecture")}),
 trained for {final} steps. Every checkpoint is a branch, in Pythia's convention.
 
 | field | value |
@@ -170,17 +172,39 @@ trained for {final} steps. Every checkpoint is a branch, in Pythia's convention.
 
 ## Load a step
 
-```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-model = AutoModelForCausalLM.from_pretrained("{repo}", revision="step{example}"{trust})
-tokenizer = AutoTokenizer.from_pretrained("{repo}", revision="step{example}")
-```
+{_load_example(repo, example, trust, features)}
 {remote_note}
 From a local export, each step is a folder: `from_pretrained("{export_folder_name(name, seed)}/step{example}")`.
 With Model Zoo installed, any step (not only these) can be replayed exactly:
 `zoo.load("{name}", seed={seed}, step={example})`. Stored steps: {format_steps(steps)}.
 """ + (f"\n## The family\n\n{_demote_headings(family_card)}" if family_card else "")
+
+
+def _shape(size: dict, features: bool) -> str:
+    if features:
+        return f"hidden size {size.get('width')}, data {size.get('source') or 'the family source'}"
+    return f"{size.get('layers')} layers, width {size.get('width')}, {size.get('heads')} heads"
+
+
+def _load_example(repo: str, example: int, trust: str, features: bool) -> str:
+    """How to open a step: a causal LM and its tokenizer, or the superposition model (no tokens)."""
+    if features:
+        return f"""```python
+from transformers import AutoModel
+
+model = AutoModel.from_pretrained("{repo}", revision="step{example}"{trust})
+model.W, model.b            # [hidden, features], [features]: Elhage et al.'s notation
+out = model(features=x)     # x: [batch, features]; out.loss, out.hidden, out.reconstruction
+```
+
+The model's code ships in each folder (`modeling_zoo_superposition.py`, named by config.json's
+`auto_map`); it imports only torch and transformers."""
+    return f"""```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model = AutoModelForCausalLM.from_pretrained("{repo}", revision="step{example}"{trust})
+tokenizer = AutoTokenizer.from_pretrained("{repo}", revision="step{example}")
+```"""
 
 
 def _demote_headings(markdown: str) -> str:
