@@ -2,8 +2,11 @@
 
     python scripts/screenshots.py --store STORE --model induction-attn2l --step 1500 \\
         --branch norepeats --attention-step 1250
+    python scripts/screenshots.py --store STORE \\
+        --page superposition-n6m2s0.9-step1234=/superposition/superposition-n6m2s0.9/1?step=1234
 
-Serves STORE on a free loopback port, opens each page in Chromium, saves PNGs, stops.
+Serves STORE on a free loopback port, opens each page in Chromium, saves PNGs, stops: the model
+pages of --model, or each --page LABEL=PATH (saved as LABEL.png).
 """
 from __future__ import annotations
 
@@ -27,10 +30,12 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", default=None)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--step", type=int, required=True, help="the step page's step")
-    parser.add_argument("--attention-step", type=int, required=True)
+    parser.add_argument("--step", type=int, default=None, help="the step page's step")
+    parser.add_argument("--attention-step", type=int, default=None)
+    parser.add_argument("--page", action="append", default=[], metavar="LABEL=PATH",
+                        help="another page to take (repeatable)")
     parser.add_argument("--branch", default=None, help="a branch label for the compare page")
     parser.add_argument("--metric", default="induction.max")
     args = parser.parse_args()
@@ -42,10 +47,11 @@ def main() -> None:
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
-    base, name = f"http://127.0.0.1:{port}", quote(args.model)
-    pages = {"store": "/", "model": f"/model/{name}",
-             "step": f"/run/{name}/{args.seed}/{args.step}",
-             "attention": f"/attention/{name}/{args.seed}?step={args.attention_step}"}
+    base, name = f"http://127.0.0.1:{port}", quote(args.model or "")
+    pages = {} if args.model is None else {
+        "store": "/", "model": f"/model/{name}", "step": f"/run/{name}/{args.seed}/{args.step}",
+        "attention": f"/attention/{name}/{args.seed}?step={args.attention_step}"}
+    pages.update(dict(spec.split("=", 1) for spec in args.page))
     if args.branch:
         pages["compare"] = f"/compare?a={name}&b={name}&branch={args.branch}&metric={args.metric}"
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
