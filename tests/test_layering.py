@@ -1,7 +1,8 @@
 """Layers point down only, by any route, and no module is part of an import cycle.
 
     training -> zoo -> data_index -> zoo_common
-    inside zoo: cli -> serve -> interp -> eval -> registry -> engine -> models -> store -> config
+    inside zoo: cli -> serve -> interp -> dictionaries -> eval -> registry -> engine -> models
+                -> store -> config
                 -> (flat modules, stats)
 
 A route is anything that can load a module of ours: an import statement (at module level or
@@ -26,7 +27,8 @@ FORBIDDEN = {
 }
 # zoo's sub-packages, top first: a module may import its own level or any level below it. Flat
 # modules of zoo (environment, cache, write_side) and zoo.stats are the bottom level.
-ZOO_LEVELS = ("cli", "serve", "interp", "eval", "registry", "engine", "models", "store", "config")
+ZOO_LEVELS = ("cli", "serve", "interp", "dictionaries", "eval", "registry", "engine", "models",
+              "store", "config")
 WRITE_SIDE = "zoo.write_side"
 # Modules that import a module named by a variable: each holds its possible targets as strings
 # of its own (a lazy table), which are routes in their own right and checked as such.

@@ -50,6 +50,8 @@ _PUBLIC = {
     "batch_ids": ("zoo.registry.batches", "batch_ids"),
     "steps_of": ("zoo.registry.batches", "steps_of"),
     "tensor_history": ("zoo.registry.history", "tensor_history"),
+    "train_dict": ("zoo.dictionaries.dictionary_runs", "train_dict"),
+    "load_dict": ("zoo.dictionaries.dictionary_runs", "load_dict"),
     "training_data": ("zoo.registry.trained_batches", "training_data"),
     "list_models": ("zoo.store.catalog", "list_models"),
     "load": ("zoo.registry.loading", "load"),
@@ -73,7 +75,8 @@ __all__ = [
     "ModelNotFoundError", "NotFoundError", "SeedNotFoundError", "StepNotFoundError",
     "StoreNotFoundError", "ZooError", "batch", "batch_ids", "branch", "list_models", "load", "load_transformer_lens", "metrics",
     "open_run", "per_example", "replay", "snapshot",
-    "stats", "steps", "steps_of", "tensor_history", "train", "training_data",
+    "stats", "steps", "steps_of", "tensor_history", "train", "train_dict", "load_dict",
+    "training_data",
     "transformer_lens_sweep",
 ]
 

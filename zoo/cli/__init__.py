@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "zoo.cli.registry",
     "zoo.cli.evaluation",
     "zoo.cli.cards",
+    "zoo.cli.dictionaries",
     "zoo.cli.plot",
     "zoo.cli.serve",
     "data_index.cli",

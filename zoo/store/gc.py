@@ -54,6 +54,13 @@ def referenced_blobs(store: Store) -> set[str]:
                         f"Fix or delete that manifest first (`zoo verify` lists problems)"
                     ) from None
                 shas.update(ref["blob"] for ref in refs.values() if not is_inline(ref))
+        for name in run.dictionary_names():  # a dictionary lives as long as its run
+            try:
+                refs = manifest_refs(run.dictionary_record(name))
+            except ZooError as exc:
+                raise ZooError(f"gc stopped, nothing removed: {run_id} dictionary {name}: {exc}. "
+                               f"Fix or delete that record first (`zoo verify` lists problems)") from None
+            shas.update(ref["blob"] for ref in refs.values() if not is_inline(ref))
     return shas
 
 

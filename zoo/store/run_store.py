@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from zoo.store.store import Store
 
 CHECKPOINTS, KEYFRAMES = "checkpoints", "keyframes"
+DICTIONARIES = "dictionaries"  # sparse dictionaries trained on the run's activations (zoo/dictionaries)
+_DICTIONARY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 INDEX_FOLDER, METRICS_FOLDER = "index", "metrics"  # the run's data index and metrics (Parquet parts)
 _STEP_FILE = re.compile(r"step-(\d+)\.json")
 _JSON_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.json")
@@ -242,6 +244,57 @@ class RunStore:
         with reaching(self.store.url):
             tensors = self.store.blobs.get_tensors(manifest["tensors"], what=f"{self.label} step {step}")
         return Checkpoint(step, manifest["tokens_seen"], manifest["config_hash"], tensors)
+
+    # --- dictionaries ----------------------------------------------------------------------------
+    def dictionary_names(self) -> list[str]:
+        """The dictionaries stored beside this run (record names, sorted)."""
+        if DICTIONARIES not in self._listed:
+            with reaching(self.store.url):
+                names = self.location.list(DICTIONARIES)
+            self._listed[DICTIONARIES] = [n[:-5] for n in names if n.endswith(".json")]
+        return list(self._listed[DICTIONARIES])
+
+    def dictionary_record(self, name: str) -> dict:
+        """A dictionary's record (what it is, how it was trained, its tensors' references)."""
+        self._check_dictionary_name(name)
+        relpath = f"{DICTIONARIES}/{name}.json"
+        what = f"{self.label} dictionary {name}"
+        record = self._json_file(relpath, what)
+        if record is None:
+            known = ", ".join(self.dictionary_names()[:8]) or "none (train one with `zoo dict train`)"
+            raise NotFoundError(f"{self.label} has no dictionary {name!r}; it has: {known}")
+        record = check_format(record, what)
+        if record.get("kind") != "dictionary":
+            raise IntegrityError(f"{what} is a {record.get('kind')!r} record, not a dictionary")
+        return copy.deepcopy(record)
+
+    def write_dictionary(self, name: str, record: dict, tensors: dict[str, torch.Tensor]) -> None:
+        """Blobs first, then the record by one atomic write (as a checkpoint's)."""
+        self._check_dictionary_name(name)
+        self._check_tensor_dict(tensors, "tensors")
+        write = self.begin_write()
+        with reaching(self.store.url), write_guard(self.location, label=self.label), _discard_on_error(
+            write, own=True
+        ):
+            self.store.ensure_created()
+            refs = self.store.blobs.put_tensors(tensors, write.blobs, write.stored_tensors)
+            body = {**record, "format": FORMAT, "kind": "dictionary", "run": self.run_id.key,
+                    "tensors": refs}
+            write.add_file(f"{DICTIONARIES}/{name}.json", dump_json(body, f"{self.label} dictionary"))
+            write.commit()
+
+    def read_dictionary(self, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+        """(record, tensors) of a stored dictionary, every blob verified."""
+        record = self.dictionary_record(name)
+        with reaching(self.store.url):
+            tensors = self.store.blobs.get_tensors(record["tensors"],
+                                                   what=f"{self.label} dictionary {name}")
+        return record, tensors
+
+    @staticmethod
+    def _check_dictionary_name(name: str) -> None:
+        if not isinstance(name, str) or not _DICTIONARY_NAME.fullmatch(name):
+            raise ArgumentError(f"invalid dictionary name {name!r}: letters, digits, '_', '.', '-'")
 
     def read_tensor(self, step: int, name: str) -> torch.Tensor:
         """One tensor of a checkpoint, without reading the others."""

@@ -25,7 +25,7 @@ from zoo_common.location import Location
 from zoo.store.blobs import inline_raw, is_inline
 from zoo.config.names import RunId
 from zoo.store.run_lock import LEASE_FILE, write_guard
-from zoo.store.run_store import CHECKPOINTS, KEYFRAMES
+from zoo.store.run_store import CHECKPOINTS, DICTIONARIES, KEYFRAMES
 from zoo.store.store import Store
 from zoo_common.location import reaching
 from zoo.store.verify import manifest_refs
@@ -101,6 +101,9 @@ def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: boo
             for step in src._steps(folder):
                 relpath = src.manifest_name(folder, step)
                 manifests[relpath] = (src.location.read_bytes(relpath), src._manifest(folder, step))
+        for name in src.dictionary_names():  # records that name blobs, like manifests
+            relpath = f"{DICTIONARIES}/{name}.json"
+            manifests[relpath] = (src.location.read_bytes(relpath), src.dictionary_record(name))
         for relpath, (data, parsed) in manifests.items():  # conflicts stop us before any write
             try:
                 refs = manifest_refs(parsed)
@@ -119,7 +122,8 @@ def _copy_run(source: Store, destination: Store, run_id: RunId, *, progress: boo
             files = _copy_all_files(
                 src.location,
                 dst.location,
-                skip=lambda rel: rel == LEASE_FILE or rel.split("/")[0] in (CHECKPOINTS, KEYFRAMES),
+                skip=lambda rel: rel == LEASE_FILE or rel.split("/")[0] in (CHECKPOINTS, KEYFRAMES,
+                                                                            DICTIONARIES),
             )
         needed = {
             ref["blob"]

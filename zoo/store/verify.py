@@ -68,7 +68,7 @@ def manifest_refs(manifest: dict) -> dict[str, dict]:
     """Every tensor reference of a checkpoint or keyframe manifest, by a readable name; ZooError
     naming the first malformed one (a damaged or hand-edited manifest), so that verify reports it
     and gc and push stop before they act on it."""
-    key = "tensors" if manifest.get("kind") == "checkpoint" else "model"
+    key = "tensors" if manifest.get("kind") in ("checkpoint", "dictionary") else "model"
     tensors = manifest.get(key, {})
     if not isinstance(tensors, dict):
         raise IntegrityError(f"the manifest's {key!r} is a {type(tensors).__name__}, not a mapping of "
@@ -131,6 +131,23 @@ def verify_store(
                     referrers.setdefault(
                         ref["blob"], (label, step, f"{folder[:-1]} {what}", ref["nbytes"])
                     )
+        for name in run.dictionary_names():
+            try:
+                refs = manifest_refs(run.dictionary_record(name))
+            except ZooError as exc:
+                problems.append(Problem(label, None, f"dictionary {name}: {exc}"))
+                continue
+            manifests += 1
+            for what, ref in refs.items():
+                if is_inline(ref):
+                    inline += 1
+                    try:
+                        inline_raw(ref, f"dictionary {name} {what}")
+                    except ZooError as exc:
+                        problems.append(Problem(label, None, str(exc)))
+                    continue
+                referrers.setdefault(ref["blob"], (label, None, f"dictionary {name} {what}",
+                                                   ref["nbytes"]))
         problems += _order_and_duplicates(label, by_kind[CHECKPOINTS])
         for step, frame in by_kind[KEYFRAMES].items():
             checkpoint = by_kind[CHECKPOINTS].get(step)
@@ -147,7 +164,8 @@ def verify_store(
         sha, (label, step, what, nbytes) = item
         try:
             with reaching(store.url):
-                store.blobs.get_raw(sha, nbytes=nbytes, what=f"{label} step {step} {what}")
+                where = label if step is None else f"{label} step {step}"
+                store.blobs.get_raw(sha, nbytes=nbytes, what=f"{where} {what}")
         except ZooError as exc:
             return Problem(label, step, str(exc))
         return None
