@@ -15,6 +15,18 @@ if [ ! -f "$stamp" ]; then
     "$venv/bin/python" -m pip install -q -e ".[dev]"
     touch "$stamp"
 fi
+# SAELens 6 pins transformer-lens < 4, so it gets an environment of its own: the tests that
+# check a dictionary export opens in SAELens run it there (skipped, and said so, if it cannot build)
+sae_venv=".venv-sae"
+sae_stamp="$sae_venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ "$job" = test ] && [ ! -f "$sae_stamp" ]; then
+    { python3 -m venv "$sae_venv" \
+        && "$sae_venv/bin/python" -m pip install -q --upgrade pip \
+        && "$sae_venv/bin/python" -m pip install -q "torch==2.13.0" \
+        && "$sae_venv/bin/python" -m pip install -q -e ".[sae]" \
+        && touch "$sae_stamp"; } \
+        || echo "dev.sh: could not build $sae_venv (SAELens); its tests will be skipped" >&2
+fi
 export PATH="$PWD/$venv/bin:$PATH"
 case "$job" in
     test)
