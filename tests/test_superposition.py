@@ -226,3 +226,20 @@ def test_branches_of_a_superposition_run(trained):
     with pytest.raises(zoo.ArgumentError, match="change the sparsity"):
         branch(name, seed=1, from_step=150, label="other", store=store, progress=False,
                replace_data="builtin:sparse_features?n=7&sparsity=0.5&importance=1")
+
+
+def test_a_dictionary_on_the_hidden_vector_recovers_the_true_features(trained):
+    """Scored from the loaded weights against W, not read from the record."""
+    from zoo.eval.superposition_metrics import ground_truth_score
+
+    _, store = trained
+    name = "spmicro-n6m2s0.9"
+    zoo.train_dict(name, seed=1, step=300, site="hidden", width=6, k=1, steps=400, batch=256,
+                   store=store)
+    d = zoo.load_dict(name, seed=1, step=300, site="hidden", store=store)
+    model, _ = zoo.load(name, seed=1, step=300, store=store)
+    score = ground_truth_score(d.W_dec.detach(), model.W.detach())
+    assert score >= 0.85  # in 2 dimensions 6 random directions score high too (0.96 for seed 0):
+    # the claim is measured in 5 dimensions against that null by examples/superposition_dictionaries.py
+    assert d.record["quality"]["ground_truth_mmcs"] == pytest.approx(
+        ground_truth_score(d.W_dec.detach(), model.W.detach()))

@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from zoo.serve import pages
+from zoo.serve.dictionary_page import dictionaries_page, dictionary_page
 from zoo.serve.store_files import is_store_path, store_file
 from zoo.serve.superposition_page import superposition_page
 from zoo_common.errors import IntegrityError, ZooError
@@ -65,6 +66,15 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         return superposition_page(store, p["name"], p["seed"], int_param(request, "step"),
                                   request.query_params.get("dims") or "seed")
 
+    def dictionaries(request: Request) -> pages.Page:
+        p = request.path_params
+        return dictionaries_page(store, p["name"], p["seed"])
+
+    def dictionary(request: Request) -> pages.Page:
+        p = request.path_params
+        return dictionary_page(store, p["name"], p["seed"], p["record"],
+                               int_param(request, "feature"), int_param(request, "page"))
+
     def compare(request: Request) -> pages.Page:
         q = request.query_params
         return pages.compare_page(store, q.get("a"), q.get("b"), q.get("metric"), q.get("branch"))
@@ -88,7 +98,8 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         if is_store_path(path):
             return store_file(request, root, path)
         raise ZooError(f"no page /{path}; pages: /, /model/NAME, /run/NAME/SEED/STEP, "
-                       f"/attention/NAME/SEED, /superposition/NAME/SEED, /compare")
+                       f"/attention/NAME/SEED, /superposition/NAME/SEED, /dictionaries/NAME/SEED, "
+                       f"/dictionary/NAME/SEED/RECORD, /compare")
 
     def on_zoo_error(request: Request, exc: ZooError) -> Response:
         if isinstance(exc, IntegrityError):
@@ -106,6 +117,8 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         Route("/run/{name}/{seed:int}/{step:int}/snapshot.zip", snapshot_zip, methods=read),
         Route("/attention/{name}/{seed:int}", html(attention), methods=read),
         Route("/superposition/{name}/{seed:int}", html(superposition), methods=read),
+        Route("/dictionaries/{name}/{seed:int}", html(dictionaries), methods=read),
+        Route("/dictionary/{name}/{seed:int}/{record}", html(dictionary), methods=read),
         Route("/compare", html(compare), methods=read),
         Route("/{path:path}", files, methods=read),
     ]

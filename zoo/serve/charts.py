@@ -155,3 +155,41 @@ def heatmap(matrix, *, labels: list[str], title: str, cell: int | None = None) -
     out.append(f'<rect x="2" y="16" width="{size}" height="{size}" fill="none" stroke="#bbb"/>')
     out.append("</svg>")
     return Markup("\n".join(out))
+
+
+def histogram(values, *, title: str, x_label: str, bins: int = 30, width: int = 560,
+              height: int = 220) -> Markup:
+    """Counts of log10(value) for the positive values (a dictionary's feature densities), as
+    bars; the values at zero (dead features) are counted in the title, not drawn."""
+    positive = [math.log10(v) for v in values if v > 0]
+    zeros = len(values) - len(positive)
+    left, right, top, bottom = 48, 12, 28, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    low, high = (min(positive), max(positive)) if positive else (-1.0, 0.0)
+    low, high = math.floor(low * 2) / 2, max(math.ceil(high * 2) / 2, math.floor(low * 2) / 2 + 0.5)
+    counts = [0] * bins
+    for v in positive:
+        counts[min(bins - 1, int((v - low) / (high - low) * bins))] += 1
+    tallest = max(counts, default=0) or 1
+    heading = f"{title} ({zeros} at zero, not drawn)" if zeros else title
+    out = [(f'<svg class="histogram" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{escape(heading)}">'),
+           f'<text x="{left}" y="18" font-size="13" font-weight="bold">{escape(heading)}</text>',
+           f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
+    bar = plot_w / bins
+    for k, count in enumerate(counts):
+        if count:
+            h = plot_h * count / tallest
+            out.append(f'<rect class="bar" x="{left + k * bar:.1f}" y="{top + plot_h - h:.1f}" '
+                       f'width="{max(bar - 1, 1):.1f}" height="{h:.1f}" fill="#1f77b4">'
+                       f'<title>{count}</title></rect>')
+    for power in range(math.ceil(low), math.floor(high) + 1):
+        x = left + plot_w * (power - low) / (high - low)
+        out.append(f'<text x="{x:.1f}" y="{top + plot_h + 14}" font-size="10" '
+                   f'text-anchor="middle">1e{power}</text>')
+    out.append(f'<text x="{left - 6}" y="{top + 10}" font-size="10" text-anchor="end">{tallest}</text>')
+    out.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" font-size="11" '
+               f'text-anchor="middle">{escape(x_label)}</text>')
+    out.append("</svg>")
+    return Markup("\n".join(out))

@@ -46,6 +46,20 @@ def superposition_href(name: str, seed: int, step: int) -> str:
     return f"/superposition/{quote(name)}/{seed}?step={step}"
 
 
+def dictionaries_href(name: str, seed: int) -> str:
+    return f"/dictionaries/{quote(name)}/{seed}"
+
+
+def dictionary_href(name: str, seed: int, record_name: str, feature: int | None = None) -> str:
+    href = f"/dictionary/{quote(name)}/{seed}/{quote(record_name)}"
+    return href if feature is None else f"{href}?feature={feature}#feature"
+
+
+def visible(text: str) -> str:
+    """A token's text with its newlines and tabs drawn (⏎, →), so a context stays one line."""
+    return text.replace("\n", "\u23ce").replace("\t", "\u2192")
+
+
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("zoo.serve", "templates"),
     autoescape=True,
@@ -54,8 +68,10 @@ _ENVIRONMENT = jinja2.Environment(
     lstrip_blocks=True,
 )
 _ENVIRONMENT.globals.update(model_href=model_href, run_href=run_href,
-                            attention_href=attention_href, superposition_href=superposition_href)
+                            attention_href=attention_href, superposition_href=superposition_href,
+                            dictionaries_href=dictionaries_href, dictionary_href=dictionary_href)
 _ENVIRONMENT.filters["thousands"] = lambda n: f"{n:,}"
+_ENVIRONMENT.filters["visible"] = visible
 TEMPLATES = Jinja2Templates(env=_ENVIRONMENT)
 
 
@@ -155,7 +171,8 @@ def model_page(store, name: str) -> Page:
     for seed, run in runs.items():
         stored = run.checkpoint_steps()
         rows.append({"seed": seed, "state": _state(run), "stored": len(stored),
-                     "steps": some_steps(stored), "last": stored[-1]})
+                     "steps": some_steps(stored), "last": stored[-1],
+                     "dictionaries": len(run.dictionary_names())})
     about = ""
     if record:
         from zoo.store.lineage import describe
