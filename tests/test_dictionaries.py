@@ -138,3 +138,16 @@ def test_zoo_dict_commands(store, capsys, tmp_path):
     assert main(["dict", "train", NAME, "--seed", "1", "--step", "x", "--site", SITE,
                  "--store", url]) == 2
     assert "a step number, or `all`" in capsys.readouterr().err
+
+
+def test_a_dictionary_loads_from_an_http_store(store):
+    pytest.importorskip("uvicorn", reason="zoo serve needs the serve extra")
+    from served_store import Server
+
+    d = zoo.train_dict(NAME, seed=1, step=12, site=SITE, store=store, **SMALL)
+    server = Server(store)
+    try:
+        remote = zoo.load_dict(NAME, seed=1, step=12, site=SITE, store=server.url)
+    finally:
+        server.stop()
+    assert torch.equal(remote.W_enc, d.W_enc) and remote.record["name"] == d.record["name"]
