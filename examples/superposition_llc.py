@@ -53,10 +53,8 @@ import gc
 import math
 import os
 import time
-import warnings
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # devinterp's per-chain bars; this prints tables
-warnings.filterwarnings("ignore", message="Sampling without output_path")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -94,19 +92,54 @@ def per_sample_loss(features: torch.Tensor, importance: torch.Tensor):
 
 
 def estimate(model, features: torch.Tensor, dataset, args) -> dict:
+    """devinterp's LLC at this checkpoint; its samples go to a temporary zarr folder, read and
+    removed here (devinterp's own default is a temporary folder that is never removed: ~10 MB an
+    estimate at these settings)."""
+    import tempfile
+
     from devinterp.slt.llc import llc
 
     n_batches = len(dataset) // args.batch_size
-    result = llc(model, dataset, {}, lr=args.lr, n_beta=args.n_beta,
-                 localization=args.localization, num_chains=args.chains, num_draws=args.draws,
-                 batch_size=args.batch_size, num_init_loss_batches=max(1, n_batches),
-                 init_seed=args.sgld_seed, device="cpu",
-                 loss_fn=per_sample_loss(features, model.config.importance_tensor()))
-    trace = np.asarray(result.loss_trace.values, dtype=float)  # [chain, step]
+    with tempfile.TemporaryDirectory(prefix="superposition-llc-") as folder:
+        result = llc(model, dataset, {}, lr=args.lr, n_beta=args.n_beta,
+                     localization=args.localization, num_chains=args.chains, num_draws=args.draws,
+                     batch_size=args.batch_size, num_init_loss_batches=max(1, n_batches),
+                     init_seed=args.sgld_seed, device="cpu",
+                     output_path=os.path.join(folder, "samples.zarr"),
+                     loss_fn=per_sample_loss(features, model.config.importance_tensor()))
+        trace = np.asarray(result.loss_trace.values, dtype=float)  # [chain, step]
+        llc_mean, llc_std = float(result.llc_mean), float(result.llc_std)
+        init_loss = float(result.init_loss)
     quarter = max(1, trace.shape[1] // 4)
     drift = args.n_beta * (trace[:, -quarter:].mean() - trace[:, quarter:2 * quarter].mean())
-    return {"llc": float(result.llc_mean), "std": float(result.llc_std),
-            "init_loss": float(result.init_loss), "drift": float(drift), "trace": trace}
+    return {"llc": llc_mean, "std": llc_std, "init_loss": init_loss, "drift": float(drift),
+            "trace": trace}
+
+
+def read_output(path: str, seeds: list[int] | None) -> dict:
+    """The per-seed tables of a saved output of this script: {seed: [row, ...]} as `main` makes
+    them (to the printed precision), for --from-output."""
+    import re
+
+    row = re.compile(r"^\s*(\d+)\s+(-?[\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)/(\d+)\s+"
+                     r"(-?[\d.]+)\s+[\d.]+")
+    results: dict[int, list[dict]] = {}
+    seed = None
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("== seed "):
+                seed = int(line.split()[2].rstrip(":"))
+                results[seed] = []
+            elif line.startswith("== "):
+                seed = None
+            elif seed is not None and (match := row.match(line)):
+                step, llc, std, init, held, rep, k, drift = match.groups()
+                results[seed].append({"step": int(step), "llc": float(llc), "std": float(std),
+                                      "init_loss": float(init), "held_out": float(held),
+                                      "represented": int(rep), "k": int(k), "drift": float(drift)})
+    if not results:
+        raise SystemExit(f"{path}: no per-seed tables of this script in it")
+    return {s: r for s, r in results.items() if seeds is None or s in seeds}
 
 
 # ----------------------------------------------------------------------------- the question
@@ -179,6 +212,9 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.05, help="a change 'stands out' when at most this share of null windows is as large")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the model has 18 parameters)")
     parser.add_argument("--out", default=None, help="write the plot (LLC and loss against step, per seed) to this PNG")
+    parser.add_argument("--from-output", default=None, metavar="TXT",
+                        help="no sampling: redo the answer and the plot from a saved output of this script "
+                             "(its printed tables; the SGLD options must be the ones it printed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -195,6 +231,15 @@ def main() -> None:
     seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds
              else sorted(int(s) for s in table.seed.unique()))
     exits, settled = card_events(args)
+    if args.from_output:
+        results = read_output(args.from_output, seeds if args.seeds else None)
+        print(f"{name}: the answer and plot from {args.from_output} ({sum(map(len, results.values()))} "
+              f"estimates of seeds {', '.join(map(str, results))}; no sampling)")
+        answer(results, exits, args)
+        if args.out:
+            plot(results, exits, args)
+            print(f"plot: {args.out}")
+        return
 
     print(f"{name}: the local learning coefficient over training (devinterp {version('devinterp')}, "
           f"devinterp.slt.llc.llc at {os.path.dirname(devinterp.__file__)})")
@@ -384,51 +429,73 @@ def answer(results: dict, exits: dict, args) -> None:
 
 
 def plot(results: dict, exits: dict, args) -> None:
+    """One row per seed: the LLC (left axis) and held-out loss (right axis) against step, every
+    stored step to --max-step on the left and the later steps in a narrow panel on the right;
+    red lines where k changes, a dashed blue line at the card's plateau exit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), 1, figsize=(10, 2.3 * len(results) + 0.6), sharex=True,
-                             squeeze=False)
-    for ax, (seed, rows) in zip(axes[:, 0], results.items()):
+    late_steps = sorted({r["step"] for rows in results.values() for r in rows if r["step"] > args.max_step})
+    columns = 2 if late_steps else 1
+    fig, axes = plt.subplots(len(results), columns, figsize=(11, 2.3 * len(results) + 0.8),
+                             sharex="col", squeeze=False,
+                             gridspec_kw={"width_ratios": [7, 1][:columns], "wspace": 0.04})
+    for row_axes, (seed, rows) in zip(axes, results.items()):
         steps = np.array([r["step"] for r in rows], dtype=float)
         llc = np.array([r["llc"] for r in rows])
         std = np.array([r["std"] for r in rows])
-        ax.plot(steps, llc, color="tab:purple", marker="o", markersize=2.5, linewidth=1.2, label="LLC")
-        ax.fill_between(steps, llc - std, llc + std, color="tab:purple", alpha=0.25, linewidth=0)
-        ax.axhline(0, color="black", linewidth=0.5)
+        loss = np.array([r["held_out"] for r in rows])
         shown = llc[steps >= args.from_step]
-        if len(shown):
-            low, high = min(shown.min(), 0), shown.max()
-            ax.set_ylim(low - 0.15 * (high - low), high + 0.25 * (high - low))
-        ax.set_ylabel(f"seed {seed}\nLLC", fontsize=9)
-        right = ax.twinx()
-        right.plot(steps, [r["held_out"] for r in rows], color="tab:gray", linewidth=1, label="held-out loss")
-        right.set_ylabel("loss", fontsize=8, color="tab:gray")
-        right.tick_params(labelsize=7, colors="tab:gray")
+        low, high = (min(shown.min(), 0), shown.max()) if len(shown) else (llc.min(), llc.max())
+        limits = (low - 0.15 * (high - low), high + 0.3 * (high - low))
+        rights = []
+        for column, ax in enumerate(row_axes):
+            part = steps <= args.max_step if column == 0 else steps > args.max_step
+            ax.plot(steps[part], llc[part], color="tab:purple", marker="o", markersize=2.5, linewidth=1.2)
+            ax.fill_between(steps[part], (llc - std)[part], (llc + std)[part], color="tab:purple",
+                            alpha=0.25, linewidth=0)
+            ax.axhline(0, color="black", linewidth=0.5)
+            ax.set_ylim(*limits)
+            ax.tick_params(labelsize=7)
+            right = ax.twinx()
+            right.plot(steps[part], loss[part], color="tab:gray", linewidth=1)
+            right.tick_params(labelsize=7, colors="tab:gray")
+            rights.append(right)
+        row_axes[0].set_ylabel(f"seed {seed}\nLLC", fontsize=9)
+        low_loss, high_loss = loss.min(), loss[steps >= min(args.from_step, steps.max())].max()
+        for right in rights:
+            right.set_ylim(low_loss - 0.05 * (high_loss - low_loss), high_loss + 0.05 * (high_loss - low_loss))
+        if columns == 2:
+            rights[0].set_yticklabels([])
+            row_axes[1].set_yticklabels([])
+            rights[1].set_ylabel("held-out loss", fontsize=8, color="tab:gray")
+        else:
+            rights[0].set_ylabel("held-out loss", fontsize=8, color="tab:gray")
+        last_label = -math.inf
         for i in range(1, len(rows)):
             if rows[i]["k"] != rows[i - 1]["k"]:
+                ax = row_axes[0] if steps[i] <= args.max_step else row_axes[-1]
                 ax.axvline(steps[i], color="tab:red", linewidth=1, alpha=0.7)
-                ax.text(steps[i], 0.97, f" {rows[i - 1]['k']}\u2192{rows[i]['k']}", color="tab:red",
-                        fontsize=7, va="top", transform=ax.get_xaxis_transform())
+                close = steps[i] - last_label < 0.06 * args.max_step and steps[i] <= args.max_step
+                ax.text(steps[i], 0.97 - (0.13 if close else 0), f" {rows[i - 1]['k']}\u2192{rows[i]['k']}",
+                        color="tab:red", fontsize=7, va="top", transform=ax.get_xaxis_transform())
+                last_label = -math.inf if close else steps[i]
         if seed in exits:
+            ax = row_axes[0] if exits[seed] <= args.max_step else row_axes[-1]
             ax.axvline(exits[seed], color="tab:blue", linestyle="--", linewidth=1)
             ax.text(exits[seed], 0.05, " plateau exit", color="tab:blue", fontsize=7,
                     transform=ax.get_xaxis_transform())
-        ax.tick_params(labelsize=7)
-    bottom = axes[-1, 0]
-    last = max(r["step"] for rows in results.values() for r in rows)
-    bottom.set_xscale("symlog", linthresh=args.max_step, linscale=4)
-    bottom.set_xlim(0, last * 1.05)
-    spacing = 500 if args.max_step >= 1500 else 100
-    ticks = list(range(0, args.max_step + 1, spacing)) + sorted(
-        {r["step"] for rows in results.values() for r in rows if r["step"] > args.max_step})
-    bottom.set_xticks(ticks)
-    bottom.set_xticklabels([f"{t:,}" for t in ticks], fontsize=7)
-    bottom.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    bottom.set_xlabel(f"step (linear to {args.max_step:,}, log after; LLC axis clipped below to the "
-                      f"estimates from step {args.from_step} on)", fontsize=8)
+    axes[-1, 0].set_xlim(0, args.max_step * 1.01)
+    axes[-1, 0].set_xlabel(f"step (every stored step to {args.max_step:,}; LLC axis clipped below to "
+                           f"the estimates from step {args.from_step} on)", fontsize=8)
+    if columns == 2:
+        span = late_steps[-1] - late_steps[0] or 1
+        axes[-1, 1].set_xlim(late_steps[0] - 0.15 * span, late_steps[-1] + 0.15 * span)
+        axes[-1, 1].set_xticks(late_steps)
+        axes[-1, 1].set_xticklabels([f"{t / 1000:g}k" for t in late_steps], fontsize=7)
+        axes[-1, 1].set_xlabel("later", fontsize=8)
     handles = [plt.Line2D([], [], color="tab:purple", marker="o", markersize=3, label="LLC (devinterp SGLD) \u00b1 chain std"),
                plt.Line2D([], [], color="tab:gray", label="held-out loss (right axis)"),
                plt.Line2D([], [], color="tab:red", label="k of the k-gon changes (a\u2192b)"),
@@ -438,8 +505,8 @@ def plot(results: dict, exits: dict, args) -> None:
                  f"localization {args.localization:g}, {args.chains}x{args.draws}; data: {args.window} "
                  f"training steps up to each checkpoint)", fontsize=10, y=1 - 0.12 / height)
     fig.legend(handles=handles, loc="upper center", ncol=4, fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 1 - 0.38 / height))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / height))
+               bbox_to_anchor=(0.5, 1 - 0.36 / height))
+    fig.subplots_adjust(left=0.07, right=0.94, bottom=0.6 / height, top=1 - 0.75 / height, hspace=0.12)
     fig.savefig(args.out, dpi=110)
 
 

@@ -183,11 +183,11 @@ def test_replace_data_trains_on_another_corpus_with_the_parents_tokenizer(store)
     assert zoo.replay("micro-1l32", seed=1, step=12, store=store, branch="other").exact
 
 
-def test_a_killed_branch_resumes_to_the_same_bits(store):
+def test_a_stopped_branch_resumes_to_the_same_bits(store):
     branch("micro-1l32", seed=2, from_step=5, label="resumed", store=store,
            controls=Controls(progress=False, stop_after_step=13))
     child = store.run(RunId("micro", "1l32", 2, "resumed"))
-    assert child.status()["last_step"] == 8 and not child.status()["finished"]
+    assert child.status()["last_step"] == 13 and not child.status()["finished"]  # keyframed there
     with pytest.raises(zoo.ZooError, match="exists already .*--resume"):
         branch("micro-1l32", seed=2, from_step=5, label="resumed", store=store, progress=False)
     with pytest.raises(zoo.ZooError, match="other interventions"):
@@ -195,7 +195,7 @@ def test_a_killed_branch_resumes_to_the_same_bits(store):
                resume=True, lr_scale=2.0)
     outcome = branch("micro-1l32", seed=2, from_step=5, label="resumed", store=store,
                      progress=False, resume=True)
-    assert (outcome.status, outcome.first_step) == ("resumed", 8)
+    assert (outcome.status, outcome.first_step) == ("resumed", 13)
     for step in (12, 16, 24):  # a null branch: resumed == uninterrupted == the parent
         assert _equal(_weights(store, child.run_id, step), _weights(store, RunId("micro", "1l32", 2), step))
 

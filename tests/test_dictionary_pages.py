@@ -39,8 +39,10 @@ SPARSE = {
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """micro (seed 1, 16 steps) with topk dictionaries at steps 8 and 16 and a relu one at 16;
-    spfv (a superposition model, 32 steps) with one on its hidden vector."""
+    """micro (seed 1, 16 steps) with topk dictionaries at steps 8 and 16, a relu one at 16 and a
+    relu one on held-out text at 8;
+    spfv (a superposition model, 32 steps) with one on its hidden vector. The tests share its
+    cache (snapshots, the held-out set), so each reads what the first built."""
     folder = tmp_path_factory.mktemp("dictionary_pages")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ZOO_CACHE", str(folder / "cache"))
@@ -50,16 +52,13 @@ def store(tmp_path_factory):
         for step in (8, 16):
             zoo.train_dict(NAME, seed=1, step=step, site=SITE, store=store, **SMALL)
         zoo.train_dict(NAME, seed=1, step=16, site=SITE, kind="relu", store=store, **SMALL)
+        zoo.train_dict(NAME, seed=1, step=8, site=SITE, kind="relu", data="heldout", store=store,
+                       **SMALL)
         (folder / "spfv.yaml").write_text(yaml.safe_dump(SPARSE, sort_keys=False))
         train_family(str(folder / "spfv.yaml"), store=store, threads=1, progress=False)
         zoo.train_dict("spfv-n6m2s0.9", seed=1, step=32, site="hidden", width=6, k=1, steps=50,
                        batch=256, store=store)
         yield store
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
 
 
 def _run(store, name=NAME):
@@ -99,7 +98,7 @@ def test_contexts_are_real_rows_of_the_batches_with_their_steps_and_documents(st
         assert c.document == ids[where].as_py()
         with capturing(model, Site(SITE, "gpt_neox.layers.0", "output", 32)) as seen, torch.no_grad():
             model(input_ids=tokens[None])
-        value = d.encode(seen[0][0, c.position])[feature]
+        value = d.encode(seen[0][0, c.position]).detach()[feature]
         assert float(value) == pytest.approx(c.activation, rel=1e-4, abs=1e-5)
 
 
@@ -129,9 +128,23 @@ def test_a_feature_is_followed_to_the_other_step(store):
     assert line.born == 8 and line.gone is None and line.points[0].cosine is None
     assert line.points[1].cosine >= line.threshold and line.points[1].step == 16
     assert line.points[0].dictionary == _topk(store, 8).record["name"]
-    relu = zoo.load_dict(NAME, seed=1, step=16, site=SITE, kind="relu", store=store)
-    none, why = feature_lineage(run, relu, _densest(relu))
+    sparse = zoo.load_dict("spfv-n6m2s0.9", seed=1, step=32, site="hidden", store=store)
+    none, why = feature_lineage(_run(store, "spfv-n6m2s0.9"), sparse, 0)
     assert none is None and "no other dictionary" in why
+
+
+def test_a_dictionary_of_held_out_text_shows_its_text_without_samples(store):
+    from zoo.eval.heldout import build_heldout
+
+    run = _run(store)
+    d = zoo.load_dict(NAME, seed=1, step=8, site=SITE, kind="relu", store=store)
+    view = describe_feature(run, d.record["name"], _densest(d))
+    assert view.reproduced and view.contexts
+    corpus, _ = open_run_data(NAME, seed=1, store=store)
+    texts = {corpus.decode(row.tolist()) for row in build_heldout(corpus).tokens}
+    for c in view.contexts:
+        assert (c.sample, c.step, c.document, c.steps_of) == (-1, 0, None, None)
+        assert any(c.before + c.token + c.after in text for text in texts)
 
 
 def test_bad_features_and_unknown_dictionaries_name_what_exists(store):
@@ -174,9 +187,9 @@ def test_the_dictionary_pages_render_in_a_real_browser(store):
     server = Server(store)
     try:
         model = _dom(server.url + f"model/{NAME}")
-        assert f'href="/dictionaries/{NAME}/1"' in model and "dictionaries (3)" in model
+        assert f'href="/dictionaries/{NAME}/1"' in model and "dictionaries (4)" in model
         listing = _dom(server.url + f"dictionaries/{NAME}/1")
-        assert listing.count('class="dictionary"') == 3 and "variance explained" in listing
+        assert listing.count('class="dictionary"') == 4 and "variance explained" in listing
         assert "alive" in listing and 'class="series"' in listing  # features over training
         page = _dom(server.url + f"dictionary/{NAME}/1/{d.record['name']}?feature={feature}")
         view = describe_feature(_run(store), d.record["name"], feature)

@@ -129,9 +129,9 @@ def test_a_steps_weights_download_as_a_zip_that_opens_with_from_pretrained(serve
 def test_a_run_still_training_shows_its_progress(served):
     store, server = served
     branch("micro-1l32", seed=1, from_step=4, label="half", store=store, lr_scale=2.0,
-           controls=Controls(progress=False, stop_after_step=14))  # its last keyframe: step 8
+           controls=Controls(progress=False, stop_after_step=14))  # keyframed at its stop
     status, body = server.raw("GET", "/model/micro-1l32@half")
-    assert status == 200 and b"stopped: step 8 of 24" in body
+    assert status == 200 and b"stopped: step 14 of 24" in body
     assert b"@half" in server.raw("GET", "/")[1]
 
 

@@ -55,7 +55,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(reference, tmp_path):
     run_id = RunId("micro", "1l32", 1)
     assert partial.run(run_id).read_json("status.json")["finished"] is False
     outcomes = train_family(manifest, store=partial, threads=2, progress=False)
-    assert outcomes[0].status == "resumed" and outcomes[0].first_step == 8
+    assert outcomes[0].status == "resumed" and outcomes[0].first_step == 13  # keyframed at its stop
     assert _weights(partial, run_id) == _weights(store, run_id)
     StepIndex.open(partial.run(run_id).index_location).verify()
 
@@ -196,7 +196,10 @@ def _base():
     return BASE
 
 
-def test_ctrl_c_stops_at_a_step_boundary_and_resume_is_bit_identical(reference, tmp_path):
+def test_ctrl_c_keyframes_the_step_it_stops_after_and_goes_on_from_there(reference, tmp_path):
+    """A graceful stop (Ctrl-C here; SIGTERM alike) after step 11, where no keyframe is scheduled
+    (keyframes every 8): step 11 is keyframed, the same command goes on from step 11, and the run
+    ends bit-identical to an uninterrupted one."""
     manifest, store = reference
     target = tmp_path / "store"
     proc = _start_training(manifest, target, hold_after_step=11)
@@ -204,11 +207,25 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resume_is_bit_identical(reference, 
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "resume" in err and "Traceback" not in err
+    assert "stopped after step 11, and keyframed it: the same command goes on from step 11" in err
+    assert "Traceback" not in err
     from zoo.store.verify import verify_store
 
     partial = Store.open(str(target))
     assert verify_store(partial).ok
-    train_family(manifest, store=partial, only=["1l32/1"], threads=2, progress=False)
     run_id = RunId("micro", "1l32", 1)
+    assert partial.run(run_id).keyframe_steps() == [0, 8, 11]
+    [outcome] = train_family(manifest, store=partial, only=["1l32/1"], threads=2, progress=False)
+    assert outcome.status == "resumed" and outcome.first_step == 11
     assert _weights(partial, run_id) == _weights(store, run_id)
+
+
+def test_sigterm_is_a_graceful_stop_too(reference, tmp_path):
+    manifest, _ = reference
+    target = tmp_path / "store"
+    proc = _start_training(manifest, target, hold_after_step=5)
+    _wait_until_held(proc, 5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "stopped after step 5" in err, err
+    assert Store.open(str(target)).run(RunId("micro", "1l32", 1)).keyframe_steps() == [0, 5]

@@ -379,7 +379,7 @@ def train_steps(session: Session, state: TrainingState, train_model) -> tuple[in
     bar = progress_bar(total=plan.end_step, initial=first_step, desc=session.label, unit="step",
                        enabled=progress)
     step, loss = first_step, None
-    interrupt = _InterruptAtStepBoundary(also_sigterm=world.distributed)
+    interrupt = _InterruptAtStepBoundary()
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
@@ -396,28 +396,33 @@ def train_steps(session: Session, state: TrainingState, train_model) -> tuple[in
                 index.append(step, ids)
                 metrics.record(step, loss=stats.loss, lr=stats.lr, grad_norm=stats.grad_norm,
                                tokens=step * tokens_per_step, wall_time=wall)
-            if step in key_steps and world.is_main:  # a keyframe is never ahead of its logs
+            if step == controls.hold_after_step:
+                interrupt.wait(f"holding after step {step} (--hold-after-step): waiting for a signal")
+            # a graceful stop (Ctrl-C, SIGTERM, --stop-after-step) keyframes the step it stops
+            # after, so that nothing trained is lost: the next run goes on from exactly there
+            interrupted = any_rank(world, interrupt.requested)  # every rank stops after one step
+            stopping = interrupted or step == end < plan.end_step
+            keyframe = step in key_steps or stopping
+            if keyframe and world.is_main:  # a keyframe is never ahead of its logs
                 gathering = unsent
                 try:
                     index.flush()
                     metrics.flush()
                 finally:
                     gathering = None
-            if step in ckpt_steps or step in key_steps:
-                rng = gather_rng_states(world, rng_state.capture()) if step in key_steps else None
+            if step in ckpt_steps or keyframe:
+                rng = gather_rng_states(world, rng_state.capture()) if keyframe else None
                 if world.is_main:
                     write_step(session, state, fingerprint=fingerprint,
-                               checkpoint=step in ckpt_steps, keyframe=step in key_steps, rng=rng,
+                               checkpoint=step in ckpt_steps, keyframe=keyframe, rng=rng,
                                log_parts=unsent)
                     unsent = []  # the commit has them
             if progress:  # a disabled bar still formats its postfix
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss:.3f}",
                                 **{rate: f"{per_step / max(wall, 1e-9):,.0f}"})
-            if step == controls.hold_after_step:
-                interrupt.wait(f"holding after step {step} (--hold-after-step): waiting for a signal")
-            if any_rank(world, interrupt.requested):  # every rank stops after the same step
-                raise KeyboardInterrupt(f"stopped after step {step}")
+            if interrupted:
+                raise GracefulStop(step)
     finally:
         interrupt.restore()
         try:
@@ -431,17 +436,26 @@ def train_steps(session: Session, state: TrainingState, train_model) -> tuple[in
     return step, loss
 
 
+class GracefulStop(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, honoured after a whole step whose keyframe is then written."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped after step {step}, and keyframed it: the same command goes on "
+                         f"from step {step}")
+        self.step = step
+
+
 def _queue_file(writer: BackgroundWriter, run: RunStore, name: str, data: bytes) -> None:
     """A log part written atomically by the writer thread, in order with everything queued."""
     writer.submit(lambda: run.location.write_atomic(name, data), small=True)
 
 
 class _InterruptAtStepBoundary:
-    """Ctrl-C finishes the step in flight, then stops: what was written stays whole and the next
-    `zoo train` resumes from the last keyframe. A second Ctrl-C interrupts at once. Under torchrun
-    SIGTERM (what torchrun sends its workers when it is stopped) is handled the same way."""
+    """Ctrl-C (or SIGTERM: a scheduler's stop, torchrun's) finishes the step in flight, keyframes
+    it and stops: the next `zoo train` goes on from that very step. A second Ctrl-C interrupts at
+    once (then the last keyframe before it is where training goes on)."""
 
-    def __init__(self, *, also_sigterm: bool = False) -> None:
+    def __init__(self, *, also_sigterm: bool = True) -> None:
         self.requested = False
         self._first = 0.0
         self._previous: dict = {}

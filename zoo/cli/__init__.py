@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"zoo: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("zoo: interrupted; everything written is valid (run the same command again to "
-              "resume: training continues from its last keyframe, a copy from where it stopped)",
-              file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        said = str(stop) or ("interrupted; everything written is valid: the same command goes on "
+                             "from the last keyframe")
+        print(f"zoo: {said}", file=sys.stderr)
         return 130
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from zoo_common.errors import ArgumentError, NotFoundError, ZooError
-from zoo.dictionaries.dictionary_runs import (Dictionary, _activations, _heldout_inputs, _model_at,
-                                              list_run_dicts, load_named)
+from zoo.dictionaries.activations import Activations, collect
+from zoo.dictionaries.dictionary_runs import Dictionary, list_run_dicts, load_named
 from zoo.dictionaries.lineage import DEFAULT_THRESHOLD, track
 from zoo.dictionaries.sites import HIDDEN, Site
 from zoo.store.run_store import RunStore
@@ -162,8 +162,8 @@ def logit_effect(run: RunStore, dictionary: Dictionary, feature: int, *, n: int 
 
 def lineage_dictionaries(run: RunStore, own: dict) -> list[dict]:
     """One record per step among the run's dictionaries on the same site, kind and width as the
-    record `own` (itself at its own step; elsewhere the one with the same settings, else the first
-    by name)."""
+    record `own` (itself at its own step; elsewhere the one with the same settings and the same
+    kind of data, else the same settings, else the first by name)."""
     by_step: dict[int, list[dict]] = {}
     for record in list_run_dicts(run):
         if (record["site"], record["config"]["kind"], record["config"]["width"]) == \
@@ -172,9 +172,10 @@ def lineage_dictionaries(run: RunStore, own: dict) -> list[dict]:
     chosen = []
     for step in sorted(by_step):
         records = by_step[step]
-        same = [r for r in records if r["name"] == own["name"]] or \
-               [r for r in records if r["config"] == own["config"]] or records
-        chosen.append(same[0])
+        mine = [r for r in records if r["name"] == own["name"]]
+        alike = [r for r in records if r["config"] == own["config"]]
+        chosen.append((mine or [r for r in alike if r["data"]["source"] == own["data"]["source"]]
+                       or alike or records)[0])
     return chosen
 
 
@@ -272,16 +273,51 @@ def _remember(cache: dict, key, value):
 
 def _model(run: RunStore, record: dict):
     """The model at the dictionary's step, checked to be the weights it was trained on."""
-    model, source = _model_at(run, record["step"], progress=False)
-    if source.get("source_id") != record["weights"]["source_id"]:
+    from zoo.registry.loading import open_snapshot
+    from zoo.registry.snapshots import run_snapshot
+
+    folder = run_snapshot(run, record["step"])
+    source = json.loads((folder / "zoo_snapshot.json").read_text()).get("source_id")
+    if source != record["weights"]["source_id"]:
         raise ZooError(f"{run.run_id} step {record['step']} is no longer the weights dictionary "
                        f"{record['name']} was trained on (the run was retrained in place?): its "
                        f"contexts cannot be gathered again")
-    return model
+    return open_snapshot(folder)[0]
 
 
 def _site(record: dict) -> Site:
     return Site(record["site"], record["module"], record["capture"], record["d_in"])
+
+
+def _gather(run: RunStore, model, site: Site, window: dict, heldout) -> Activations:
+    """The activations the dictionary trained on, gathered as train_dict gathers them: the
+    window's batches as trained (zoo.training_data's), or `heldout`, the held-out inputs. (A copy of
+    dictionary_runs' private gathering; `_Scan.reproduced` checks that the two agree.)"""
+    if window["source"] == "heldout":
+        return collect(model, site, [(0, np.full(len(heldout), -1, dtype=np.int64), heldout)])
+    from zoo.registry.trained_batches import StepBatches
+
+    first, last = window["steps"]
+    batches = StepBatches(run, first, last - first + 1)
+    parts = []
+    for k in range(len(batches)):
+        ids, item = batches.item(k)
+        parts.append((first + k, ids, item["features"] if "features" in item else item["input_ids"]))
+    return collect(model, site, parts)
+
+
+def _heldout_inputs(run: RunStore) -> torch.Tensor:
+    """Every held-out input of the run, as train_dict's data="heldout" reads them."""
+    from zoo.store.corpora import open_corpus
+
+    corpus = open_corpus(run.store, run.read_json("run.json")["corpus_fingerprint"])
+    if getattr(corpus, "drawn", False):
+        from zoo.eval.superposition_metrics import HELDOUT_SAMPLES, HELDOUT_SEED
+
+        return torch.from_numpy(corpus.samples(np.arange(HELDOUT_SAMPLES), data_seed=HELDOUT_SEED))
+    from zoo.eval.heldout import build_heldout
+
+    return torch.from_numpy(build_heldout(corpus).tokens)
 
 
 def _scan(run: RunStore, dictionary: Dictionary) -> _Scan:
@@ -291,14 +327,11 @@ def _scan(run: RunStore, dictionary: Dictionary) -> _Scan:
         return _SCANS[key]
     model = _model(run, record)
     site, window = _site(record), record["data"]
-    from zoo.dictionaries.activations import DataWindow
-
-    data = (DataWindow("heldout") if window["source"] == "heldout"
-            else DataWindow("training", *window["steps"]))
+    heldout = _heldout_inputs(run) if window["source"] == "heldout" else None
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(int(record.get("training", {}).get("threads", previous)))
-        activations = _activations(run, model, site, data)
+        activations = _gather(run, model, site, window, heldout)
         width, values = dictionary.width, activations.values
         best_values = torch.zeros(0, width)
         best_rows = torch.zeros(0, width, dtype=torch.long)
@@ -317,7 +350,6 @@ def _scan(run: RunStore, dictionary: Dictionary) -> _Scan:
     rows = values.shape[0]
     hidden = site.name == HIDDEN
     per = 1 if hidden else int(np.bincount(activations.positions).size)
-    heldout = _heldout_inputs(run, site, rows=None) if window["source"] == "heldout" else None
     scan = _Scan(best_values, best_rows, fired, rows,
                  bool(torch.equal(fired / rows, dictionary.density)), activations.samples,
                  activations.positions, activations.steps, per, heldout, hidden)

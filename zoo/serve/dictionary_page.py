@@ -73,12 +73,11 @@ def dictionaries_page(store, name: str, seed: int) -> Page:
         counts = per_step_counts(lineage_table(run, chosen))
         chart = Chart(f"{site} ({kind}{width}): features alive, born and gone per step",
                       "features")
-        for key, colour, line in (("alive", "#1f77b4", 2), ("born", "#2ca02c", 2),
-                                  ("gone", "#d62728", 2)):
+        for key, colour in (("alive", "#1f77b4"), ("born", "#2ca02c"), ("gone", "#d62728")):
             chart.series.append(Series(key, [c["step"] for c in counts],
-                                       [c[key] for c in counts], colour, width=line))
-        lineages.append({"site": site, "shape": f"{kind}{width}", "counts": counts,
-                         "chart": svg(chart, width=760, height=260)})
+                                       [c[key] for c in counts], colour, width=2))
+        lineages.append({"site": site, "shape": f"{kind}{width}", "counts": counts,  # a line
+                         "chart": svg(chart, width=760, height=260) if len(counts) > 2 else ""})
     return Page("dictionaries.html", f"{name} seed {seed}: dictionaries",
                 {"name": name, "seed": seed, "superposition": superposition,
                  "dictionaries": [{**_summary(r), "warm_step": steps.get(r.get("warm_start"))}
@@ -149,8 +148,8 @@ def _feature(name: str, seed: int, view, superposition: bool) -> dict:
     lineage = None
     if view.lineage is not None:
         line = view.lineage
-        chart = Chart(f"feature {view.feature}'s lineage: its density at each step", "density",
-                      lines=[(view.step, "this dictionary")])
+        chart = Chart(f"feature {view.feature}'s lineage: its density at each step (dashed: "
+                      f"this dictionary's step)", "density", lines=[(view.step, "")])
         chart.series.append(Series(f"lineage {line.lineage}", [p.step for p in line.points],
                                    [p.density for p in line.points], "#1f77b4", width=2))
         lineage = {"lineage": line.lineage, "born": line.born, "gone": line.gone,
@@ -160,7 +159,7 @@ def _feature(name: str, seed: int, view, superposition: bool) -> dict:
                                "density": p.density, "here": p.step == view.step,
                                "href": dictionary_href(name, seed, p.dictionary, p.feature)}
                               for p in line.points],
-                   "chart": svg(chart, width=760, height=240)}
+                   "chart": svg(chart, width=760, height=240) if len(line.points) > 2 else ""}
     return {"feature": view.feature, "width": view.width, "density": view.density,
             "fires_on": view.fires_on, "rows": view.rows, "reproduced": view.reproduced,
             "contexts": contexts, "effect": effect, "lineage": lineage,
