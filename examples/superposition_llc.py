@@ -27,7 +27,7 @@ exactly `model(features=x).loss`, checked at start). The data is the run's own t
 the batches of the --window steps up to each checkpoint (`zoo.training_data(...,
 format="datasets")`, 4 steps = 4,096 samples by default).
 
-SGLD settings (printed; calibrated on a few checkpoints before this run, see --help): lr 1e-3,
+SGLD settings (printed; chosen on a few checkpoints of seeds 1-5 before the run): lr 1e-3,
 n_beta = n / ln n of the window (n = 4,096: 492.4), localization 100, 4 chains x 400 draws, batch
 512 (the window cycles in 8 batches; the init loss is on all 8, i.e. on the whole window), no
 burn-in (devinterp 2 averages every step; with localization 100 the chains relax in ~20 steps).
@@ -37,14 +37,21 @@ and noisier values and very negative ones where the checkpoint is not a minimum.
 diagnostics are printed: "drift" is n_beta * (mean loss in the last quarter of the chains - mean
 in the second quarter), in LLC units (a stable trace: |drift| small against the LLC); a negative
 LLC means SGLD found lower loss than the checkpoint's: not a local minimum (the initial descent,
-or a saddle it is about to leave).
+or a saddle it is about to leave). devinterp writes every sample to a zarr folder; this script
+gives it a temporary one per estimate and removes it (devinterp's default temporary folder is
+never removed: ~10 MB an estimate here).
 
 The answer: for each k transition after --from-step, the change of the LLC across it (between
-the two stored steps that bracket it, and between the mean of the --level estimates after and
-before it) against the same changes over every window of the same seed with no transition (the
-null): a z-score against the null's spread and the share of null windows with a change at least
-as large; "jump" when that share is <= 0.05, else "no event". The same for the card's plateau exit.
-About 10-15 minutes on 2 CPU cores for 5 seeds (the time is printed).
+the two stored steps that bracket it: "adjacent"; that change beyond the trend, i.e. minus the
+mean change of the two neighbouring pairs: "excess"; the mean of the --level estimates after
+minus before: "level") against the same statistic over every window of the same seed with no
+transition (the null): a z-score against the null's spread and p, the share of null windows at
+least as far out; the verdict ("jump"/"dip" when p <= 0.05, else "no event") is on the excess,
+because the LLC also climbs smoothly while the loss falls and most k changes come during that
+climb. The same for the card's plateau exit; then the counts over seeds and the late LLC by final
+k. `--from-output` redoes the answer and the plot from a saved output (no sampling).
+docs/notes/superposition_llc_output.txt is a full run (10 minutes on 2 CPU cores shared with
+other jobs; the time is printed) and docs/screenshots/superposition-llc.png its plot.
 """
 from __future__ import annotations
 
@@ -190,7 +197,7 @@ def verdict(p: float, alpha: float, sign: float = 1.0) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n", 1)[0].split()),
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", required=True, help="a store with the superposition family trained, evaluated (--metric superposition) and carded")

@@ -190,7 +190,7 @@ def test_the_dictionary_pages_render_in_a_real_browser(store):
         assert f'href="/dictionaries/{NAME}/1"' in model and "dictionaries (4)" in model
         listing = _dom(server.url + f"dictionaries/{NAME}/1")
         assert listing.count('class="dictionary"') == 4 and "variance explained" in listing
-        assert "alive" in listing and 'class="series"' in listing  # features over training
+        assert listing.count('class="counts"') == 2  # features over training: topk64, relu64
         page = _dom(server.url + f"dictionary/{NAME}/1/{d.record['name']}?feature={feature}")
         view = describe_feature(_run(store), d.record["name"], feature)
         assert 'id="contexts"' in page and page.count('class="context"') == len(view.contexts)

@@ -11,6 +11,7 @@ from data_index import Corpus, StepIndex, StepIndexWriter, prepare_corpus
 from data_index.splits import held_out_split, train_split
 from zoo_common.errors import IntegrityError, ZooError
 from zoo_common.location import open_location
+from zoo.config.names import RunId
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +202,7 @@ def test_a_batch_larger_than_the_train_split_names_the_full_batch_size(tmp_path)
     from training.sweep import train_family
     from zoo.store.store import Store
 
-    with pytest.raises(ZooError, match="for full-batch training set batch_size: 60"):
+    with pytest.raises(ZooError, match=r"train split of seed 1 \(60 of 121 samples\); for full-batch training set batch_size: full"):
         train_family(write_grokking_manifest(tmp_path, batch_size=61, seeds=[1]),
                      store=Store.open(str(tmp_path / "store")), threads=2, progress=False)
 
@@ -294,3 +295,25 @@ def test_an_inspected_task_step_has_masked_per_example_losses_and_gradients(grok
     assert torch.allclose(seen.per_example_loss, expected.detach(), atol=1e-5)
     per_example = seen.per_example_gradients("lm_head.weight")
     assert torch.allclose(per_example.mean(0), seen.gradients["lm_head.weight"], atol=1e-5)
+
+
+def test_batch_size_full_is_the_whole_train_split_whatever_its_size(tmp_path):
+    """`batch_size: full` follows the source: another p or train fraction needs no other edit,
+    and it is the same run (same config hash) as the number it resolves to."""
+    from micro_family import write_grokking_manifest
+
+    from training.sweep import train_family
+    from zoo.store.store import Store
+
+    store = Store.open(str(tmp_path / "store"))
+    manifest = write_grokking_manifest(
+        tmp_path, batch_size="full", steps=4,
+        data={"source": "builtin:modular?p=13&train_fraction=0.4", "seq_len": 4})
+    train_family(manifest, store=store, threads=2, progress=False, only=["1l32/1"])
+    record = store.run(RunId("gmicro", "1l32", 1)).read_json("run.json")
+    assert record["config"]["batch_size"] == record["split"]["n_train"] == round(0.4 * 13 * 13)
+    explicit = write_grokking_manifest(
+        tmp_path, name="explicit.yaml", batch_size=record["split"]["n_train"], steps=4,
+        data={"source": "builtin:modular?p=13&train_fraction=0.4", "seq_len": 4})
+    outcomes = train_family(explicit, store=store, threads=2, progress=False, only=["1l32/1"])
+    assert outcomes[0].status == "skipped"  # the same run: nothing to train again

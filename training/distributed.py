@@ -78,6 +78,8 @@ def shutdown(world: World) -> None:
 def check_world_size(cfg, world_size: int) -> None:
     """The global batch must split evenly: into ranks, and (invariant mode) into micro-batches."""
     unit = world_size * (cfg.micro_batch_size or 1)
+    if isinstance(cfg.batch_size, str):  # "full": checked once the corpus resolves it
+        return
     if cfg.batch_size % unit:
         per = cfg.micro_batch_size or 1
         valid = [w for w in range(1, cfg.batch_size + 1) if cfg.batch_size % (w * per) == 0]

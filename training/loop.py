@@ -177,7 +177,7 @@ def _open_or_create(session: Session):
         raise ZooError(
             f"{cfg.model_name}: batch_size {cfg.batch_size} is larger than the train split of seed "
             f"{cfg.seed.seed} ({trainable} of {corpus.n_samples} samples); for full-batch training "
-            f"set batch_size: {trainable}"
+            f"set batch_size: full"
         )
     if run.exists() and run.keyframe_steps():
         record = run.read_json("run.json")

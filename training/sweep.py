@@ -16,7 +16,7 @@ from zoo_common.errors import ZooError
 from training.distributed import barrier
 from training.loop import RunOutcome, train_run
 from training.session import Controls
-from zoo.config.run_config import FamilyConfig, RunConfig
+from zoo.config.run_config import FULL_BATCH, FamilyConfig, RunConfig
 from zoo.store.corpora import ensure_corpus
 from zoo.config.manifest import load_manifest
 from zoo.store.store import Store
@@ -97,6 +97,7 @@ def train_family(manifest: str, *, store: Store, only: list[str] | None = None,
         barrier(world)
     outcomes = []
     for k, cfg in enumerate(runs, start=1):
+        cfg = resolved_batch(cfg, corpora[cfg.data])
         label = f"run {k}/{len(runs)} {cfg.model_name} seed {cfg.seed.seed}"
         outcome = train_run(cfg, store=store, corpus=corpora[cfg.data], controls=controls,
                             label=label)
@@ -104,6 +105,18 @@ def train_family(manifest: str, *, store: Store, only: list[str] | None = None,
         if progress:
             _report(label, outcome)
     return outcomes
+
+
+def resolved_batch(cfg: RunConfig, corpus) -> RunConfig:
+    """`batch_size: full` as the number it means for this run: its whole train split (the train
+    split depends on the data seed's split of a task, or is the whole corpus). Runs record that
+    number, so a manifest that said 3831 and one that says full are the same run."""
+    if cfg.batch_size != FULL_BATCH:
+        return cfg
+    if getattr(corpus, "drawn", False):
+        raise ZooError(f"{cfg.model_name}: batch_size full means the whole train split, and "
+                       f"drawn features have no end; give a number")
+    return dataclasses.replace(cfg, batch_size=len(corpus.train_ids(cfg.seed.data_seed)))
 
 
 def _report(label: str, outcome: RunOutcome) -> None:

@@ -30,6 +30,7 @@ ACTIVATIONS = {
 }
 DEFAULT_ACTIVATION = {"gpt-neox": "gelu", "llama": "silu", "toy": "gelu", "superposition": "relu"}
 PRECISIONS = ("fp32", "bf16")
+FULL_BATCH = "full"  # batch_size: the whole train split, resolved against the corpus at training
 SCHEDULES = ("cosine", "constant")
 _SIZE_NAME = re.compile(r"^[a-z0-9_.]+$")
 _FAMILY_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -224,7 +225,7 @@ class TrainingSettings:
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    batch_size: int = 16
+    batch_size: int | str = 16  # or "full": the whole train split, whatever its size (full batch)
     steps: int = 1000
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     precision: str = "fp32"
@@ -248,11 +249,16 @@ class TrainingSettings:
                 "precision",
                 f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}",
             )
-        _positive("batch_size", self.batch_size)
+        if isinstance(self.batch_size, str):
+            if self.batch_size != FULL_BATCH:
+                raise _fail("batch_size", f"a number of samples, or {FULL_BATCH!r} (the whole "
+                                          f"train split), got {self.batch_size!r}")
+        else:
+            _positive("batch_size", self.batch_size)
         _positive("steps", self.steps)
         if self.micro_batch_size is not None:
             _positive("micro_batch_size", self.micro_batch_size)
-            if self.batch_size % self.micro_batch_size:
+            if self.batch_size != FULL_BATCH and self.batch_size % self.micro_batch_size:
                 raise _fail(
                     "micro_batch_size",
                     f"{self.micro_batch_size} does not divide batch_size {self.batch_size}; "
