@@ -96,8 +96,8 @@ def test_base_manifest_resolves_defaults_and_seed_grid(tmp_path):
             "optimizer: {lr: fast,",
             ["optimizer.lr: must be a number, got 'fast'"],
         ),
-        ("batch_size: 4", "batch_size: four", ["batch_size: must be an integer, got 'four'"]),
-        ("batch_size: 4", "batch_size: true", ["batch_size: must be an integer, got True"]),
+        ("batch_size: 4", "batch_size: four", ["batch_size: a number of samples, or 'full'", "got 'four'"]),
+        ("batch_size: 4", "batch_size: true", ["batch_size: must be an integer or a string, got True"]),
         ("layers: 1,", "layers: 1.5,", ["sizes[0].layers: must be an integer"]),
         ("betas: [0.9, 0.95]", "betas: [0.9]", ["optimizer.betas: must be a list of 2 items"]),
         (
