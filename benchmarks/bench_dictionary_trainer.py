@@ -38,23 +38,22 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1024)
     args = parser.parse_args()
 
-    import torch
     from safetensors.torch import save_file
 
     from zoo.dictionaries.activations import DataWindow
-    from zoo.dictionaries.dictionary_runs import DEFAULT_WINDOW, _activations, _model_at
+    from zoo.dictionaries.dictionary_runs import DEFAULT_WINDOW, gather_activations, model_at
     from zoo.dictionaries.quality import reconstruction_quality
     from zoo.dictionaries.sites import resolve_site
     from zoo.dictionaries.sparse_autoencoder import DictionaryConfig, fit
     from zoo.store.catalog import open_run
 
     run = open_run(args.model, seed=args.seed, store=args.store)
-    model, _ = _model_at(run, args.step, progress=False)
+    model, _ = model_at(run, args.step)
     site = resolve_site(args.site, model)
     window = DataWindow.parse(None, step=args.step, last_step=int(run.status()["last_step"]),
                               default_steps=DEFAULT_WINDOW)
     started = time.perf_counter()
-    values = _activations(run, model, site, window).values
+    values = gather_activations(run, model, site, window).values
     collected = time.perf_counter() - started
     cut = int(0.9 * len(values))
     train, test = values[:cut].contiguous(), values[cut:].contiguous()

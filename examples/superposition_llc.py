@@ -63,10 +63,10 @@ import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # devinterp's per-chain bars; this prints tables
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import zoo  # noqa: E402
+import zoo
 
 FAMILY = "superposition"
 
@@ -225,8 +225,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    import devinterp
     from importlib.metadata import version
+
+    import devinterp
 
     name = f"{FAMILY}-{args.size}"
     batch = len(zoo.batch_ids(name, seed=1, step=1, store=args.store))

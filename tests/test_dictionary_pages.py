@@ -16,15 +16,21 @@ from micro_family import write_manifest
 
 import zoo
 from training.sweep import train_family
-from zoo.dictionaries.feature_view import (describe_feature, feature_lineage, find_dictionary,
-                                           lineage_dictionaries, logit_effect, top_contexts)
+from zoo.dictionaries.feature_view import (
+    describe_feature,
+    feature_lineage,
+    find_dictionary,
+    lineage_dictionaries,
+    logit_effect,
+    top_contexts,
+)
 from zoo.dictionaries.sites import Site, capturing
 from zoo.registry.batches import open_run_data
 from zoo.store.store import Store
 
 NAME = "micro-1l32"
 SITE = "blocks.0.hook_resid_post"
-SMALL = dict(width=64, k=4, steps=50, batch=256)
+SMALL = {"width": 64, "k": 4, "steps": 50, "batch": 256}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SPARSE = {
     "family": "spfv", "architecture": "superposition",

@@ -27,6 +27,14 @@ class DataWindow:
     first: int = 0
     last: int = 0
 
+    @classmethod
+    def from_record(cls, record: dict) -> DataWindow:
+        """The window a dictionary's record names."""
+        if record["source"] == "heldout":
+            return cls("heldout")
+        first, last = record["steps"]
+        return cls("training", int(first), int(last))
+
     def record(self) -> dict:
         return ({"source": "training", "steps": [self.first, self.last]} if self.source == "training"
                 else {"source": "heldout"})

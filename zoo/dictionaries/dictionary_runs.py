@@ -27,7 +27,7 @@ from zoo import environment
 from zoo.dictionaries.activations import Activations, DataWindow, collect
 from zoo.dictionaries.quality import feature_density, loss_recovered, reconstruction_quality
 from zoo.dictionaries.sites import HIDDEN, Site, resolve_site
-from zoo.dictionaries.sparse_autoencoder import DictionaryConfig, SparseAutoencoder, fit
+from zoo.dictionaries.sparse_autoencoder import TRAINER, DictionaryConfig, SparseAutoencoder, fit
 from zoo.store.run_store import RunStore
 from zoo.store.store import Store
 
@@ -68,7 +68,7 @@ def train_dict(name: str, *, seed: int, step: int, site: str, kind: str = "topk"
                               seed=whole_number(dict_seed, "dict_seed"))
     run = open_run(name, seed=seed, store=store, branch=branch)
     started = time.perf_counter()
-    model, weights_source = _model_at(run, step, progress=progress)
+    model, weights_source = model_at(run, step, progress=progress)
     where = resolve_site(site, model)
     config.check(where.width)
     last = int(run.status().get("last_step", step))
@@ -77,7 +77,7 @@ def train_dict(name: str, *, seed: int, step: int, site: str, kind: str = "topk"
     record_name = f"{where.slug}.step-{step:08d}.{config.kind}{config.width}.{ident[:12]}"
     if record_name in run.dictionary_names():
         return load_named(run, record_name)
-    activations = _activations(run, model, where, window)
+    activations = gather_activations(run, model, where, window)
     previous = torch.get_num_threads()
     try:
         sae, training = fit(activations.values, config, init=warm_start)
@@ -85,7 +85,7 @@ def train_dict(name: str, *, seed: int, step: int, site: str, kind: str = "topk"
         torch.set_num_threads(previous)
     quality = reconstruction_quality(sae, activations.values)
     density = feature_density(sae, activations.values)
-    quality.update(loss_recovered(model, where, sae, _heldout_inputs(run, where)))
+    quality.update(loss_recovered(model, where, sae, heldout_inputs(run)))
     if where.name == HIDDEN:
         from zoo.eval.superposition_metrics import ground_truth_score
 
@@ -96,7 +96,7 @@ def train_dict(name: str, *, seed: int, step: int, site: str, kind: str = "topk"
         "data": window.record(), "weights": weights_source,
         "warm_start": None if warm_start is None else warm_start.record["name"],
         "training": {**training, "seconds": round(time.perf_counter() - started, 3),
-                     "threads": torch.get_num_threads()},
+                     "threads": torch.get_num_threads(), "trainer": TRAINER},
         "quality": quality, "environment": environment.fingerprint("cpu"),
     }
     run.write_dictionary(record_name, record, {**sae.tensors(), "density": density})
@@ -143,7 +143,7 @@ def load_named(run: RunStore, record_name: str) -> Dictionary:
     return Dictionary.of(record, tensors)
 
 
-def _model_at(run: RunStore, step: int, *, progress: bool):
+def model_at(run: RunStore, step: int, *, progress: bool = False):
     """The model at `step` and what its weights were built from (the snapshot's record)."""
     from zoo.registry.loading import open_snapshot
     from zoo.registry.snapshots import run_snapshot
@@ -160,15 +160,16 @@ def _identity(run, step, site: Site, config: DictionaryConfig, window: DataWindo
                  "capture": site.capture, "config": config.record(), "data": window.record(),
                  "weights": weights.get("source_id"),
                  "warm_start": None if warm_start is None else warm_start.record["name"],
-                 "threads": torch.get_num_threads()}
+                 "threads": torch.get_num_threads(), "trainer": TRAINER}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
-def _activations(run: RunStore, model, site: Site, window: DataWindow) -> Activations:
+def gather_activations(run: RunStore, model, site: Site, window: DataWindow) -> Activations:
+    """The activations of `site` on the window's data, exactly as a dictionary trains on them."""
     from zoo.registry.trained_batches import StepBatches
 
     if window.source == "heldout":
-        inputs = _heldout_inputs(run, site, rows=None)
+        inputs = heldout_inputs(run, rows=None)
         return collect(model, site, [(0, np.full(len(inputs), -1, dtype=np.int64), inputs)])
     batches = StepBatches(run, window.first, window.last - window.first + 1)
     parts = []
@@ -179,7 +180,7 @@ def _activations(run: RunStore, model, site: Site, window: DataWindow) -> Activa
     return collect(model, site, parts)
 
 
-def _heldout_inputs(run: RunStore, site: Site, rows: int | None = HELDOUT_ROWS) -> torch.Tensor:
+def heldout_inputs(run: RunStore, rows: int | None = HELDOUT_ROWS) -> torch.Tensor:
     """Held-out inputs of the run: never-trained text (zoo.eval.heldout) or a held-out draw."""
     from zoo.store.corpora import open_corpus
 

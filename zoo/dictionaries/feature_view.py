@@ -24,12 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from zoo_common.errors import ArgumentError, NotFoundError, ZooError
-from zoo.dictionaries.activations import Activations, collect
-from zoo.dictionaries.dictionary_runs import Dictionary, list_run_dicts, load_named
+from zoo.dictionaries.activations import Activations, DataWindow
+from zoo.dictionaries.dictionary_runs import (
+    Dictionary,
+    gather_activations,
+    heldout_inputs,
+    list_run_dicts,
+    load_named,
+)
 from zoo.dictionaries.lineage import DEFAULT_THRESHOLD, track
 from zoo.dictionaries.sites import HIDDEN, Site
 from zoo.store.run_store import RunStore
+from zoo_common.errors import ArgumentError, NotFoundError, ZooError
 
 TOP = 20  # contexts kept per feature
 BEFORE, AFTER = 32, 4  # tokens of text shown before and after the marked token
@@ -289,35 +295,14 @@ def _site(record: dict) -> Site:
     return Site(record["site"], record["module"], record["capture"], record["d_in"])
 
 
-def _gather(run: RunStore, model, site: Site, window: dict, heldout) -> Activations:
-    """The activations the dictionary trained on, gathered as train_dict gathers them: the
-    window's batches as trained (zoo.training_data's), or `heldout`, the held-out inputs. (A copy of
-    dictionary_runs' private gathering; `_Scan.reproduced` checks that the two agree.)"""
-    if window["source"] == "heldout":
-        return collect(model, site, [(0, np.full(len(heldout), -1, dtype=np.int64), heldout)])
-    from zoo.registry.trained_batches import StepBatches
-
-    first, last = window["steps"]
-    batches = StepBatches(run, first, last - first + 1)
-    parts = []
-    for k in range(len(batches)):
-        ids, item = batches.item(k)
-        parts.append((first + k, ids, item["features"] if "features" in item else item["input_ids"]))
-    return collect(model, site, parts)
+def _gather(run: RunStore, model, site: Site, window: dict) -> Activations:
+    """The activations the dictionary trained on, gathered as train_dict gathers them."""
+    return gather_activations(run, model, site, DataWindow.from_record(window))
 
 
 def _heldout_inputs(run: RunStore) -> torch.Tensor:
     """Every held-out input of the run, as train_dict's data="heldout" reads them."""
-    from zoo.store.corpora import open_corpus
-
-    corpus = open_corpus(run.store, run.read_json("run.json")["corpus_fingerprint"])
-    if getattr(corpus, "drawn", False):
-        from zoo.eval.superposition_metrics import HELDOUT_SAMPLES, HELDOUT_SEED
-
-        return torch.from_numpy(corpus.samples(np.arange(HELDOUT_SAMPLES), data_seed=HELDOUT_SEED))
-    from zoo.eval.heldout import build_heldout
-
-    return torch.from_numpy(build_heldout(corpus).tokens)
+    return heldout_inputs(run, rows=None)
 
 
 def _scan(run: RunStore, dictionary: Dictionary) -> _Scan:
@@ -331,7 +316,7 @@ def _scan(run: RunStore, dictionary: Dictionary) -> _Scan:
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(int(record.get("training", {}).get("threads", previous)))
-        activations = _gather(run, model, site, window, heldout)
+        activations = _gather(run, model, site, window)
         width, values = dictionary.width, activations.values
         best_values = torch.zeros(0, width)
         best_rows = torch.zeros(0, width, dtype=torch.long)
@@ -399,9 +384,9 @@ def _readout(run: RunStore, dictionary: Dictionary):
     with torch.no_grad():
         if record["site"] == HIDDEN:  # h = W x, out = ReLU(W^T h + b): W^T
             readout = model.W.detach().double().T
-            found = (readout, lambda i: f"feature {i}", "output features",
-                     "W\u1d40 W_dec[f]: what the direction adds to each output feature before b "
-                     "and the ReLU")
+            how = ("W\u1d40 W_dec[f]: what the direction adds to each output feature before b "
+                   "and the ReLU")
+            found = (readout, lambda i: f"feature {i}", "output features", how)
         else:
             from zoo.store.corpora import open_corpus
 

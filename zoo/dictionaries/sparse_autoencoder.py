@@ -26,6 +26,8 @@ from zoo_common.errors import ArgumentError
 from zoo.config.seeds import derive_seed
 
 KINDS = ("topk", "relu")
+TRAINER = 2  # raise when fit() would give other bits for the same settings (a dictionary's identity)
+RELU_DECODER_INIT_NORM = 0.1  # SAELens' decoder_init_norm: a relu dictionary's decoder is free
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,11 @@ def fit(data: torch.Tensor, config: DictionaryConfig, *,
                 raise ArgumentError(f"a warm start needs the same shape: {tuple(init.W_enc.shape)} "
                                     f"against {tuple(sae.W_enc.shape)}")
             sae.load_state_dict(init.state_dict())
-        else:
+        else:  # as SAELens 6 starts: random decoder rows, the encoder their transpose, b = 0
             directions = torch.randn(config.width, d_in, generator=generator)
-            sae.W_dec.copy_(directions / directions.norm(dim=1, keepdim=True))
+            scale = 1.0 if config.kind == "topk" else RELU_DECODER_INIT_NORM
+            sae.W_dec.copy_(scale * directions / directions.norm(dim=1, keepdim=True))
             sae.W_enc.copy_(sae.W_dec.T)
-            sae.b_dec.copy_(data.mean(dim=0))
     optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr)
     order = torch.randperm(rows, generator=generator)
     cursor, loss, mse = 0, torch.zeros(()), torch.zeros(())

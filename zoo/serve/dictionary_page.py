@@ -16,12 +16,15 @@ dictionary's activations again (seconds), the others of the same dictionary are 
 from __future__ import annotations
 
 from zoo.dictionaries.dictionary_runs import list_run_dicts
-from zoo.dictionaries.feature_view import (describe_feature, find_dictionary, lineage_dictionaries,
-                                           lineage_table)
+from zoo.dictionaries.feature_view import (
+    describe_feature,
+    find_dictionary,
+    lineage_dictionaries,
+    lineage_table,
+)
 from zoo.dictionaries.lineage import per_step_counts
 from zoo.serve.charts import Chart, Series, histogram, svg
-from zoo.serve.pages import (Page, dictionary_href, is_superposition, run_href,
-                             superposition_href)
+from zoo.serve.pages import Page, dictionary_href, is_superposition, run_href, superposition_href
 from zoo.store.catalog import open_run
 from zoo_common.errors import ArgumentError
 
