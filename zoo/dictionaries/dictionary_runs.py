@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from zoo_common.arguments import whole_number
-from zoo_common.errors import ArgumentError, NotFoundError
+from zoo_common.errors import ArgumentError, NotFoundError, ZooError
 from zoo import environment
 from zoo.dictionaries.activations import Activations, DataWindow, collect
 from zoo.dictionaries.quality import feature_density, loss_recovered, reconstruction_quality
@@ -85,7 +85,8 @@ def train_dict(name: str, *, seed: int, step: int, site: str, kind: str = "topk"
         torch.set_num_threads(previous)
     quality = reconstruction_quality(sae, activations.values)
     density = feature_density(sae, activations.values)
-    quality.update(loss_recovered(model, where, sae, heldout_inputs(run)))
+    inputs, on = _loss_inputs(run, activations, window)
+    quality.update(loss_recovered(model, where, sae, inputs), loss_recovered_on=on)
     if where.name == HIDDEN:
         from zoo.eval.superposition_metrics import ground_truth_score
 
@@ -178,6 +179,20 @@ def gather_activations(run: RunStore, model, site: Site, window: DataWindow) -> 
         inputs = item["features"] if "features" in item else item["input_ids"]
         parts.append((window.first + k, ids, inputs))
     return collect(model, site, parts)
+
+
+def _loss_inputs(run: RunStore, activations: Activations, window: DataWindow):
+    """Inputs to measure the loss recovered on: held-out data, or, for a corpus with none (a mix
+    that trains on all of itself, as the induction family's), the window's first sequences."""
+    try:
+        return heldout_inputs(run), "heldout"
+    except ZooError:
+        from zoo.registry.trained_batches import StepBatches
+
+        first = window.first if window.source == "training" else 1
+        _, item = StepBatches(run, first, 1).item(0)
+        inputs = item["features"] if "features" in item else item["input_ids"]
+        return inputs[:HELDOUT_ROWS], f"training step {first} (the corpus has no held-out split)"
 
 
 def heldout_inputs(run: RunStore, rows: int | None = HELDOUT_ROWS) -> torch.Tensor:
