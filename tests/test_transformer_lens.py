@@ -166,3 +166,21 @@ def test_without_transformer_lens_one_clear_message(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tl)
     with pytest.raises(ZooError, match=r"optional extra: pip install 'model-zoo\[tl\]'"):
         load_transformer_lens("micro-attn", seed=1, step=8)
+
+
+def test_branch_is_a_keyword_of_the_transformer_lens_loaders_too(store, capsys):
+    from training.branching import branch
+
+    branch("micro-attn", seed=1, from_step=4, label="slow", store=store, progress=False,
+           lr_scale=0.5)
+    bridge = zoo.load_transformer_lens("micro-attn", seed=1, step=8, store=store, branch="slow")
+    model, _ = zoo.load("micro-attn", seed=1, step=8, store=store, branch="slow")
+    with torch.no_grad():
+        assert torch.allclose(bridge(TOKENS), model(TOKENS).logits, atol=1e-4)
+        parent, _ = zoo.load("micro-attn", seed=1, step=8, store=store)
+        assert not torch.allclose(bridge(TOKENS), parent(TOKENS).logits, atol=1e-4)
+    capsys.readouterr()
+    steps = [step for _, step, _ in zoo.transformer_lens_sweep("micro-attn", seeds=[1], store=store,
+                                                                branch="slow")]
+    assert steps == zoo.steps("micro-attn", seed=1, store=store, branch="slow")
+    assert "Loading weights" not in capsys.readouterr().err  # transformers' bar stays quiet

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from zoo_common.errors import ZooError
@@ -39,12 +40,15 @@ def transformer_lens():
 
 
 def load_transformer_lens(name: str, *, seed: int, step: int, store: str | os.PathLike | Store | None = None,
-                          device: str = "cpu", compatibility_mode: bool = False, progress: bool = False):
-    """A TransformerBridge of (name, seed, step); `compatibility_mode` as the module docstring says."""
+                          device: str = "cpu", compatibility_mode: bool = False, progress: bool = False,
+                          branch: str | None = None):
+    """A TransformerBridge of (name, seed, step) (of its branch `branch`); `compatibility_mode` as
+    the module docstring says."""
     from zoo.registry.loading import load
 
     transformer_lens()
-    model, tokenizer = load(name, seed=seed, step=step, store=store, device=device, progress=progress)
+    model, tokenizer = load(name, seed=seed, step=step, store=store, device=device, progress=progress,
+                            branch=branch)
     return bridge_of(model, tokenizer, compatibility_mode=compatibility_mode)
 
 
@@ -61,10 +65,27 @@ def bridge_of(model, tokenizer, *, compatibility_mode: bool = False):
     return bridge
 
 
+@contextmanager
+def quiet_transformers():
+    """transformers' progress bars off for a while (a sweep loads one model after another)."""
+    from transformers.utils import logging as hf_logging
+
+    were_on = hf_logging.is_progress_bar_enabled()
+    if were_on:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if were_on:
+            hf_logging.enable_progress_bar()
+
+
 def transformer_lens_sweep(name: str, *, seeds: Iterable[int] | None = None, steps: Iterable[int] | None = None,
                            store: str | os.PathLike | Store | None = None, device: str = "cpu",
-                           compatibility_mode: bool = False) -> Iterator[tuple[int, int, object]]:
-    """(seed, step, bridge) over a model's runs: every seed and stored step unless given.
+                           compatibility_mode: bool = False,
+                           branch: str | None = None) -> Iterator[tuple[int, int, object]]:
+    """(seed, step, bridge) over a model's runs (their branch `branch`): every seed and stored
+    step unless given.
 
     Per seed, the tokenizer and config are read once. Without compatibility mode the bridge is
     built once too, and each further step copies its weights into the parameters the bridge wraps
@@ -86,14 +107,16 @@ def transformer_lens_sweep(name: str, *, seeds: Iterable[int] | None = None, ste
             raise ZooError(f"no model {name!r} in store {store.url}; models: {', '.join(known) or 'none'}")
         seeds = known[name]
     for seed in seeds:
-        run = open_run(name, seed=seed, store=store)
+        run = open_run(name, seed=seed, store=store, branch=branch)
         tokenizer = config = bridge = parameters = None
         for step in (list(steps) if steps is not None else run.checkpoint_steps()):
             folder = Path(run_snapshot(run, step))
             if tokenizer is None:
                 tokenizer = AutoTokenizer.from_pretrained(folder)
             if bridge is None or compatibility_mode:
-                model = AutoModelForCausalLM.from_pretrained(folder, config=config, attn_implementation="eager")
+                with quiet_transformers():  # its "Loading weights" bar, once per step otherwise
+                    model = AutoModelForCausalLM.from_pretrained(folder, config=config,
+                                                                 attn_implementation="eager")
                 config, model = model.config, model.to(device).eval()
                 parameters = dict(model.named_parameters())  # the objects the bridge will wrap
                 bridge = bridge_of(model, tokenizer, compatibility_mode=compatibility_mode)
