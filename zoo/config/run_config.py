@@ -68,6 +68,8 @@ class SizeConfig:
     layer_norm: bool = True  # toy architecture only: false = no LayerNorm anywhere (grokking)
     init_std: float | None = None  # std of the initial weights; None: 0.02 (GPT-2's, Pythia's)
     source: str | None = None  # this size's data source, when not the family's
+    architecture: str | None = None  # this size's architecture, when not the family's (a
+    # production-style llama size beside toy ones, on the same data)
 
     def __post_init__(self) -> None:
         where = f"size {self.name!r}"
@@ -264,36 +266,44 @@ class TrainingSettings:
                     f"{self.micro_batch_size} does not divide batch_size {self.batch_size}; "
                     f"valid: {_divisors(self.batch_size)}",
                 )
-        valid_acts = ACTIVATIONS[self.architecture]
         for size in sizes:
             where = f"size {size.name!r}"
-            self._check_shape(size, where)
+            architecture = size.architecture or self.architecture
+            if architecture not in ARCHITECTURES:
+                raise _fail(f"{where}: architecture", f"unknown architecture {architecture!r}; "
+                                                     f"valid: {', '.join(ARCHITECTURES)}")
+            if (architecture == "superposition") != (self.architecture == "superposition"):
+                raise _fail(f"{where}: architecture", "the superposition model and the "
+                                                     "transformers read different data: one family "
+                                                     "holds one kind")
+            self._check_shape(size, where, architecture)
+            valid_acts = ACTIVATIONS[architecture]
             if size.activation is not None and size.activation not in valid_acts:
                 raise _fail(
                     where,
                     f"activation {size.activation!r} is not available for "
-                    f"architecture {self.architecture}; valid: {', '.join(valid_acts)}",
+                    f"architecture {architecture}; valid: {', '.join(valid_acts)}",
                 )
-            if size.attn_only and self.architecture != "toy":
-                raise _fail(where, f"attn_only needs architecture toy, not {self.architecture}")
-            if not size.layer_norm and self.architecture != "toy":
-                raise _fail(where, f"layer_norm: false needs architecture toy, not {self.architecture}")
+            if size.attn_only and architecture != "toy":
+                raise _fail(where, f"attn_only needs architecture toy, not {architecture}")
+            if not size.layer_norm and architecture != "toy":
+                raise _fail(where, f"layer_norm: false needs architecture toy, not {architecture}")
             if size.context is not None and size.context < self.data.seq_len:
                 raise _fail(
                     where,
                     f"context {size.context} is shorter than data.seq_len {self.data.seq_len}",
                 )
 
-    def _check_shape(self, size: SizeConfig, where: str) -> None:
+    def _check_shape(self, size: SizeConfig, where: str, architecture: str) -> None:
         """Layers and heads: what a transformer needs and the superposition model has none of."""
-        if self.architecture in TRANSFORMERS:
+        if architecture in TRANSFORMERS:
             for key in ("layers", "heads"):
                 if getattr(size, key) is None:
-                    raise _fail(f"{where}: {key}", f"is required for architecture {self.architecture}")
+                    raise _fail(f"{where}: {key}", f"is required for architecture {architecture}")
             return
         for key in ("layers", "heads"):
             if getattr(size, key) not in (None, 1):
-                raise _fail(f"{where}: {key}", f"the {self.architecture} model has no {key}; "
+                raise _fail(f"{where}: {key}", f"the {architecture} model has no {key}; "
                                                 f"leave it out")
         source = size.source or self.data.source
         if not source.startswith("builtin:sparse_features"):
@@ -317,7 +327,7 @@ class TrainingSettings:
             context=size.context if size.context is not None else self.data.seq_len,
             activation=size.activation
             if size.activation is not None
-            else DEFAULT_ACTIVATION[self.architecture],
+            else DEFAULT_ACTIVATION[size.architecture or self.architecture],
         )
 
     def _json(self) -> dict[str, Any]:
@@ -341,7 +351,7 @@ class RunConfig(TrainingSettings):
     # (dotted path -> default), so older runs' records and config hashes stay what they were.
     OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
         "micro_batch_size": None, "size.layer_norm": True, "size.init_std": None, "data.sources": None,
-        "size.source": None}
+        "size.source": None, "size.architecture": None}
 
     def __post_init__(self) -> None:
         self._check((self.size,))
@@ -434,6 +444,8 @@ class FamilyConfig(TrainingSettings):
         shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingSettings)}
         if size.source is not None:  # a size with data of its own
             shared["data"] = dataclasses.replace(self.data, source=size.source, sources=None)
+        if size.architecture is not None:  # a size with an architecture of its own
+            shared["architecture"] = size.architecture
         return RunConfig(size=size, seed=seed, **shared)
 
     def to_json(self) -> dict[str, Any]:
