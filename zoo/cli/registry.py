@@ -40,6 +40,9 @@ def register(subparsers) -> None:
         epilog=SNAPSHOT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _run_arguments(snap)
     snap.add_argument("--step", type=int, required=True)
+    snap.add_argument("--stock", action="store_true",
+                      help="a toy model as the stock class computing the same (GELU, ReLU, "
+                           "attention-only: GPT2LMHeadModel), opened with no remote code")
     snap.set_defaults(handler=_snapshot)
 
     history = subparsers.add_parser(
@@ -81,7 +84,7 @@ def _snapshot(args) -> int:
     from zoo.registry.snapshots import snapshot
 
     print(snapshot(args.name, seed=args.seed, step=args.step, store=open_store(args),
-                   progress=True))
+                   progress=True, stock=args.stock))
     return 0
 
 

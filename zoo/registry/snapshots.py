@@ -21,12 +21,19 @@ from zoo.store.store import Store
 
 
 def snapshot(name: str, *, seed: int, step: int, store: str | os.PathLike | Store | None = None,
-             progress: bool = False, branch: str | None = None) -> Path:
+             progress: bool = False, branch: str | None = None, stock: bool = False) -> Path:
     """A local Hugging Face folder for (name, seed, step) (of branch `branch`), cached and reused.
-    `progress` shows a bar while a step that was not stored is replayed."""
+    `progress` shows a bar while a step that was not stored is replayed. `stock=True`: a toy model
+    as the stock class that computes the same (GELU, ReLU, attention-only: GPT2LMHeadModel), which
+    opens with no remote code (zoo/models/stock_forms.py)."""
     step = whole_number(step, "step")
     run = open_run(name, seed=seed, store=store, branch=branch)
-    return run_snapshot(run, step, progress=progress)
+    folder = run_snapshot(run, step, progress=progress)
+    if not stock:
+        return folder
+    from zoo.registry.stock_snapshots import stock_snapshot
+
+    return stock_snapshot(folder)
 
 
 def run_snapshot(run: RunStore, step: int, *, progress: bool = False) -> Path:
