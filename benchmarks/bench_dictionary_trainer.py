@@ -43,7 +43,7 @@ def main() -> int:
     from zoo.dictionaries.activations import DataWindow
     from zoo.dictionaries.dictionary_runs import DEFAULT_WINDOW, gather_activations, model_at
     from zoo.dictionaries.quality import reconstruction_quality
-    from zoo.dictionaries.sites import resolve_site
+    from zoo.models.sites import resolve_site
     from zoo.dictionaries.sparse_autoencoder import DictionaryConfig, fit
     from zoo.store.catalog import open_run
 

@@ -39,7 +39,9 @@ from data_index.order import random_uint64, stream_key
 from data_index.tasks import TaskSamples, modular
 
 BUILTIN_SOURCES: dict[str, str] = {
-    "pydoc": "docstrings of this Python's standard library (real English, offline); params: max_docs, min_chars",
+    "pydoc": "docstrings of this Python's standard library (real English, offline); params: max_docs, "
+             "min_chars, max_chars (0: no limit; min_chars=80&max_chars=199 gives documents the "
+             "default, min_chars=200, never trains on)",
     "induction": "random symbol sequences repeated (induction heads); params: n_docs, length, repeats, symbols, "
                  "seed, min_length (0: = length), gap (random symbols before each copy: 0..gap)",
     "induction_tokens": "builtin:induction over the corpus tokenizer's tokens (mix it with text, which "
@@ -87,7 +89,8 @@ def resolve_builtin(spec: str) -> DocumentSource | TokenizerBoundSource | TaskSa
         if key not in defaults:
             raise ZooError(f"builtin:{name} has no parameter {key!r}; valid: {', '.join(defaults)}")
         params[key] = _parameter(name, key, value, type(defaults[key]))
-    canonical = f"builtin:{name}?" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    shown = {k: v for k, v in params.items() if (name, k, v) not in _OMITTED_AT_DEFAULT}
+    canonical = f"builtin:{name}?" + "&".join(f"{k}={v}" for k, v in sorted(shown.items()))
     return _BUILDERS[name](canonical, **params)
 
 
@@ -105,14 +108,14 @@ def _parameter(source: str, key: str, value: str, kind: type):
     return parsed
 
 
-def _pydoc(spec: str, *, max_docs: int, min_chars: int) -> DocumentSource:
+def _pydoc(spec: str, *, max_docs: int, min_chars: int, max_chars: int = 0) -> DocumentSource:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
 
     cache: list[tuple[str, str]] = []  # ~1.2 MB; parsing the stdlib twice would double prepare time
 
     def documents() -> Iterator[tuple[str, str]]:
         if not cache:
-            cache.extend(islice(_stdlib_docstrings(stdlib, min_chars), max_docs or None))
+            cache.extend(islice(_stdlib_docstrings(stdlib, min_chars, max_chars), max_docs or None))
         yield from cache
 
     meta = {"python_version": sys.version.split()[0], "python_implementation": sys.implementation.name,
@@ -129,7 +132,7 @@ def _stdlib_files(stdlib: Path) -> Iterator[Path]:
     yield from sorted(files)
 
 
-def _stdlib_docstrings(stdlib: Path, min_chars: int) -> Iterator[tuple[str, str]]:
+def _stdlib_docstrings(stdlib: Path, min_chars: int, max_chars: int = 0) -> Iterator[tuple[str, str]]:
     for path in _stdlib_files(stdlib):
         parts = list(path.relative_to(stdlib).with_suffix("").parts)
         if parts[-1] == "__init__":
@@ -142,7 +145,7 @@ def _stdlib_docstrings(stdlib: Path, min_chars: int) -> Iterator[tuple[str, str]
         seen: set[str] = set()
         for qualname, node in _definitions(tree, ""):
             text = ast.get_docstring(node, clean=True)
-            if not text or len(text) < min_chars:
+            if not text or len(text) < min_chars or (max_chars and len(text) > max_chars):
                 continue
             doc_id = f"{module}:{qualname or '<module>'}"
             unique, n = doc_id, 1
@@ -251,10 +254,13 @@ def _repeat_documents(name: str, alphabet: list[str], joiner: str, *, n_docs: in
 
 
 _DEFAULTS: dict[str, dict[str, int | float | str]] = {
-    "pydoc": {"max_docs": 0, "min_chars": 200},
+    "pydoc": {"max_docs": 0, "min_chars": 200, "max_chars": 0},
     "induction": {"n_docs": 2000, "length": 32, "repeats": 2, "symbols": 64, "seed": 0,
                   "min_length": 0, "gap": 0},
     "induction_tokens": {"n_docs": 2000, "length": 16, "repeats": 2, "seed": 0, "min_length": 0, "gap": 0},
     "modular": {"p": 113, "train_fraction": 0.3, "op": "add"},
 }
+# parameters added after corpora were prepared, left out of the canonical source at their default
+# (so those corpora keep their fingerprints)
+_OMITTED_AT_DEFAULT = {("pydoc", "max_chars", 0)}
 _BUILDERS = {"pydoc": _pydoc, "induction": _induction, "induction_tokens": _induction_tokens, "modular": modular}

@@ -34,16 +34,17 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--k", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=1000, help="dictionary training steps")
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=500, help="dictionary training steps")
+    parser.add_argument("--every", type=int, default=2, help="every k-th stored step (and the last)")
     parser.add_argument("--window", type=int, default=300, help="steps each side of the phase change")
     parser.add_argument("--out", default=None, help="a PNG of features alive, born and gone")
     args = parser.parse_args()
 
     import zoo
     from zoo.dictionaries.lineage import per_step_counts
-    from zoo.dictionaries.sweep import track_run
+    from zoo.dictionaries.sweep import stored_steps, track_run
     from zoo.eval.evaluate import evaluate_family
     from zoo.stats import event_step, seed_interval
 
@@ -55,7 +56,7 @@ def main() -> None:
     for seed in args.seeds:
         tic = time.perf_counter()
         previous = None
-        for step in zoo.steps(NAME, seed=seed, store=args.store):
+        for step in stored_steps(NAME, seed=seed, store=args.store, every=args.every):
             previous = zoo.train_dict(NAME, seed=seed, step=step, site=SITE, width=args.width,
                                       k=args.k, steps=args.steps, store=args.store,
                                       warm_start=previous)

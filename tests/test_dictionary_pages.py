@@ -24,7 +24,7 @@ from zoo.dictionaries.feature_view import (
     logit_effect,
     top_contexts,
 )
-from zoo.dictionaries.sites import Site, capturing
+from zoo.models.sites import Site, capturing
 from zoo.registry.batches import open_run_data
 from zoo.store.store import Store
 

@@ -242,4 +242,4 @@ def test_metric_bad_input():
     ):
         metric_function("perplexity")
     assert set(METRICS) == {"loss", "icl", "induction", "repetition", "accuracy", "fourier",
-                            "superposition"}
+                            "superposition", "neurons"}

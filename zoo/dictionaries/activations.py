@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from zoo_common.errors import ArgumentError
-from zoo.dictionaries.sites import HIDDEN, Site, capturing
+from zoo.models.sites import HIDDEN, Site, capturing
 
 CHUNK = 64  # sequences per forward pass
 

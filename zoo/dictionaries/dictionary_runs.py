@@ -26,7 +26,7 @@ from zoo_common.errors import ArgumentError, NotFoundError, ZooError
 from zoo import environment
 from zoo.dictionaries.activations import Activations, DataWindow, collect
 from zoo.dictionaries.quality import feature_density, loss_recovered, reconstruction_quality
-from zoo.dictionaries.sites import HIDDEN, Site, resolve_site
+from zoo.models.sites import HIDDEN, Site, resolve_site
 from zoo.dictionaries.sparse_autoencoder import TRAINER, DictionaryConfig, SparseAutoencoder, fit
 from zoo.store.run_store import RunStore
 from zoo.store.store import Store

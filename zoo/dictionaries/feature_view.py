@@ -33,7 +33,7 @@ from zoo.dictionaries.dictionary_runs import (
     load_named,
 )
 from zoo.dictionaries.lineage import DEFAULT_THRESHOLD, track
-from zoo.dictionaries.sites import HIDDEN, Site
+from zoo.models.sites import HIDDEN, Site
 from zoo.store.run_store import RunStore
 from zoo_common.errors import ArgumentError, NotFoundError, ZooError
 

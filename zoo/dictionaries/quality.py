@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from zoo.dictionaries.sites import HIDDEN, Site
+from zoo.models.sites import HIDDEN, Site
 from zoo.dictionaries.sparse_autoencoder import SparseAutoencoder
 
 DENSE = 0.1  # active on more than this share of rows: a dense feature

@@ -45,6 +45,7 @@ from zoo.eval.metrics import (
     induction_score,
     repetition_loss,
 )
+from zoo.eval.neuron_metrics import neuron_measures
 from zoo.eval.superposition_metrics import superposition_measures
 from zoo.eval.task_metrics import fourier_key_share, task_accuracy
 from zoo.eval.results import ResultsLog
@@ -53,7 +54,7 @@ from zoo.config.names import RunId, check_seed, split_branch
 from zoo.registry.snapshot_folder import weights_id
 from zoo.store.store import Store
 
-HELDOUT_METRICS = ("loss", "icl")
+HELDOUT_METRICS = ("loss", "icl", "neurons")
 RESERVED = {
     "family",
     "size",
@@ -294,6 +295,9 @@ def _run_metric(name, metric, model, *, tokenizer, corpus, heldout: HeldOut | No
         return {"": heldout_loss(model, torch.from_numpy(heldout.tokens))}
     if metric == "icl":
         return {"": icl_score(model, torch.from_numpy(heldout.tokens))}
+    if metric == "neurons":
+        with torch.no_grad():
+            return neuron_measures(model, torch.from_numpy(heldout.tokens))
     if metric == "induction":
         return _induction_fields(model, corpus)
     if metric == "repetition":

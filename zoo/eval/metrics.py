@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.eval.evaluating import evaluating
+from zoo.eval.neuron_metrics import neuron_measures
 from zoo.eval.superposition_metrics import superposition_measures
 from zoo.eval.task_metrics import fourier_key_share, task_accuracy
 from zoo_common.errors import ZooError
@@ -267,8 +268,9 @@ METRICS: dict[str, Callable] = {
     "accuracy": task_accuracy,  # f(model, corpus, *, data_seed) -> train/test acc and loss (tasks)
     "fourier": fourier_key_share,  # f(model, p) -> key-frequency share of the embedding (modular)
     "superposition": superposition_measures,  # f(model, corpus) -> the superposition model's W
+    "neurons": neuron_measures,  # f(model, tokens) -> how readable the MLP neurons are
 }
-TOKEN_METRICS = ("loss", "icl", "induction", "repetition", "accuracy", "fourier")
+TOKEN_METRICS = ("loss", "icl", "induction", "repetition", "accuracy", "fourier", "neurons")
 
 
 def metric_function(name: str) -> Callable:
