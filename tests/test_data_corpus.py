@@ -204,8 +204,8 @@ def test_builtin_sources_are_listed():
 def test_pydoc_max_chars_bounds_documents_and_keeps_old_fingerprints():
     from data_index.builtin_sources import resolve_builtin
 
-    short = resolve_builtin("builtin:pydoc?min_chars=80&max_chars=199&max_docs=30")
+    short = resolve_builtin("pydoc?min_chars=80&max_chars=199&max_docs=30")
     lengths = [len(text) for _, text in short.documents()]
     assert len(lengths) == 30 and all(80 <= n <= 199 for n in lengths)
-    assert resolve_builtin("builtin:pydoc?max_chars=0").spec == resolve_builtin("builtin:pydoc").spec
-    assert "max_chars" not in resolve_builtin("builtin:pydoc").spec
+    assert resolve_builtin("pydoc?max_chars=0").spec == resolve_builtin("pydoc").spec
+    assert "max_chars" not in resolve_builtin("pydoc").spec
