@@ -118,6 +118,9 @@ def register(subparsers) -> None:
     cmp.add_argument("--branch", metavar="LABEL", default=None,
                      help="B is B's branch LABEL (zoo branch), paired with A by seed: "
                           "`zoo compare M M --branch L --metric train_loss`")
+    cmp.add_argument("--heldout", metavar="SOURCE", default=None,
+                     help="for loss / neurons.*: the held-out source they were evaluated on "
+                          "(as given to zoo eval), so the final test resamples those examples")
     add_store_argument(cmp)
     cmp.set_defaults(handler=_compare)
 
@@ -215,6 +218,7 @@ def _compare(args) -> int:
         confidence=args.confidence,
         alternative=args.alternative,
         method=args.interval,
+        heldout=args.heldout,
     )
     print(result.format())
     if args.out:

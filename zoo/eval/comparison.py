@@ -9,7 +9,8 @@ seeds). At the final shared step (or `step=`): the Multi-Bootstrap of MultiBERTs
 of the hypothesis `alternative` names, two-sided by default (a loss is better lower, an induction
 score higher: a fixed one-sided direction would answer the wrong question for one of them); the
 printed result says in words which hypothesis that is and, for a metric with a known direction,
-which sign favours B. For `loss` the examples are the held-out samples (zoo.per_example: each
+which sign favours B. For `neurons.*` the examples are each seed's MLP neurons (resampled
+independently in the two arms). For `loss` the examples are the held-out samples (zoo.per_example: each
 seed's checkpoint is reloaded to score them one by one), so seeds and examples are resampled
 jointly (when the table's losses were measured on that default held-out set; losses from other sets
 fall back to seeds, and one model's seeds measured on different sets are refused); other metrics
@@ -30,7 +31,7 @@ import pyarrow.compute as pc
 from zoo_common.errors import ZooError
 from zoo.eval.metrics import METRICS
 from zoo.eval.evaluate import family_runs
-from zoo.eval.example_scores import per_example
+from zoo.eval.example_scores import PER_EXAMPLE_METRICS, per_example
 from zoo.config.names import arm_name, parse_arm, split_branch
 from zoo.stats import MultiBootstrapResult, multi_bootstrap, seed_intervals
 from zoo.stats.multi_bootstrap import check_alternative, format_p
@@ -166,15 +167,17 @@ def _matrix(rows: pa.Table, step: int) -> tuple[list[int], np.ndarray]:
     return at.column("seed").to_pylist(), at.column("value").to_numpy(zero_copy_only=False)
 
 
-def _stored_heldout_sets(family: str, size: str, step: int, store: Store, name: str) -> set[str]:
-    """Fingerprints of the held-out sets the stored `loss` rows of a model at `step` were measured
-    on; one mean over seeds of losses from different sets would mean nothing, so that is refused."""
+def _stored_heldout_sets(family: str, size: str, step: int, store: Store, name: str,
+                         metric: str = "loss") -> set[str]:
+    """Fingerprints of the held-out sets the stored rows of held-out `metric` (loss, neurons) of a
+    model at `step` were measured on; one mean over seeds of values from different sets would mean
+    nothing, so that is refused."""
     from zoo.eval.results import ResultsLog
 
     table = ResultsLog(store, family).read()
-    sets = {heldout for s, st, metric, heldout in zip(
+    sets = {heldout for s, st, row_metric, heldout in zip(
         *(table.column(c).to_pylist() for c in ("size", "step", "metric", "heldout")))
-        if s == size and st == step and metric == "loss"}
+        if s == size and st == step and row_metric == metric}
     if len(sets) > 1:
         raise ZooError(
             f"{name}: its seeds' losses at step {step} were measured on {len(sets)} different "
@@ -197,11 +200,14 @@ def compare(
     rng_seed: int = 0,
     alternative: str = "two-sided",
     method: str = "t",
+    heldout: str | None = None,
 ) -> Comparison:
     """Compare model / family `a` with `b` on `metric` (a column of zoo.metrics, e.g. loss).
 
     alternative: the hypothesis of the test, "two-sided" (B - A = 0), "less" (is B lower?) or
     "greater" (is B higher?). method: the per-step interval of each arm (see seed_interval).
+    heldout: the held-out source the table's loss / neurons rows were measured on (as given to
+    zoo eval / the card), so the final test re-scores the same examples.
     """
     from zoo.store.catalog import open_store
 
@@ -243,22 +249,10 @@ def compare(
     if at_step not in steps:
         raise ZooError(f"step {at_step} is not shared by {a} and {b}; shared steps: {steps}")
     test, examples = differences[steps.index(at_step)], "1 value per seed (seeds resampled)"
-    if metric == "loss":
-        (sa, _), (sb, _) = _matrix(values["a"], at_step), _matrix(values["b"], at_step)
-        stored = {k: _stored_heldout_sets(*arms[k], at_step, store, name)
-                  for k, name in (("a", a), ("b", b))}
-        scores_a = per_example(arm_name(*arms["a"]), step=at_step, seeds=sa, store=store)
-        scores_b = per_example(arm_name(*arms["b"]), step=at_step, seeds=sb, store=store)
-        ma, fa, mb, fb = scores_a.values, scores_a.heldout, scores_b.values, scores_b.heldout
-        # Examples are resampled only on the held-out set the table's losses were measured on
-        # (the default one, which is what is re-scored here); else the seeds-only test stands.
-        if fa == fb and stored["a"] <= {fa} and stored["b"] <= {fa}:
-            test = multi_bootstrap(ma, mb, paired=paired, seeds_a=sa, seeds_b=sb,
-                                   alternative=alternative, **options)
-            examples = f"{ma.shape[1]} held-out examples"
-        elif fa == fb:
-            examples += ("; the losses were measured on another held-out set than the default, "
-                         "so its examples were not resampled")
+    if metric in PER_EXAMPLE_METRICS:
+        test, examples = _examples_test(arms, (a, b), values, at_step, metric, test, examples,
+                                        paired=paired, heldout=heldout, store=store,
+                                        alternative=alternative, options=options)
     ia, ib = intervals["a"], intervals["b"]
     per_step = pa.table(
         {
@@ -294,6 +288,37 @@ def compare(
         method,
         _branch_points(store, arms.values()),
     )
+
+
+def _examples_test(arms, names, values, at_step, metric, test, examples, *, paired, heldout, store,
+                   alternative, options):
+    """The final test over seeds AND examples (held-out samples, or neurons), when the table's
+    values were measured on the held-out set re-scored here; else the seeds-only test stands."""
+    base = metric.split(".")[0]
+    (sa, _), (sb, _) = _matrix(values["a"], at_step), _matrix(values["b"], at_step)
+    stored = {k: _stored_heldout_sets(*arms[k], at_step, store, name, base)
+              for k, name in zip(("a", "b"), names)}
+    scores_a = per_example(arm_name(*arms["a"]), metric=metric, step=at_step, seeds=sa, store=store,
+                           heldout=heldout)
+    scores_b = per_example(arm_name(*arms["b"]), metric=metric, step=at_step, seeds=sb, store=store,
+                           heldout=heldout)
+    ma, fa, mb, fb = scores_a.values, scores_a.heldout, scores_b.values, scores_b.heldout
+    if fa != fb or not (stored["a"] <= {fa} and stored["b"] <= {fa}):
+        if fa == fb:
+            examples += (f"; the table's {base} was measured on another held-out set than the one "
+                         "re-scored here, so its examples were not resampled")
+        return test, examples
+    if scores_a.unit == "neuron":
+        if ma.shape[1] != mb.shape[1]:
+            return test, examples + (f"; the arms have {ma.shape[1]} and {mb.shape[1]} neurons, "
+                                     "so neurons were not resampled")
+        # neuron j of A and of B are not the same unit: shuffle B's so a shared resample of
+        # column indices draws independent neurons in the two arms
+        mb = mb[:, np.random.default_rng(options["rng_seed"] + 1).permutation(mb.shape[1])]
+    test = multi_bootstrap(ma, mb, paired=paired, seeds_a=sa, seeds_b=sb, alternative=alternative,
+                           **options)
+    unit = "held-out examples" if scores_a.unit != "neuron" else "neurons per seed"
+    return test, f"{ma.shape[1]} {unit}"
 
 
 def _branch_points(store: Store, arms) -> tuple[int, ...]:

@@ -4,6 +4,9 @@
     b = zoo.per_example("tiny-2l128", step=300)
     zoo.stats.multi_bootstrap(a.values, b.values, paired=True, seeds_a=a.seeds, seeds_b=b.seeds)
 
+metric "neurons.firing" / "neurons.kurtosis" / "neurons.token_entropy": each MLP neuron's measure
+(zoo.eval.neuron_metrics) on that held-out set; the columns are the model's neurons.
+
 metric "loss": each held-out sample's mean next-token loss (zoo.eval.metrics.per_example_loss) on
 the held-out set `zoo eval` measures `loss` on (zoo.eval.heldout; with the same heldout= and
 heldout_samples= it is the same set, and `result.heldout` is the fingerprint that zoo.metrics'
@@ -29,12 +32,14 @@ from zoo.config.names import arm_name, parse_arm
 from zoo.eval.evaluate import ReusedModels, family_runs
 from zoo.eval.heldout import DEFAULT_SAMPLES, build_heldout
 from zoo.eval.metrics import per_example_loss
+from zoo.eval.neuron_metrics import neuron_table
 from zoo.registry.loading import open_snapshot
 from zoo.registry.snapshots import check_step, run_snapshot
 from zoo.store.corpora import open_corpus
 from zoo.store.store import Store
 
-PER_EXAMPLE_METRICS = ("loss",)  # metrics that have one number per example
+NEURON_FIELDS = ("firing", "kurtosis", "token_entropy")  # zoo.eval.neuron_metrics, one per neuron
+PER_EXAMPLE_METRICS = ("loss",) + tuple(f"neurons.{f}" for f in NEURON_FIELDS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,7 +48,9 @@ class PerExample:
 
     values is a read-only float64 array [n_seeds, n_examples], rows in ascending seed order;
     heldout is the held-out set's fingerprint (as in zoo.metrics' `heldout.loss` column) and
-    heldout_rule says in words how its documents were chosen."""
+    heldout_rule says in words how its documents were chosen. unit names a column: a held-out
+    sample for `loss` (the same samples in every seed), a neuron for `neurons.*` (each seed's own
+    MLP neurons, in layer order: the columns of two models are not the same units)."""
 
     name: str
     metric: str
@@ -52,6 +59,7 @@ class PerExample:
     values: np.ndarray
     heldout: str
     heldout_rule: str
+    unit: str = "held-out sample"
 
     @property
     def n_seeds(self) -> int:
@@ -113,8 +121,11 @@ def per_example(
             )
         else:  # between checkpoints: replayed once, then a cached snapshot, exactly as zoo.load
             model, _ = open_snapshot(run_snapshot(run, step))
-        scores = per_example_loss(model, torch.from_numpy(sets[fingerprint].tokens))
-        rows.append(scores.double().numpy())
+        tokens = torch.from_numpy(sets[fingerprint].tokens)
+        if metric == "loss":
+            rows.append(per_example_loss(model, tokens).double().numpy())
+        else:
+            rows.append(neuron_table(model, tokens)[metric.removeprefix("neurons.")].astype(np.float64))
     if len(sets) > 1:
         raise ZooError(
             f"the seeds of {name} were trained on {len(sets)} different corpora, so they have no "
@@ -131,4 +142,5 @@ def per_example(
         values=values,
         heldout=chosen.fingerprint,
         heldout_rule=chosen.rule,
+        unit="held-out sample" if metric == "loss" else "neuron",
     )

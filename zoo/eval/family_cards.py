@@ -23,6 +23,15 @@ A measure in the front matter:
    at: last                                            -> the value at each seed's last step
    at_event: NAME                                      -> the value at each seed's step of event NAME
    sizes: [SIZE, ...]?                                 -> only these sizes (default: every size)}
+
+Optional front matter beside `evaluate` and `measures`:
+  heldout: SOURCE        the held-out documents of loss / icl / neurons (default: derived from the
+                         training source, zoo.eval.heldout)
+  comparisons: [{name, label, a: SIZE, b: SIZE, metric, hypothesis, alternative?, paired?}]
+                         B against A at the last shared step, zoo.compare's Multi-Bootstrap over
+                         seeds and examples; `hypothesis` is written before the numbers exist and
+                         the card says whether they support it, whichever way they come out.
+A metric that does not fit a size (neurons on an attention-only model) is not evaluated there.
 """
 from __future__ import annotations
 
@@ -32,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.eval.metrics import metric_fits
 from zoo.store.cards import builtin_card_path, read_card, write_card_record
 from zoo_common.errors import ZooError
 
@@ -56,8 +66,11 @@ def measure_card(family: str, *, store=None, card: str | Path | None = None,
                        f"measure its card once some have")
     if source.evaluate:
         for size in sorted({r.size for r in finished}):
-            evaluate_family(family, source.evaluate, store=store, sizes=[size], progress=progress,
-                            seeds=sorted(r.seed for r in finished if r.size == size))
+            mine = [r for r in finished if r.size == size]
+            config = store.run(mine[0]).read_json("run.json")["hf_config"]
+            metrics = [m for m in source.evaluate if metric_fits(m, config)]
+            evaluate_family(family, metrics, store=store, sizes=[size], progress=progress,
+                            seeds=sorted(r.seed for r in mine), heldout=source.heldout)
     table = metrics_table(family, store=store)
     results = []
     for size in sorted({r.size for r in finished}):
@@ -72,12 +85,49 @@ def measure_card(family: str, *, store=None, card: str | Path | None = None,
             results.append({"size": size, **result})
             if "event" in measure:
                 events[measure["name"]] = result
-    record = {"format": 1, "family": family, "card": source.path.name,
+    comparisons = [_comparison(family, c, store, source.heldout, progress)
+                   for c in source.comparisons]
+    record = {"format": 1, "family": family, "card": source.path.name, "comparisons": comparisons,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "command": f"zoo card {family}", "store": store.url, "results": results,
               "unfinished": unfinished, "text": source.text}
     write_card_record(store, family, record)
     return record
+
+
+def _comparison(family: str, comparison: dict, store, heldout: str | None, progress: bool) -> dict:
+    """Size B against size A at the last shared step: zoo.compare's Multi-Bootstrap over seeds and
+    examples (held-out samples for loss, each seed's neurons for neurons.*), in the card's words."""
+    from zoo.eval.comparison import compare
+
+    alternative = comparison.get("alternative", "two-sided")
+    if progress:
+        print(f"card {family}: {comparison['name']} ({comparison['b']} against {comparison['a']})",
+              flush=True)
+    result = compare(f"{family}-{comparison['a']}", f"{family}-{comparison['b']}", comparison["metric"],
+                     paired=comparison.get("paired", False), store=store, alternative=alternative,
+                     heldout=heldout)
+    test = result.test
+
+    def cell(mean, low, high):
+        return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+
+    from zoo.stats.multi_bootstrap import format_p
+
+    supported = {"less": test.difference_high < 0, "greater": test.difference_low > 0,
+                 "two-sided": test.difference_low > 0 or test.difference_high < 0}[alternative]
+    words = (f"{format_p(test.p_value, test.n_resamples, alternative)}, step {result.at_step}, "
+             f"{len(result.seeds_a)} + {len(result.seeds_b)} seeds x {result.examples}: "
+             + ("the interval excludes 0 in the stated direction" if supported
+                else "not supported: the interval includes 0 or lies the other way"))
+    return {"name": comparison["name"], "label": comparison["label"], "metric": comparison["metric"],
+            "hypothesis": comparison["hypothesis"], "alternative": alternative,
+            "a": comparison["a"], "b": comparison["b"], "at_step": result.at_step,
+            "a_cell": cell(test.mean_a, test.a_low, test.a_high),
+            "b_cell": cell(test.mean_b, test.b_low, test.b_high),
+            "difference_cell": cell(test.difference, test.difference_low, test.difference_high),
+            "p_value": test.p_value, "supported": bool(supported), "test": words,
+            "examples": result.examples}
 
 
 def _equal(table, column, value):

@@ -273,6 +273,12 @@ METRICS: dict[str, Callable] = {
 TOKEN_METRICS = ("loss", "icl", "induction", "repetition", "accuracy", "fourier", "neurons")
 
 
+def metric_fits(name: str, hf_config: dict) -> bool:
+    """Whether built-in metric `name` measures something on this model: an attention-only model
+    has no MLP neurons to read."""
+    return not (name == "neurons" and hf_config.get("attn_only"))
+
+
 def metric_function(name: str) -> Callable:
     """The built-in metric called name; unknown names get an error listing the choices."""
     if name not in METRICS:

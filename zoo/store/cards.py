@@ -20,6 +20,8 @@ CARD_FOLDER = "cards"
 MEASURE_KEYS = {"name", "label", "column", "event", "threshold", "direction", "persist", "at",
                 "at_event", "sizes", "tolerance", "from_step", "curve"}
 CURVES = ("descent_rate",)  # what a measure may read instead of the column itself
+COMPARISON_KEYS = {"name", "label", "a", "b", "metric", "alternative", "paired", "hypothesis"}
+ALTERNATIVES = ("two-sided", "less", "greater")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class CardSource:
     evaluate: list[str]
     measures: list[dict]
     text: str
+    heldout: str | None = None  # the held-out source of loss / icl / neurons (None: derived)
+    comparisons: tuple = ()  # size against size, tested over seeds and examples
 
 
 def builtin_card_path(family: str) -> Path:
@@ -81,7 +85,32 @@ def read_card(path: str | Path) -> CardSource:
         if "at_event" in measure and measure["at_event"] not in names:
             raise ZooError(f"{where}.at_event must name an earlier event measure, got {measure['at_event']!r}")
         names.add(measure["name"])
-    return CardSource(path, evaluate, measures, text.strip() + "\n")
+    heldout = meta.get("heldout")
+    if heldout is not None and not (isinstance(heldout, str) and heldout):
+        raise ZooError(f"{path}: heldout must be a source string, e.g. builtin:pydoc?min_chars=80")
+    comparisons = meta.get("comparisons", [])
+    if not isinstance(comparisons, list):
+        raise ZooError(f"{path}: comparisons must be a list")
+    for i, comparison in enumerate(comparisons):
+        _check_comparison(comparison, f"{path}: comparisons[{i}]")
+    return CardSource(path, evaluate, measures, text.strip() + "\n", heldout, tuple(comparisons))
+
+
+def _check_comparison(comparison, where: str) -> None:
+    """{name, label, a: SIZE, b: SIZE, metric, hypothesis: words written before measuring,
+    alternative?: two-sided | less | greater (of B - A), paired?: bool}"""
+    if not isinstance(comparison, dict):
+        raise ZooError(f"{where} must be a mapping")
+    unknown = set(comparison) - COMPARISON_KEYS
+    if unknown:
+        raise ZooError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(COMPARISON_KEYS)}")
+    for key in ("name", "label", "a", "b", "metric", "hypothesis"):
+        if not isinstance(comparison.get(key), str):
+            raise ZooError(f"{where}.{key} is required (text)")
+    if comparison.get("alternative", "two-sided") not in ALTERNATIVES:
+        raise ZooError(f"{where}.alternative must be one of {', '.join(ALTERNATIVES)}")
+    if not isinstance(comparison.get("paired", False), bool):
+        raise ZooError(f"{where}.paired must be true or false")
 
 
 def stored_card(family: str, store) -> dict | None:
@@ -108,6 +137,12 @@ def render_card(family: str, *, store=None, card: str | Path | None = None) -> s
     for row in measured["results"]:
         seeds = ", ".join(map(str, row["seeds"]))
         lines.append(f"| {row['size']} | {row['label']} | seeds {seeds}: {row['per_seed']} | {row['summary']} |")
+    if measured.get("comparisons"):
+        lines += ["", "### Size against size (hypotheses stated before measuring)", "",
+                  "| comparison | hypothesis | A | B | B - A | test |", "|---|---|---|---|---|---|"]
+        for row in measured["comparisons"]:
+            lines.append(f"| {row['label']} | {row['hypothesis']} | {row['a']} {row['a_cell']} | "
+                         f"{row['b']} {row['b_cell']} | {row['difference_cell']} | {row['test']} |")
     if measured.get("unfinished"):
         lines += ["", f"Still training when measured, left out: {', '.join(measured['unfinished'])}."]
     return text + "\n".join(lines) + "\n"
