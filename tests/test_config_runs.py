@@ -154,3 +154,40 @@ def test_checkpoint_policy_tiny_and_short_runs():
     assert checkpoint_steps(short, 7) == [0, 1, 2, 3, 4, 6, 7]  # keyframes are checkpoints too
     assert keyframe_steps(short, 7) == [0, 3, 6, 7]
     assert set(keyframe_steps(short, 7)) <= set(checkpoint_steps(short, 7))
+
+
+SIZES_OF_THEIR_OWN = """\
+family: mixed
+architecture: toy
+sizes:
+  - {name: attn, layers: 1, width: 32, heads: 4, attn_only: true}
+  - {name: prod, layers: 1, width: 32, heads: 4, mlp_width: 48, architecture: llama, steps: 20}
+seeds: [1]
+data: {vocab_size: 256, seq_len: 16}
+batch_size: 4
+steps: 10
+"""
+
+
+def test_a_size_may_have_its_own_architecture_and_steps_and_the_others_keep_their_hash():
+    family = parse_manifest(SIZES_OF_THEIR_OWN)
+    attn, prod = family.runs()
+    assert (attn.architecture, attn.steps) == ("toy", 10)
+    assert (prod.architecture, prod.steps, prod.size.activation) == ("llama", 20, "silu")
+    alone = parse_manifest(SIZES_OF_THEIR_OWN.replace(
+        "  - {name: prod, layers: 1, width: 32, heads: 4, mlp_width: 48, architecture: llama, steps: 20}\n", ""))
+    assert alone.runs()[0].config_hash() == attn.config_hash()  # absent keys stay out of the record
+    assert "steps" not in attn.to_json()["size"] and prod.to_json()["size"]["steps"] == 20
+    assert RunConfig.from_json(prod.to_json()) == prod
+
+
+@pytest.mark.parametrize("change, words", [
+    ("steps: 20}", ["size 'prod': steps", "must be > 0, got 0"]),
+    ("architecture: llama", ["size 'prod': architecture", "unknown architecture 'gpt5'"]),
+])
+def test_a_bad_size_override_names_the_size_and_field(change, words):
+    bad = {"steps: 20}": "steps: 0}", "architecture: llama": "architecture: gpt5"}[change]
+    with pytest.raises(ZooError) as error:
+        parse_manifest(SIZES_OF_THEIR_OWN.replace(change, bad))
+    for word in words:
+        assert word in str(error.value)

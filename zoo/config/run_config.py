@@ -70,6 +70,8 @@ class SizeConfig:
     source: str | None = None  # this size's data source, when not the family's
     architecture: str | None = None  # this size's architecture, when not the family's (a
     # production-style llama size beside toy ones, on the same data)
+    steps: int | None = None  # this size's training length, when not the family's (a size whose
+    # phenomenon comes later trains longer; the others keep their runs)
 
     def __post_init__(self) -> None:
         where = f"size {self.name!r}"
@@ -277,6 +279,8 @@ class TrainingSettings:
                                                      "transformers read different data: one family "
                                                      "holds one kind")
             self._check_shape(size, where, architecture)
+            if size.steps is not None:
+                _positive(f"{where}: steps", size.steps)
             valid_acts = ACTIVATIONS[architecture]
             if size.activation is not None and size.activation not in valid_acts:
                 raise _fail(
@@ -351,7 +355,7 @@ class RunConfig(TrainingSettings):
     # (dotted path -> default), so older runs' records and config hashes stay what they were.
     OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
         "micro_batch_size": None, "size.layer_norm": True, "size.init_std": None, "data.sources": None,
-        "size.source": None, "size.architecture": None}
+        "size.source": None, "size.architecture": None, "size.steps": None}
 
     def __post_init__(self) -> None:
         self._check((self.size,))
@@ -446,6 +450,8 @@ class FamilyConfig(TrainingSettings):
             shared["data"] = dataclasses.replace(self.data, source=size.source, sources=None)
         if size.architecture is not None:  # a size with an architecture of its own
             shared["architecture"] = size.architecture
+        if size.steps is not None:  # a size that trains longer (or shorter) than the family
+            shared["steps"] = size.steps
         return RunConfig(size=size, seed=seed, **shared)
 
     def to_json(self) -> dict[str, Any]:
