@@ -137,6 +137,21 @@ def test_one_seed_is_drawn_without_a_band(store, tmp_path):
                      None, 3)
     path = plot_seed_curves([one, both], tmp_path / "one.png")
     assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ZooError, match="one plot shows one metric; got loss, train_loss"):
-        plot_seed_curves([both, seed_curves(NAME, "loss", store=store)], tmp_path / "x.png")
-    assert not (tmp_path / "x.png").exists()
+
+
+
+def test_several_metrics_are_one_panel_each(store, tmp_path, capsys):
+    import matplotlib.image
+
+    out = tmp_path / "panels.png"
+    assert main(["plot", NAME, "--metric", "train_loss", "--metric", "loss", "--store", store.url,
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "train_loss at step 12" in printed and "loss at step 12" in printed
+    height, width, _ = matplotlib.image.imread(out).shape
+    single = matplotlib.image.imread(plot_seed_curves([seed_curves(NAME, "loss", store=store)],
+                                                      tmp_path / "one.png")).shape
+    assert width == 2 * single[1] and height == single[0]  # two panels side by side
+    assert main(["plot", "micro", "--metric", "loss", "--metric", "train_loss", "--by", "n",
+                 "--store", store.url, "--out", str(tmp_path / "by.png")]) == 2
+    assert "--by draws one metric; got 2" in capsys.readouterr().err

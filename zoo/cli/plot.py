@@ -21,6 +21,8 @@ examples:
   zoo plot tiny-1l64 tiny-2l64 tiny-2l128 --metric train_loss --smooth 9 --out train.png
   zoo plot tiny-2l128 --metric loss --out heldout.png
   zoo plot toy-solu2l toy-gelu2l --metric induction.max --out bump.png
+  zoo plot induction-gelu2l induction-solu2l induction-llama2l --metric neurons.token_entropy \
+      --metric neurons.kurtosis --metric neurons.firing --metric loss --out neurons.png
 
 --by PARAM draws one measure against a parameter of the data instead of over steps: FAMILY (one
 name) is a family whose sizes draw their data from builtin:sparse_features (the superposition
@@ -50,8 +52,9 @@ def register(subparsers) -> None:
     plot.add_argument("models", nargs="+", metavar="MODEL",
                       help="model name (tiny-2l128) or one-size family; several: one plot; with "
                            "--by: one family")
-    plot.add_argument("--metric", required=True, metavar="M",
-                      help="a column of zoo.metrics, e.g. train_loss or loss")
+    plot.add_argument("--metric", required=True, metavar="M", action="append",
+                      help="a column of zoo.metrics, e.g. train_loss or loss; give it several "
+                           "times for one panel per metric (models side by side in each)")
     plot.add_argument("--smooth", type=positive_int, default=1, metavar="K",
                       help="centered moving average over K stored points, per seed, before the "
                            "mean and band (default 1: none)")
@@ -72,7 +75,7 @@ def _plot(args) -> int:
     from zoo_common.errors import ZooError
 
     if not args.out:
-        suggestion = "-".join([*args.models, args.metric.replace(".", "_")]) + ".png"
+        suggestion = "-".join([*args.models, args.metric[0].replace(".", "_")]) + ".png"
         raise ZooError(f"zoo plot writes its picture only where you say: add --out FILE.png "
                        f"(e.g. --out {suggestion})")
     from zoo.eval.seed_plot import check_png_path, plot_seed_curves, pyplot, seed_curves
@@ -82,9 +85,9 @@ def _plot(args) -> int:
         return _plot_by(args)
     pyplot()  # without the plot extra: its error now, before any work
     store = open_store(args)
-    curves = [seed_curves(name, args.metric, store=store, smooth=args.smooth,
+    curves = [seed_curves(name, metric, store=store, smooth=args.smooth,
                           confidence=args.confidence, method=args.interval)
-              for name in args.models]
+              for metric in dict.fromkeys(args.metric) for name in args.models]
     path = plot_seed_curves(curves, args.out)
     for model in curves:
         print(_summary(model))
@@ -98,6 +101,9 @@ def _plot_by(args) -> int:
     from zoo_common.errors import ArgumentError
 
     check_by(args.by)
+    if len(args.metric) != 1:
+        raise ArgumentError(f"--by draws one metric; got {len(args.metric)} ({', '.join(args.metric)})")
+    args.metric = args.metric[0]
     if len(args.models) != 1:
         raise ArgumentError(f"--by draws every size of one family; got {len(args.models)} names "
                             f"({', '.join(args.models)})")

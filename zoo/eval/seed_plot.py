@@ -149,22 +149,41 @@ def check_png_path(path: str | os.PathLike) -> str:
 
 
 def plot_seed_curves(curves: Sequence[SeedCurves], path: str | os.PathLike) -> str:
-    """Write a PNG of the models' curves (one metric) to path, atomically; return path."""
+    """Write a PNG of the models' curves to path, atomically; return path. One metric: one panel;
+    several: one panel per metric (in the order first given), the models side by side in each."""
     path = check_png_path(path)
     if not curves:
         raise ZooError("nothing to plot: give at least one model's curves")
-    metrics = sorted({c.metric for c in curves})
-    if len(metrics) > 1:
-        raise ZooError(f"one plot shows one metric; got {', '.join(metrics)}")
-    drawn = [(c.name, c.smooth) for c in curves]
-    twice = sorted({name for name, smooth in drawn if drawn.count((name, smooth)) > 1})
+    metrics = list(dict.fromkeys(c.metric for c in curves))
+    drawn = [(c.name, c.metric, c.smooth) for c in curves]
+    twice = sorted({name for name, metric, smooth in drawn if drawn.count((name, metric, smooth)) > 1})
     if twice:
         raise ZooError(f"the same model twice (by two names, or one name given twice): "
                        f"{', '.join(twice)}")
     plt = pyplot()
+    columns = min(len(metrics), 2)
+    rows = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(8 * columns, 5 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        _draw_panel(plt, ax, [c for c in curves if c.metric == metric], metric)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _draw_panel(plt, ax, curves: Sequence[SeedCurves], metric: str) -> None:
+    """One metric: per model its seeds (thin), mean (thick) and band, on a symlog step axis."""
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(8, 5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, model in enumerate(curves):
         color = colors[k % len(colors)]
@@ -181,7 +200,7 @@ def plot_seed_curves(curves: Sequence[SeedCurves], path: str | os.PathLike) -> s
         ax.plot(steps, r.means, color=color, linewidth=2.2, label=(
             f"{model.name}  (mean of {len(model.seeds)} seeds, {r.confidence:.0%} "
             f"{_INTERVAL_WORDS[r.method]} band; thin: seeds)"))
-    label = metric_label(metrics[0])
+    label = metric_label(metric)
     smooth = sorted({c.smooth for c in curves} - {1})
     how = (f"\neach seed smoothed first: centered moving average over "
            f"{' / '.join(map(str, smooth))} stored points" if smooth else "")
@@ -193,13 +212,3 @@ def plot_seed_curves(curves: Sequence[SeedCurves], path: str | os.PathLike) -> s
     ax.set_xlabel("step (symlog: linear below 1, log above)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
