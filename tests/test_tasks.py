@@ -235,6 +235,12 @@ def test_a_card_measures_its_numbers_from_the_store(grokking_store, tmp_path, ca
                    key=lambda r: r["step"])["accuracy.test_acc"] for s in (1, 2)}
     assert by_name["final"]["values"] == [last[1], last[2]]  # measured, not typed
     assert by_name["never"]["steps"] == [None, None] and "event in 0 of 2 seeds" in by_name["never"]["summary"]
+    stored = [0, 1, 2, 4, 5, 10, 15, 20]  # log-spaced to 4, then every 5: the card's grid
+    fit = by_name["fit"]
+    gaps = [None if s in (None, 0) else s - stored[stored.index(s) - 1] for s in fit["steps"]]
+    assert fit["resolution"] == gaps  # how far back the event could lie, per seed
+    if max(g or 1 for g in gaps) > 1:
+        assert "-step grid" in fit["summary"]
     assert main(["show", "gmicro", "--store", store.url]) == 0
     shown = capsys.readouterr().out
     assert "The micro grokking family." in shown and "test accuracy at the end" in shown

@@ -168,6 +168,22 @@ def _descent_rate(steps: list[int], values: np.ndarray, column: str) -> tuple[li
     return steps[1:], rate
 
 
+def _resolution(steps: list[int], event_steps) -> list[int | None]:
+    """Per seed, how many steps before its event the previous evaluated step lies: the event
+    happened somewhere in that gap, which no interval over seeds can see."""
+    return [None if s is None or steps.index(s) == 0 else s - steps[steps.index(s) - 1]
+            for s in event_steps]
+
+
+def _resolution_words(resolution: list[int | None]) -> str:
+    """'; on a 100-step grid (each seed's event lies in the 100 steps up to it)'."""
+    gaps = sorted({g for g in resolution if g is not None})
+    if not gaps or gaps == [1]:
+        return ""
+    grid = f"{gaps[0]}-step" if len(gaps) == 1 else f"{gaps[0]}- to {gaps[-1]}-step"
+    return f"; on a {grid} grid (each seed's event lies in the gap up to its step)"
+
+
 def _measure(measure: dict, rows, events: dict) -> dict:
     from zoo.stats import event_timing, seed_interval
 
@@ -187,12 +203,14 @@ def _measure(measure: dict, rows, events: dict) -> dict:
                               tolerance=measure.get("tolerance", 0.0), no_event="nan")
         out["steps"] = list(timing.event_steps)
         out["per_seed"] = ", ".join("none" if s is None else str(s) for s in timing.event_steps)
+        out["resolution"] = _resolution(steps, timing.event_steps)
         if timing.n_events >= 2:
             out["summary"] = (f"step {timing.mean:.0f} [{timing.mean_low:.0f}, {timing.mean_high:.0f}] "
                               f"({timing.confidence:.0%} {timing.method} interval, {timing.n_events} of "
-                              f"{len(seeds)} seeds)")
+                              f"{len(seeds)} seeds){_resolution_words(out['resolution'])}")
         else:
-            out["summary"] = f"event in {timing.n_events} of {len(seeds)} seeds: no interval"
+            out["summary"] = (f"event in {timing.n_events} of {len(seeds)} seeds: no interval"
+                              f"{_resolution_words(out['resolution'])}")
         return out
     if "at" in measure:
         picked = values[:, -1]
