@@ -34,6 +34,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--site", default=SITE, help=f"the activations read (default {SITE}; e.g. "
+                        "blocks.1.hook_attn_out, where the induction head writes)")
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--steps", type=int, default=500, help="dictionary training steps")
@@ -57,10 +59,10 @@ def main() -> None:
         tic = time.perf_counter()
         previous = None
         for step in stored_steps(NAME, seed=seed, store=args.store, every=args.every):
-            previous = zoo.train_dict(NAME, seed=seed, step=step, site=SITE, width=args.width,
+            previous = zoo.train_dict(NAME, seed=seed, step=step, site=args.site, width=args.width,
                                       k=args.k, steps=args.steps, store=args.store,
                                       warm_start=previous)
-        counts = per_step_counts(track_run(NAME, seed=seed, site=SITE, kind="topk",
+        counts = per_step_counts(track_run(NAME, seed=seed, site=args.site, kind="topk",
                                            width=args.width, store=args.store))
         counts_by_seed[seed] = counts
         curve = sorted((r["step"], r["induction.max"]) for r in table if r["size"] == "attn2l"
@@ -79,7 +81,7 @@ def main() -> None:
         rows.append((seed, phase, born, np.mean(near) if near else float("nan"),
                      np.mean(far) if far else float("nan"), difference,
                      time.perf_counter() - tic))
-    print(f"{NAME}, {SITE}: TopK width {args.width}, k {args.k}, {args.steps} steps per dictionary, "
+    print(f"{NAME}, {args.site}: TopK width {args.width}, k {args.k}, {args.steps} steps per dictionary, "
           f"warm-started step to step")
     print("| seed | phase change | largest born jump | turnover near (per 100 steps) | "
           "turnover elsewhere | near - elsewhere | seconds |")
@@ -95,11 +97,11 @@ def main() -> None:
               f"in {higher} of {len(differences)} seeds")
     print(f"total: {time.perf_counter() - started:.0f} s")
     if args.out:
-        _plot(counts_by_seed, phases, args.out)
+        _plot(counts_by_seed, phases, args.out, args.site)
         print(f"plot: {args.out}")
 
 
-def _plot(counts_by_seed: dict, phases: dict, path: str) -> None:
+def _plot(counts_by_seed: dict, phases: dict, path: str, site: str) -> None:
     from zoo.eval.seed_plot import pyplot
 
     plt = pyplot()
@@ -115,7 +117,7 @@ def _plot(counts_by_seed: dict, phases: dict, path: str) -> None:
         axis.set_xscale("symlog", linthresh=100)
         axis.grid(alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=7, loc="upper right", frameon=False)
-    np.atleast_1d(axes)[0].set_title(f"{NAME} {SITE}: dictionary features born and gone per "
+    np.atleast_1d(axes)[0].set_title(f"{NAME} {site}: dictionary features born and gone per "
                                      f"stored step", fontsize=10)
     np.atleast_1d(axes)[-1].set_xlabel("training step")
     figure.tight_layout()
