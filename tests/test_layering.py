@@ -27,7 +27,7 @@ FORBIDDEN = {
 }
 # zoo's sub-packages, top first: a module may import its own level or any level below it. Flat
 # modules of zoo (environment, cache, write_side) and zoo.stats are the bottom level.
-ZOO_LEVELS = ("cli", "serve", "interp", "dictionaries", "eval", "registry", "engine", "models",
+ZOO_LEVELS = ("cli", "serve", "interp", "attribution", "dictionaries", "eval", "registry", "engine", "models",
               "store", "config")
 WRITE_SIDE = "zoo.write_side"
 # Modules that import a module named by a variable: each holds its possible targets as strings

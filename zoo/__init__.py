@@ -61,6 +61,7 @@ _PUBLIC = {
     "steps": ("zoo.store.catalog", "steps"),
     "open_run": ("zoo.store.catalog", "open_run"),
     "replay": ("zoo.engine.step_replay", "replay"),
+    "attribute": ("zoo.attribution.attribution", "attribute"),
     "metrics": ("zoo.eval.tables", "metrics_table"),
     "per_example": ("zoo.eval.example_scores", "per_example"),
     "stats": ("zoo.stats", None),
@@ -73,7 +74,7 @@ _WRITE_SIDE = ("train", "branch")
 __all__ = [
     "ArgumentError", "BranchNotFoundError", "IntegrityError", "InvalidInputError", "ManifestError",
     "ModelNotFoundError", "NotFoundError", "SeedNotFoundError", "StepNotFoundError",
-    "StoreNotFoundError", "ZooError", "batch", "batch_ids", "branch", "list_models", "load", "load_transformer_lens", "metrics",
+    "StoreNotFoundError", "ZooError", "attribute", "batch", "batch_ids", "branch", "list_models", "load", "load_transformer_lens", "metrics",
     "open_run", "per_example", "replay", "snapshot",
     "stats", "steps", "steps_of", "tensor_history", "train", "train_dict", "load_dict",
     "training_data",

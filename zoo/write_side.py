@@ -13,7 +13,8 @@ from importlib import import_module
 # route -> (module in training, attribute, the zoo modules that may take the route)
 ROUTES = {
     "train": ("training.sweep", "train", ("zoo",)),  # zoo.train
-    "branch": ("training.branching", "branch", ("zoo",)),  # zoo.branch
+    "branch": ("training.branching", "branch", ("zoo", "zoo.attribution.check")),  # zoo.branch,
+    # and the attribution check's retraining of a window
     "train_command": ("training.commands", "train_command", ("zoo.cli.train",)),  # zoo train
     "branch_command": ("training.commands", "branch_command", ("zoo.cli.branch",)),  # zoo branch
 }

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "zoo.cli.evaluation",
     "zoo.cli.cards",
     "zoo.cli.dictionaries",
+    "zoo.cli.attribute",
     "zoo.cli.plot",
     "zoo.cli.serve",
     "data_index.cli",

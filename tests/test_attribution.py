@@ -1,0 +1,134 @@
+"""zoo.attribute: scores along the exact trajectory, stored and checked; the check by branches."""
+
+import pytest
+import torch
+
+from micro_family import write_manifest
+from zoo_common.errors import ArgumentError, BranchNotFoundError, ZooError
+
+CHECKPOINTS = {"log_spaced_until": 4, "every": 6, "keyframe_every": 8}  # keyframes 0 8 16 24
+NAME = "micro-1l32"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from training.sweep import train_family
+    from zoo.store.store import Store
+
+    folder = tmp_path_factory.mktemp("attribution")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_CACHE", str(folder / "cache"))
+        store = Store.open(str(folder / "store"))
+        train_family(write_manifest(folder, checkpoints=CHECKPOINTS, seeds=[1]), store=store,
+                     threads=2, progress=False)
+        yield store
+
+
+@pytest.fixture(autouse=True)
+def _cache(store, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE", str(store.location.local_path().parent / "cache"))
+
+
+def _attribute(store, **options):
+    from zoo.attribution.attribution import attribute
+
+    settings = dict(seed=1, target="heldout", from_step=9, until_step=12, store=store,
+                    progress=False)
+    return attribute(NAME, **{**settings, **options})
+
+
+def test_a_steps_scores_sum_to_the_batch_gradient_along_the_target_gradient(store):
+    """TracIn per sample sums, over a step's batch, to lr * clip factor * g_T . g_batch: the
+    per-example gradients are the step's own (torch.func), at the weights the step started from."""
+    import zoo
+    from zoo.attribution.targets import build_target
+    from zoo.store.catalog import open_run
+    from zoo.store.corpora import open_corpus
+
+    result = _attribute(store)
+    run = open_run(NAME, seed=1, store=store)
+    record = run.read_json("run.json")
+    corpus = open_corpus(store, record["corpus_fingerprint"])
+    target = build_target("heldout", corpus=corpus, context=32)
+    step = 11
+    model, _ = zoo.load(NAME, seed=1, step=step - 1, store=store)  # the weights step 11 starts from
+    batch = torch.from_numpy(corpus.samples(zoo.batch_ids(NAME, seed=1, step=step, store=store))).long()
+    model.train()
+    loss = model(input_ids=batch, labels=batch).loss
+    g_batch = torch.autograd.grad(loss, list(model.parameters()))
+    model.zero_grad()
+    g_target = torch.autograd.grad(target.loss(model), list(model.parameters()))
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in g_batch]))
+    factor = min(1.0, record["config"]["optimizer"]["clip"] / (float(norm) + 1e-6))
+    lr = zoo.metrics("micro", store=store).to_pylist()
+    lr = next(r["lr"] for r in lr if r["seed"] == 1 and r["step"] == step)
+    expected = lr * factor * sum(float((a.double() * b.double()).sum()) for a, b in zip(g_target, g_batch))
+    rows = [r for r in result.table.to_pylist() if r["step"] == step and r["method"] == "tracin"]
+    assert len(rows) == batch.shape[0] and [r["slot"] for r in rows] == list(range(batch.shape[0]))
+    assert sum(r["score"] for r in rows) == pytest.approx(expected, rel=1e-4, abs=1e-9)
+
+
+def test_scores_are_stored_read_back_and_recomputed_when_stale_or_damaged(store):
+    first = _attribute(store)
+    assert first.table.num_rows == 3 * 8 * 2  # 3 steps x batch 8 x 2 methods
+    again = _attribute(store)
+    assert again.table.equals(first.table) and again.seconds == first.seconds  # read, not rerun
+    per_sample = first.per_sample("adam").to_pylist()
+    assert [r["score"] for r in per_sample] == sorted((r["score"] for r in per_sample), reverse=True)
+    path = first.path + ".parquet"
+    data = bytearray(store.location.read_bytes(path))
+    data[len(data) // 2] ^= 0xFF
+    store.location.write_atomic(path, bytes(data))
+    healed = _attribute(store)
+    assert healed.table.equals(first.table)  # damaged: recomputed to the same scores
+    other = _attribute(store, target="samples:0,1")
+    assert other.path != first.path and not other.table.equals(first.table)
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"from_step": 12, "until_step": 12}, "is empty"),
+    ({"until_step": 99}, "was trained to step 24"),
+    ({"target": ""}, "needs a target"),
+    ({"target": "samples:"}, "names no sample"),
+    ({"target": "samples:99999999"}, "outside the corpus"),
+    ({"target": "nonsense"}, "unknown target 'nonsense'"),
+])
+def test_bad_input_is_one_clear_error(store, options, words):
+    with pytest.raises(ArgumentError, match=words):
+        _attribute(store, **options)
+
+
+def test_an_unknown_branch_is_named(store):
+    with pytest.raises(BranchNotFoundError):
+        _attribute(store, branch="nosuch")
+
+
+def test_the_removal_check_retrains_the_window_and_reuses_its_branches(store):
+    from zoo.attribution.check import removal_check
+    from zoo.store.catalog import open_run
+
+    result = _attribute(store, from_step=8, until_step=12)
+    removal = removal_check(result, k=4, store=store)
+    assert set(removal.rise) == {"top", "random", "bottom"}
+    assert all(abs(v) < 10 for v in removal.rise.values())
+    branches = sorted(p.name for p in (store.location.local_path() / "runs" / "micro" / "1l32").iterdir())
+    again = removal_check(result, k=4, store=store)
+    assert again.rise == removal.rise  # the same branches, read again, not retrained
+    assert sorted(p.name for p in (store.location.local_path() / "runs" / "micro" / "1l32").iterdir()) == branches
+    top_label = next(b for b in branches if b.startswith("seed-1@drop-8-12-"))
+    run = open_run(NAME, seed=1, store=store, branch=top_label.split("@")[1])
+    assert run.read_json("run.json")["branch"]["from_step"] == 8
+    with pytest.raises(ArgumentError, match="more than half"):
+        removal_check(result, k=1000, store=store)
+
+
+def test_the_command_line_prints_the_top_samples_and_the_stored_path(store, capsys):
+    from zoo.cli import main
+
+    assert main(["attribute", NAME, "--seed", "1", "--target", "heldout", "--from-step", "9",
+                 "--until-step", "12", "--top", "3", "--quiet", "--store", store.url]) == 0
+    out = capsys.readouterr().out
+    assert "highest 3:" in out and "lowest 3:" in out and "attributions/" in out
+    assert main(["attribute", NAME, "--seed", "1", "--target", "heldout", "--from-step", "9",
+                 "--until-step", "99", "--store", store.url]) == 2
+    assert "was trained to step 24" in capsys.readouterr().err

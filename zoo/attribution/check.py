@@ -1,0 +1,138 @@
+"""The truth an attribution is checked against: drop the samples it names and retrain the window.
+
+Branches (training.branching) retrain steps (A, B] exactly from the run's state at A with chosen
+samples dropped (a slot that held one takes the next sample of the order, so every batch stays
+full); the target loss at B on the branch minus the parent's is what dropping them did.
+
+- removal: the k highest-scored samples, k random ones, the k lowest. A working attribution
+  orders them: top raises the target loss most, bottom least (or lowers it).
+- LDS (linear datamodeling score, Park et al. 2023): M random subsets of the window's samples
+  (each a `fraction` of them) dropped one branch each; per method the Spearman correlation between
+  the summed scores of a subset's samples (the attribution's additive prediction of the rise) and
+  the measured rise.
+
+Branch labels name what they drop (a digest of the ids), so a rerun reuses finished branches.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from zoo_common.arguments import whole_number
+from zoo_common.errors import ArgumentError, BranchNotFoundError
+from zoo.attribution.attribution import Attribution, sample_scores
+from zoo.attribution.trajectory import METHODS
+
+
+@dataclass(frozen=True)
+class Removal:
+    method: str
+    k: int
+    rise: dict  # arm ("top", "random", "bottom") -> target loss at B, branch minus parent
+    parent_loss: float
+    ordered: bool  # top > random > bottom
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DatamodelingScore:
+    m: int
+    fraction: float
+    spearman: dict  # method -> Spearman's rho over the M subsets
+    predicted: dict  # method -> [M] summed scores of each subset
+    actual: list  # [M] measured rises
+    seconds: float
+
+
+def removal_check(result: Attribution, *, k: int, method: str = "adam", store=None,
+                  rng_seed: int = 0, progress: bool = False) -> Removal:
+    """Drop the top, k random and the bottom k samples of `result`'s window; measure each."""
+    started = time.perf_counter()
+    scores = sample_scores(result, method)
+    ranked = sorted(scores, key=lambda i: (-scores[i], i))
+    k = whole_number(k, "k", minimum=1)
+    if 2 * k > len(ranked):
+        raise ArgumentError(f"k = {k} is more than half of the {len(ranked)} samples the window "
+                            f"trained on: top and bottom would overlap (use k <= {len(ranked) // 2})")
+    rng = np.random.default_rng(rng_seed)
+    arms = {"top": ranked[:k], "random": sorted(rng.choice(ranked, size=k, replace=False).tolist()),
+            "bottom": ranked[-k:]}
+    parent = target_loss_at(result, None, store=store)
+    rise = {arm: target_loss_at(result, _dropped_branch(result, ids, store, progress), store=store)
+            - parent for arm, ids in arms.items()}
+    return Removal(method, k, rise, parent, rise["top"] > rise["random"] > rise["bottom"],
+                   time.perf_counter() - started)
+
+
+def datamodeling_score(result: Attribution, *, m: int = 20, fraction: float = 0.5, store=None,
+                       rng_seed: int = 0, progress: bool = False) -> DatamodelingScore:
+    """LDS of every method on M random subsets dropped by branches (module docstring)."""
+    from scipy.stats import spearmanr
+
+    started = time.perf_counter()
+    m = whole_number(m, "m", minimum=3)
+    if not 0 < fraction < 1:
+        raise ArgumentError(f"fraction is the share of the window's samples each subset drops, "
+                            f"0 < fraction < 1; got {fraction!r}")
+    by_method = {method: sample_scores(result, method) for method in METHODS}
+    samples = sorted(by_method[METHODS[0]])
+    size = max(1, round(fraction * len(samples)))
+    rng = np.random.default_rng(rng_seed)
+    parent = target_loss_at(result, None, store=store)
+    predicted = {method: [] for method in METHODS}
+    actual = []
+    for j in range(m):
+        dropped = sorted(rng.choice(samples, size=size, replace=False).tolist())
+        for method in METHODS:
+            predicted[method].append(float(sum(by_method[method][i] for i in dropped)))
+        actual.append(target_loss_at(result, _dropped_branch(result, dropped, store, progress),
+                                     store=store) - parent)
+        if progress:
+            print(f"LDS subset {j + 1}/{m}: rise {actual[-1]:+.4f}", flush=True)
+    rho = {method: float(spearmanr(predicted[method], actual).statistic) for method in METHODS}
+    return DatamodelingScore(m, fraction, rho, predicted, actual, time.perf_counter() - started)
+
+
+def target_loss_at(result: Attribution, branch: str | None, *, store=None) -> float:
+    """The target loss of (result's run, or its branch `branch`) at the window's last step."""
+    import zoo
+    from zoo.attribution.targets import build_target
+    from zoo.store.catalog import open_run, open_store
+    from zoo.store.corpora import open_corpus
+
+    store = open_store(store)
+    run = open_run(result.name, seed=result.seed, store=store, branch=result.branch or None)
+    record = run.read_json("run.json")
+    corpus = open_corpus(store, record["corpus_fingerprint"])
+    target = build_target(result.target, corpus=corpus, context=int(record["hf_config"].get(
+        "max_position_embeddings", corpus.seq_len)))
+    label = branch or (result.branch or None)
+    model, _ = zoo.load(result.name, seed=result.seed, step=result.until_step, store=store,
+                        branch=label)
+    with torch.no_grad():
+        return float(target.loss(model))
+
+
+def _dropped_branch(result: Attribution, ids: list[int], store, progress: bool) -> str:
+    """The branch of result's run that retrains its window without `ids` (made once, then reused)."""
+    from zoo.store.catalog import open_run, open_store
+    from zoo.write_side import reach
+
+    store = open_store(store)
+    digest = hashlib.sha256(",".join(map(str, sorted(ids))).encode()).hexdigest()[:10]
+    label = f"drop-{result.from_step}-{result.until_step}-{digest}"
+    try:
+        existing = open_run(result.name, seed=result.seed, store=store, branch=label)
+    except BranchNotFoundError:  # not made yet
+        existing = None
+    if existing is not None and int(existing.status().get("last_step", -1)) >= result.until_step:
+        return label
+    reach("branch")(result.name, seed=result.seed, from_step=result.from_step,
+                    until_step=result.until_step, label=label, store=store,
+                    parent=result.branch or None, drop_samples=list(ids),
+                    resume=existing is not None, progress=progress)
+    return label
