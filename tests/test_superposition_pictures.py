@@ -165,7 +165,8 @@ def test_zoo_plot_by_sparsity_draws_each_seeds_last_value(stores, tmp_path, caps
 def test_zoo_plot_by_refuses_with_one_line(stores, tmp_path, capsys, extra, words):
     _, evaluated = stores
     out = tmp_path / "p.png"
-    argv = ["plot", "sppic", "--metric", "superposition.represented", *extra, "--store",
+    metric = [] if "--metric" in extra else ["--metric", "superposition.represented"]
+    argv = ["plot", "sppic", *metric, *extra, "--store",
             evaluated.url, "--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

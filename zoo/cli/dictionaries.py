@@ -31,8 +31,9 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = group.add_subparsers(dest="dict_command", metavar="ACTION", required=True)
 
-    train = commands.add_parser("train", help="train a dictionary at a step (or every stored step)",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train = _action(commands, "train", "train a dictionary at a step (or every stored step)",
+                    "Train a sparse dictionary (TopK or ReLU+L1) on a run's activations at one site, "
+                    "at one step or every stored step; it is stored beside the checkpoint.")
     _run_arguments(train)
     train.add_argument("--step", required=True, help="a step, or `all` (every stored step)")
     train.add_argument("--site", required=True, help="where the activations are read (see below)")
@@ -52,11 +53,15 @@ def register(subparsers) -> None:
                        help="with --step all: start each dictionary from the previous step's")
     train.set_defaults(handler=_train)
 
-    listing = commands.add_parser("ls", help="list the dictionaries stored beside a run")
+    listing = _action(commands, "ls", "list the dictionaries stored beside a run",
+                      "List every dictionary stored beside a run's checkpoints, with its site, "
+                      "width and scores.")
     _run_arguments(listing)
     listing.set_defaults(handler=_ls)
 
-    export = commands.add_parser("export", help="write a dictionary in SAELens' on-disk format")
+    export = _action(commands, "export", "write a dictionary in SAELens' on-disk format",
+                     "Write a stored dictionary as a folder SAELens opens with "
+                     "SAE.load_from_disk, with no code of ours.")
     _run_arguments(export)
     _which(export)
     export.add_argument("--step", type=int, required=True)
@@ -64,7 +69,9 @@ def register(subparsers) -> None:
                         help="a new folder; SAE.load_from_disk(DIR) opens it")
     export.set_defaults(handler=_export)
 
-    follow = commands.add_parser("track", help="follow features across steps (optimal matching)")
+    follow = _action(commands, "track", "follow features across steps (optimal matching)",
+                     "Match each step's features to the next step's by decoder cosine (optimal "
+                     "matching) and say which live on, which are born and which are gone.")
     _run_arguments(follow)
     _which(follow)
     follow.add_argument("--threshold", type=float, default=0.7,
@@ -73,6 +80,11 @@ def register(subparsers) -> None:
     follow.add_argument("--plot", default=None, metavar="PNG",
                         help="features alive, born and gone per step")
     follow.set_defaults(handler=_track)
+
+
+def _action(commands, name: str, summary: str, description: str):
+    return commands.add_parser(name, help=summary, description=description, epilog=EPILOG,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _run_arguments(parser) -> None:

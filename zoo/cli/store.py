@@ -196,7 +196,8 @@ def _show(args: argparse.Namespace) -> int:
         if steps:
             last = run.checkpoint_manifest(steps[-1])
             size = sum(ref["nbytes"] for ref in last["tensors"].values())
-            drawn = run.read_json("run.json")["hf_config"].get("model_type") == "zoo-superposition"
+            record = run.read_json("run.json") if run.location.exists("run.json") else {}
+            drawn = record.get("hf_config", {}).get("model_type") == "zoo-superposition"
             seen = "feature values" if drawn else "tokens"
             print(
                 f"  last step {steps[-1]}: {last['tokens_seen']:,} {seen} seen, "
