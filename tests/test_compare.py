@@ -101,15 +101,23 @@ def test_paired_mode_names_the_mismatched_seeds(store):
         compare("micro-1l32", "other-1l48", "loss", paired=True, store=store)
 
 
-def test_a_single_seed_gets_the_explanation_not_an_interval(store):
+def test_a_single_seed_gets_point_values_and_the_explanation_not_an_interval(store, tmp_path):
     evaluate_family("other", ["icl"], store=store, seeds=[1], progress=False)
     evaluate_family("micro", ["icl"], store=store, progress=False)
-    with pytest.raises(
-        ZooError,
-        match="other-1l48: an interval over seeds needs at least 2 seeds, "
-        "got 1.*resamples whole seeds",
-    ):
-        compare("micro-1l32", "other-1l48", "icl", store=store)
+    result = compare("micro-1l32", "other-1l48", "icl", store=store)
+    assert result.test is None and not result.has_intervals and result.seeds_b == (1,)
+    t = result.per_step.to_pydict()
+    rows = metrics_table("other", store=store).to_pylist()
+    b_last = next(r["icl"] for r in rows if r["seed"] == 1 and r["step"] == 12)
+    a_last = [r["icl"] for r in metrics_table("micro", store=store).to_pylist() if r["step"] == 12]
+    assert result.value_at(12) == pytest.approx((sum(a_last) / 2, b_last, b_last - sum(a_last) / 2))
+    assert t["b_mean"][-1] == b_last and all(x != x for x in t["difference_low"])  # NaN: none
+    text = result.format()
+    assert "B = other-1l48 (seed 1); point values, no interval (one seed)" in text
+    assert "A = micro-1l32 (mean of seeds 1, 2)" in text
+    assert "one seed in B = other-1l48 (seed 1): no interval exists with one seed" in text
+    assert "p =" not in text and "Multi-Bootstrap" not in text
+    assert plot_comparison(result, tmp_path / "one.png")
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from urllib.parse import quote
 
 import pytest
@@ -44,6 +45,18 @@ def served(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _remote_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))  # a reader elsewhere: its own cache
+
+
+def _when_ready(server, path: str) -> tuple[int, bytes]:
+    """The answer for `path` once its step is replayed: while the server replays a step that was
+    not stored, its page answers 202 with the replay's progress (tests/test_serve_replays.py)."""
+    deadline = time.monotonic() + 120
+    while True:
+        status, body = server.raw("GET", path)
+        if status != 202:
+            return status, body
+        assert time.monotonic() < deadline, f"{path} was still replaying after 120 s"
+        time.sleep(0.1)
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -119,7 +132,7 @@ def test_a_steps_weights_download_as_a_zip_that_opens_with_from_pretrained(serve
     from transformers import AutoModelForCausalLM
 
     store, server = served
-    status, body = server.raw("GET", "/run/micro-1l32/1/9/snapshot.zip")  # step 9: replayed
+    status, body = _when_ready(server, "/run/micro-1l32/1/9/snapshot.zip")  # step 9: replayed
     assert status == 200
     zipfile.ZipFile(io.BytesIO(body)).extractall(tmp_path / "unzipped")
     opened = AutoModelForCausalLM.from_pretrained(tmp_path / "unzipped")
@@ -151,6 +164,7 @@ def test_text_from_the_request_or_the_store_is_escaped_never_markup(served):
     the URL or a query value that holds <script> is shown as text."""
     _, server = served
     quoted = quote(SCRIPT, safe="")
+    assert _when_ready(server, "/attention/micro-1l32/1?step=7")[0] == 200  # step 7: replayed
     for path in (f"/attention/micro-1l32/1?step=7&prompt={quoted}",  # the prompt and its tokens
                  f"/model/{quoted}",  # a name in the URL, repeated by the 404 page
                  f"/compare?a={quoted}&b=micro-1l32&metric=loss",  # a query value, in the form
@@ -219,6 +233,7 @@ def test_the_pages_render_in_a_real_browser(served, tmp_path):
     assert "branch point" in branch_page
     run = _dom(server.url + "run/micro-1l32/1/9?sample=3")
     assert run.count("class=\"sample\"") == 8 and 'id="steps-of"' in run
+    assert _when_ready(server, "/attention/micro-1l32/1?step=7")[0] == 200  # replayed, cached
     attention = _dom(server.url + "attention/micro-1l32/1?step=7", str(tmp_path / "attention.png"))
     assert "not stored: replayed exactly" in attention  # step 7 is between checkpoints
     assert attention.count('class="pattern"') == 2 and "<rect" in attention  # 1 layer x 2 heads

@@ -184,3 +184,23 @@ def test_branch_is_a_keyword_of_the_transformer_lens_loaders_too(store, capsys):
                                                                 branch="slow")]
     assert steps == zoo.steps("micro-attn", seed=1, store=store, branch="slow")
     assert "Loading weights" not in capsys.readouterr().err  # transformers' bar stays quiet
+
+
+def test_a_sweep_of_a_branch_visits_the_seeds_that_have_it(store):
+    """Only seed 1 has branch `slow`: the sweep's default seeds are the branch's, by either
+    spelling (branch= or name@label); a label no seed has is named."""
+    from training.branching import branch
+
+    if "slow" not in {m.name: m for m in zoo.list_models(store=store)}["micro-attn"].branches:
+        branch("micro-attn", seed=1, from_step=4, label="slow", store=store, progress=False,
+               lr_scale=0.5)
+    for options in ({"branch": "slow"}, {}):
+        name = "micro-attn" if options else "micro-attn@slow"
+        visited = [(seed, step) for seed, step, _ in transformer_lens_sweep(name, store=store, **options)]
+        assert visited == [(1, s) for s in zoo.steps("micro-attn", seed=1, store=store, branch="slow")]
+    model, _ = zoo.load("micro-attn@slow", seed=1, step=8, store=store)
+    bridge = load_transformer_lens("micro-attn@slow", seed=1, step=8, store=store)
+    with torch.no_grad():
+        assert torch.allclose(bridge(TOKENS), model(TOKENS).logits, atol=1e-4)
+    with pytest.raises(zoo.BranchNotFoundError, match="no branch 'ghost' of micro-attn .*branches: slow"):
+        next(transformer_lens_sweep("micro-attn", store=store, branch="ghost"))

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -71,6 +74,25 @@ def check_device(device: torch.device | str) -> str:
     elif parsed.type != "cpu":
         raise ZooError(f"device {device!r} is not supported; use cpu or cuda[:N]")
     return str(device)
+
+
+_THREAD_COUNT = threading.RLock()
+
+
+@contextmanager
+def held_thread_count() -> Iterator[None]:
+    """Hold torch's thread count for one computation whose bits depend on it (a replay, a
+    dictionary's fit, an activation scan at a recorded count), and put the previous count back.
+
+    The count is process-wide: in a server, a request that set it while the replay worker ran
+    would change the replay's bits. Every such computation holds this lock, so they run one at a
+    time in a process (re-entrant: a replay inside a held computation is fine)."""
+    with _THREAD_COUNT:
+        previous = torch.get_num_threads()
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
 
 def apply(device: torch.device | str, *, threads: int | None) -> None:

@@ -49,10 +49,11 @@ class DatamodelingScore:
 
 
 def removal_check(result: Attribution, *, k: int, method: str = "adam", store=None,
-                  rng_seed: int = 0, progress: bool = False) -> Removal:
-    """Drop the top, k random and the bottom k samples of `result`'s window; measure each."""
+                  rng_seed: int = 0, progress: bool = False, scores: dict | None = None) -> Removal:
+    """Drop the top, k random and the bottom k samples of `result`'s window; measure each.
+    `scores` (sample id -> score, e.g. a library's) replaces the method's own, named `method`."""
     started = time.perf_counter()
-    scores = sample_scores(result, method)
+    scores = sample_scores(result, method) if scores is None else _checked(scores, result)
     ranked = sorted(scores, key=lambda i: (-scores[i], i))
     k = whole_number(k, "k", minimum=1)
     if 2 * k > len(ranked):
@@ -69,8 +70,10 @@ def removal_check(result: Attribution, *, k: int, method: str = "adam", store=No
 
 
 def datamodeling_score(result: Attribution, *, m: int = 20, fraction: float = 0.5, store=None,
-                       rng_seed: int = 0, progress: bool = False) -> DatamodelingScore:
-    """LDS of every method on M random subsets dropped by branches (module docstring)."""
+                       rng_seed: int = 0, progress: bool = False,
+                       others: dict | None = None) -> DatamodelingScore:
+    """LDS of every method on M random subsets dropped by branches (module docstring); `others`
+    ({name: {sample id: score}}, e.g. a library's) are scored on the same subsets."""
     from scipy.stats import spearmanr
 
     started = time.perf_counter()
@@ -79,22 +82,33 @@ def datamodeling_score(result: Attribution, *, m: int = 20, fraction: float = 0.
         raise ArgumentError(f"fraction is the share of the window's samples each subset drops, "
                             f"0 < fraction < 1; got {fraction!r}")
     by_method = {method: sample_scores(result, method) for method in METHODS}
+    by_method.update({name: _checked(scores, result) for name, scores in (others or {}).items()})
     samples = sorted(by_method[METHODS[0]])
     size = max(1, round(fraction * len(samples)))
     rng = np.random.default_rng(rng_seed)
     parent = target_loss_at(result, None, store=store)
-    predicted = {method: [] for method in METHODS}
+    predicted: dict[str, list] = {}
     actual = []
     for j in range(m):
         dropped = sorted(rng.choice(samples, size=size, replace=False).tolist())
-        for method in METHODS:
-            predicted[method].append(float(sum(by_method[method][i] for i in dropped)))
+        for method in by_method:
+            predicted.setdefault(method, []).append(float(sum(by_method[method][i] for i in dropped)))
         actual.append(target_loss_at(result, _dropped_branch(result, dropped, store, progress),
                                      store=store) - parent)
         if progress:
             print(f"LDS subset {j + 1}/{m}: rise {actual[-1]:+.4f}", flush=True)
-    rho = {method: float(spearmanr(predicted[method], actual).statistic) for method in METHODS}
+    rho = {method: float(spearmanr(predicted[method], actual).statistic) for method in by_method}
     return DatamodelingScore(m, fraction, rho, predicted, actual, time.perf_counter() - started)
+
+
+def _checked(scores: dict, result: Attribution) -> dict:
+    """Given scores must cover exactly the samples the window trained on."""
+    window = set(sample_scores(result, METHODS[0]))
+    if set(scores) != window:
+        missing, extra = len(window - set(scores)), len(set(scores) - window)
+        raise ArgumentError(f"the given scores must score the {len(window)} samples of the window: "
+                            f"{missing} missing, {extra} not in it")
+    return {int(i): float(v) for i, v in scores.items()}
 
 
 def target_loss_at(result: Attribution, branch: str | None, *, store=None) -> float:

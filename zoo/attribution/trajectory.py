@@ -23,6 +23,7 @@ import time
 import pyarrow as pa
 import torch
 
+from zoo.environment import held_thread_count
 from zoo_common.errors import ArgumentError, StepNotFoundError
 from zoo_common.progress import progress as progress_bar
 
@@ -38,8 +39,7 @@ def attribute_window(run, *, store, target, from_step: int, until_step: int,
     keyframes = [k for k in run.keyframe_steps() if k <= from_step]
     if not keyframes:
         raise StepNotFoundError(f"{run.run_id.key}: no keyframe at or before step {from_step}")
-    previous_threads = torch.get_num_threads()
-    try:
+    with held_thread_count():
         state = restore(run, max(keyframes), store=store)
         step_to(state, from_step)
         rows = {"step": [], "slot": [], "sample_id": [], "document_id": [], "method": [], "score": []}
@@ -66,8 +66,6 @@ def attribute_window(run, *, store, target, from_step: int, until_step: int,
                     rows["method"].append(method)
                     rows["score"].append(score)
         seconds = time.perf_counter() - started
-    finally:
-        torch.set_num_threads(previous_threads)
     table = pa.table({"step": pa.array(rows["step"], pa.int64()), "slot": pa.array(rows["slot"], pa.int32()),
                       "sample_id": pa.array(rows["sample_id"], pa.int64()),
                       "document_id": pa.array(rows["document_id"], pa.string()),

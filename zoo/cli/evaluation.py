@@ -159,8 +159,11 @@ def _eval(args) -> int:
         ):
             last[(row["size"], row["seed"])] = row
     if columns and last:
+        from zoo.config.names import arm_name
+
+        models = ", ".join(dict.fromkeys(arm_name(report.family, size) for size, _ in sorted(last)))
         print(
-            f"\nat each run's last evaluated step:\n{'size':>10} {'seed':>5} {'step':>8} "
+            f"\nat each run's last evaluated step ({models}):\n{'size':>10} {'seed':>5} {'step':>8} "
             + " ".join(f"{_HEADERS.get(c, c):>14}" for c in columns)
         )
         for (size, seed), row in sorted(last.items()):

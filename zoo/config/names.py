@@ -65,6 +65,13 @@ def split_branch(name: str, branch: str | None = None) -> tuple[str, str]:
     return base, check_branch(label or (branch or ""))
 
 
+def labelled(name: str, branch: str | None = None) -> str:
+    """A model (or family) name with its branch label in the one spelling of a branch's name:
+    `("tiny-2l128", "nodup")` -> `"tiny-2l128@nodup"`; `("tiny-2l128@nodup", None)` stays."""
+    base, label = split_branch(name, branch)
+    return base + (f"@{label}" if label else "")
+
+
 def parse_model_name(name: str) -> tuple[str, str]:
     """`"tiny-2l128"` -> `("tiny", "2l128")`; `"my-fam-4l256"` -> `("my-fam", "4l256")`."""
     if not isinstance(name, str) or "-" not in name or "@" in name:
@@ -77,6 +84,10 @@ def parse_arm(name: str) -> tuple[str, str]:
     """A model name or a branch of one -> (family[@label], size): `"tiny-2l128@nodup"` ->
     `("tiny@nodup", "2l128")`, the form the evaluation tables key a branch family by."""
     base, label = split_branch(name)
+    if "-" not in base and "-" in label:  # tiny@nodup-2l128: the family's label, then the size
+        family, _, size = name.rpartition("-")
+        raise ZooError(f"invalid model name {name!r}: a branch of a model is written "
+                       f"<family>-<size>@<label>, e.g. {labelled(f'{base}-{size}', family.partition('@')[2])}")
     family, size = parse_model_name(base)
     return family + (f"@{label}" if label else ""), size
 

@@ -78,11 +78,8 @@ def train_dict(name: str, *, seed: int, step: int, site: str, kind: str = "topk"
     if record_name in run.dictionary_names():
         return load_named(run, record_name)
     activations = gather_activations(run, model, where, window)
-    previous = torch.get_num_threads()
-    try:
+    with environment.held_thread_count():
         sae, training = fit(activations.values, config, init=warm_start)
-    finally:
-        torch.set_num_threads(previous)
     quality = reconstruction_quality(sae, activations.values)
     density = feature_density(sae, activations.values)
     inputs, on = _loss_inputs(run, activations, window)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from zoo.dictionaries.activations import Activations, DataWindow
+from zoo.environment import held_thread_count
 from zoo.dictionaries.dictionary_runs import (
     Dictionary,
     gather_activations,
@@ -313,9 +314,9 @@ def _scan(run: RunStore, dictionary: Dictionary) -> _Scan:
     model = _model(run, record)
     site, window = _site(record), record["data"]
     heldout = _heldout_inputs(run) if window["source"] == "heldout" else None
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(int(record.get("training", {}).get("threads", previous)))
+    with held_thread_count():
+        torch.set_num_threads(int(record.get("training", {}).get("threads",
+                                                                 torch.get_num_threads())))
         activations = _gather(run, model, site, window)
         width, values = dictionary.width, activations.values
         best_values = torch.zeros(0, width)
@@ -330,8 +331,6 @@ def _scan(run: RunStore, dictionary: Dictionary) -> _Scan:
                 order = torch.sort(merged, dim=0, descending=True, stable=True).indices[:TOP]
                 best_values = merged.gather(0, order)
                 best_rows = torch.cat([best_rows, rows]).gather(0, order)
-    finally:
-        torch.set_num_threads(previous)
     rows = values.shape[0]
     hidden = site.name == HIDDEN
     per = 1 if hidden else int(np.bincount(activations.positions).size)

@@ -30,7 +30,8 @@ def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
     )
     t = result.per_step.to_pydict()
     steps = np.asarray(t["step"], dtype=float)
-    conf = f"{result.test.confidence:.0%}"
+    conf = f"{result.confidence:.0%}"
+    bands = result.has_intervals  # one seed in an arm: point values, no band
     for arm, label, seeds in (("a", result.a, result.seeds_a), ("b", result.b, result.seeds_b)):
         rows = result.curves.filter(pc.equal(result.curves.column("arm"), arm))
         for seed in seeds:
@@ -43,9 +44,15 @@ def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
                 alpha=0.35,
             )
         key = f"{arm}_mean"
-        top.fill_between(
-            steps, t[f"{arm}_low"], t[f"{arm}_high"], color=COLORS[arm], alpha=0.2, linewidth=0
-        )
+        if bands:
+            top.fill_between(
+                steps, t[f"{arm}_low"], t[f"{arm}_high"], color=COLORS[arm], alpha=0.2, linewidth=0
+            )
+            how = f"mean of {len(seeds)} seeds, {conf} band; thin: seeds"
+        elif len(seeds) == 1:
+            how = f"seed {seeds[0]}; 1 seed: no band"
+        else:
+            how = f"mean of {len(seeds)} seeds; no band: the other arm has one seed"
         top.plot(
             steps,
             t[key],
@@ -53,7 +60,7 @@ def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
             linewidth=2.2,
             marker="o",
             markersize=3,
-            label=f"{'AB'[arm == 'b']}: {label}  (mean of {len(seeds)} seeds, {conf} band; thin: seeds)",
+            label=f"{'AB'[arm == 'b']}: {label}  ({how})",
         )
     for point in result.branch_points:  # where the branch left its parent
         for axis in (top, bottom):
@@ -65,20 +72,23 @@ def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
     top.legend(fontsize=8, loc="best")
     top.grid(True, alpha=0.3)
     bottom.axhline(0, color="black", linewidth=0.8)
-    bottom.fill_between(
-        steps, t["difference_low"], t["difference_high"], color="#555555", alpha=0.25, linewidth=0
-    )
+    if bands:
+        bottom.fill_between(
+            steps, t["difference_low"], t["difference_high"], color="#555555", alpha=0.25,
+            linewidth=0
+        )
     bottom.plot(steps, t["difference"], color="#333333", linewidth=1.8, marker="o", markersize=3)
-    r = result.test
-    p = format_p(r.p_value, r.n_resamples, r.alternative)
     bottom.axvline(result.at_step, color="#999999", linestyle=":", linewidth=1)
     bottom.set_ylabel("B − A")
-    bottom.set_title(
-        f"difference with {conf} interval; at step {result.at_step}: "
-        f"{r.difference:.3g} [{r.difference_low:.3g}, {r.difference_high:.3g}], "
-        f"{p}",
-        fontsize=9,
-    )
+    if bands:
+        r = result.test
+        p = format_p(r.p_value, r.n_resamples, r.alternative)
+        title = (f"difference with {conf} interval; at step {result.at_step}: "
+                 f"{r.difference:.3g} [{r.difference_low:.3g}, {r.difference_high:.3g}], {p}")
+    else:
+        title = (f"difference; at step {result.at_step}: {result.value_at(result.at_step)[2]:.3g} "
+                 f"(one seed: no interval exists, no test)")
+    bottom.set_title(title, fontsize=9)
     bottom.grid(True, alpha=0.3)
     bottom.set_xscale("symlog", linthresh=1)
     bottom.set_xlim(left=0)

@@ -16,6 +16,11 @@ jointly (when the table's losses were measured on that default held-out set; los
 fall back to seeds, and one model's seeds measured on different sets are refused); other metrics
 have one number per seed and step, so only seeds are resampled there (said in `examples`).
 
+With one seed in an arm there is no interval over seeds (it measures seed-to-seed variation): the
+comparison then holds the point values (each arm's value, its mean where the other arm has
+several seeds, and B - A, per step and at the final step), `test` is None, and the printed result
+and the plot say in words that no interval exists with one seed.
+
 paired=True says the same seeds trained both arms (e.g. the same init/data seeds with another
 activation); the seed sets must then match, and a mismatch names the seeds on each side.
 """
@@ -56,15 +61,44 @@ class Comparison:
     per_step: pa.Table  # step, a_mean, a_low, a_high, b_mean, b_low, b_high, difference(_low/_high)
     curves: pa.Table  # arm ("a"/"b"), seed, step, value
     at_step: int
-    test: MultiBootstrapResult
+    test: MultiBootstrapResult | None  # None with one seed in an arm: no interval, no p-value
     examples: str
     seeds_a: tuple[int, ...]
     seeds_b: tuple[int, ...]
     interval_method: str = "t"  # of the per-step A and B intervals (see zoo.stats.seed_interval)
     branch_points: tuple[int, ...] = ()  # where a branch arm (name@label) left its parent
+    confidence: float = 0.95
+
+    @property
+    def has_intervals(self) -> bool:
+        """False when an arm has one seed: then the numbers are point values, with no interval."""
+        return self.test is not None
+
+    @property
+    def one_seed_note(self) -> str:
+        """Why a comparison with one seed has no interval, in words ("" when it has intervals)."""
+        if self.has_intervals:
+            return ""
+        single = " and ".join(f"{arm} = {name} (seed {seeds[0]})" for arm, name, seeds in
+                              (("A", self.a, self.seeds_a), ("B", self.b, self.seeds_b))
+                              if len(seeds) < 2)
+        return (f"one seed in {single}: no interval exists with one seed (an interval over seeds "
+                f"measures seed-to-seed variation, which one run cannot show), so these are point "
+                f"values, with no interval and no p-value; train more seeds for an interval")
+
+    def value_at(self, step: int) -> tuple[float, float, float]:
+        """(A, B, B - A) at `step`: the means over each arm's seeds (a one-seed arm: its value)."""
+        t = self.per_step.to_pydict()
+        if step not in t["step"]:
+            raise ZooError(f"step {step} is not shared by {self.a} and {self.b}; shared steps: "
+                           f"{t['step']}")
+        i = t["step"].index(step)
+        return t["a_mean"][i], t["b_mean"][i], t["difference"][i]
 
     def format(self) -> str:
         """The per-step table and the test, as printed by `zoo compare`."""
+        if not self.has_intervals:
+            return self._format_points()
         conf = f"{self.test.confidence:.0%}"
         rows = [
             (
@@ -107,6 +141,31 @@ class Comparison:
         return "\n".join(rows)
 
 
+    def _format_points(self) -> str:
+        """One seed in an arm: the point values per step and at the final step, and why there is
+        no interval."""
+        def arm(seeds):
+            return f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {_seeds(seeds)}"
+
+        rows = [f"{self.metric}: A = {self.a} ({arm(self.seeds_a)}), B = {self.b} "
+                f"({arm(self.seeds_b)}); point values, no interval (one seed)"]
+        if self.branch_points:
+            rows.append(f"branch point: step {', '.join(map(str, self.branch_points))} (B starts "
+                        f"from A's exact state there: B - A is 0 at that step by construction)")
+        header = f"{'step':>8}  {'A':>14}  {'B':>14}  {'B - A':>14}"
+        rows += [header, "-" * len(header)]
+        t = self.per_step.to_pydict()
+        for step, a, b, d in zip(t["step"], t["a_mean"], t["b_mean"], t["difference"]):
+            rows.append(f"{step:>8}  {a:>14.6g}  {b:>14.6g}  {d:>14.6g}")
+        a, b, d = self.value_at(self.at_step)
+        rows += ["", f"at step {self.at_step} (one seed: no interval, no test):",
+                 f"  A {a:.6g}   B {b:.6g}   B - A {d:.6g}"]
+        if self.metric in LOWER_IS_BETTER:
+            rows.append(f"  {self.metric}: lower is better, so B - A < 0 favours B ({self.b})")
+        rows.append(f"  note: {self.one_seed_note}")
+        return "\n".join(rows)
+
+
 def _seeds(seeds) -> str:
     return ", ".join(map(str, seeds))
 
@@ -145,7 +204,7 @@ def arm_values(family: str, size: str, metric: str, store: Store) -> pa.Table:
         evaluated = [c for c in table.column_names if c not in ("family", "size", "seed", "step")]
         hint = f"; run `zoo eval {family} --metric {metric}` first" if metric in METRICS else ""
         raise ZooError(
-            f"no column {metric!r} for {family}-{size}{hint}; columns: {', '.join(evaluated)}"
+            f"no column {metric!r} for {arm_name(family, size)}{hint}; columns: {', '.join(evaluated)}"
         )
     table = table.filter(pc.is_valid(table.column(metric)))
     return table.select(["seed", "step", metric]).rename_columns(["seed", "step", "value"])
@@ -228,6 +287,18 @@ def compare(
         for k, v in values.items()
     }
     options = {"confidence": confidence, "n_resamples": n_resamples, "rng_seed": rng_seed}
+    names = {"a": arm_name(*arms["a"]), "b": arm_name(*arms["b"])}  # the one spelling of a name
+    at_step = steps[-1] if step is None else step
+    if at_step not in steps:
+        raise ZooError(f"step {at_step} is not shared by {a} and {b}; shared steps: {steps}")
+    if min(len(seeds["a"]), len(seeds["b"])) < 2:  # no interval over one seed: point values
+        from zoo.stats._inputs import check_options
+
+        check_options(**options, method=method)
+        return Comparison(names["a"], names["b"], metric, paired, _point_table(values, steps),
+                          _curves(values), at_step, None, "one seed: point values",
+                          tuple(seeds["a"]), tuple(seeds["b"]), method,
+                          _branch_points(store, arms.values()), confidence)
     intervals = {}
     for k, name in (("a", a), ("b", b)):
         try:
@@ -245,9 +316,6 @@ def compare(
                 alternative=alternative, **options
             )
         )
-    at_step = steps[-1] if step is None else step
-    if at_step not in steps:
-        raise ZooError(f"step {at_step} is not shared by {a} and {b}; shared steps: {steps}")
     test, examples = differences[steps.index(at_step)], "1 value per seed (seeds resampled)"
     if metric in PER_EXAMPLE_METRICS:
         test, examples = _examples_test(arms, (a, b), values, at_step, metric, test, examples,
@@ -270,16 +338,13 @@ def compare(
             "difference_high": [d.difference_high for d in differences],
         }
     )
-    curves = pa.concat_tables(
-        [v.append_column("arm", pa.array([k] * v.num_rows, pa.string())) for k, v in values.items()]
-    )
     return Comparison(
-        a,
-        b,
+        names["a"],
+        names["b"],
         metric,
         paired,
         per_step,
-        curves,
+        _curves(values),
         at_step,
         test,
         examples,
@@ -287,7 +352,33 @@ def compare(
         tuple(seeds["b"]),
         method,
         _branch_points(store, arms.values()),
+        confidence,
     )
+
+
+def _curves(values: dict) -> pa.Table:
+    return pa.concat_tables(
+        [v.append_column("arm", pa.array([k] * v.num_rows, pa.string())) for k, v in values.items()]
+    )
+
+
+def _point_table(values: dict, steps: list[int]) -> pa.Table:
+    """per_step without intervals (an arm with one seed): each arm's value (its mean over seeds
+    where it has several) and B - A; the interval columns are NaN, as no interval exists."""
+    columns: dict[str, list] = {"step": steps}
+    for k in ("a", "b"):
+        means, counts = [], []
+        for s in steps:
+            _, v = _matrix(values[k], s)
+            means.append(float(np.mean(v)))
+            counts.append(len(v))
+        columns.update({f"{k}_mean": means, f"{k}_low": [np.nan] * len(steps),
+                        f"{k}_high": [np.nan] * len(steps), f"{k}_seeds": counts})
+    columns["difference"] = [b - a for a, b in zip(columns["a_mean"], columns["b_mean"])]
+    columns["difference_low"] = columns["difference_high"] = [np.nan] * len(steps)
+    return pa.table({**columns, "step": pa.array(steps, pa.int64()),
+                     "a_seeds": pa.array(columns["a_seeds"], pa.int64()),
+                     "b_seeds": pa.array(columns["b_seeds"], pa.int64())})
 
 
 def _examples_test(arms, names, values, at_step, metric, test, examples, *, paired, heldout, store,

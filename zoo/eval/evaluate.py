@@ -13,6 +13,12 @@ Built-in metrics (zoo.eval_metrics):
 - `repetition` — loss on the first vs the second copy of [r, r] (`.drop` in nats). Both draw the random tokens from the
   tokens the run's corpus contains (Corpus.seen_tokens): a token that never occurs in training
   has an untrained embedding, and a small corpus leaves many such ids (unused byte tokens).
+
+Probes are fixed by the run's lineage: every built-in metric draws its probes (the held-out set,
+the random-token pool, a task's splits, a feature draw) from the corpus of the first run of the
+run's line (zoo.store.lineage.root_of), so a branch — even one trained on other data — is measured
+with its root parent's probes and reads exactly its parent's values where their weights agree
+(its branch point). Each result row records that corpus (`probes`, zoo.eval_results).
 - any user function `f(model, tokenizer) -> float | dict[str, float]`, named by its __name__ or
   by a mapping {name: f}; called in eval mode under torch.no_grad().
 
@@ -50,8 +56,10 @@ from zoo.eval.superposition_metrics import superposition_measures
 from zoo.eval.task_metrics import fourier_key_share, task_accuracy
 from zoo.eval.results import ResultsLog
 from zoo.eval.heldout import DEFAULT_SAMPLES, HeldOut, build_heldout
-from zoo.config.names import RunId, check_seed, split_branch
+from zoo.config.names import RunId, check_seed, labelled, split_branch
 from zoo.registry.snapshot_folder import weights_id
+from zoo.store.lineage import root_of
+from zoo.store.run_store import RunStore
 from zoo.store.store import Store
 
 HELDOUT_METRICS = ("loss", "icl", "neurons")
@@ -83,6 +91,7 @@ class EvalReport:
     rows_written: int
     nan_results: tuple[tuple, ...]
     heldout: str  # how the held-out set was chosen ("" when no held-out metric was asked)
+    probes: str = ""  # which corpus the built-in metrics' probes came from, in words
 
     def summary(self) -> str:
         lines = [
@@ -93,6 +102,8 @@ class EvalReport:
         ]
         if self.heldout:
             lines.append(f"held-out set: {self.heldout}")
+        if self.probes:
+            lines.append(f"probes: {self.probes}")
         if self.nan_results:
             shown = "; ".join(
                 f"{size} seed {seed} step {step} {metric}{'.' + field if field else ''}"
@@ -156,8 +167,13 @@ def family_runs(store: Store, family: str, *, sizes=None, seeds=None) -> list:
     runs = [r for r in store.runs() if r.family == base and r.branch == label]
     if not runs:
         families = sorted({r.family + (f"@{r.branch}" if r.branch else "") for r in store.runs()})
+        named, _, size = base.rpartition("-")
+        model = labelled(named, label) if named else ""
+        hint = (f" ({family} is a model: its family is {model}, with --sizes {size} / sizes=[{size!r}])"
+                if model in families else "")
         raise ZooError(
             f"no family {family!r} in store {store.url}; families: {', '.join(families) or 'none'}"
+            + hint
         )
     if isinstance(sizes, str):
         sizes = [sizes]
@@ -331,23 +347,28 @@ def evaluate_family(
     heldout_samples: int = DEFAULT_SAMPLES,
     progress: bool = True,
     recompute: bool = False,
+    branch: str | None = None,
 ) -> EvalReport:
     """Evaluate every (size, seed, stored step) of `family`; finished cells are skipped (a cell is
-    finished when it was measured on the same stored weights, and for loss / icl on the same
-    held-out set). `recompute=True` evaluates every cell again, e.g. after changing a metric's
-    code under the same name; the new rows supersede the old."""
+    finished when it was measured on the same stored weights and probes, and for loss / icl on
+    the same held-out set). `recompute=True` evaluates every cell again, e.g. after changing a
+    metric's code under the same name; the new rows supersede the old. `branch=LABEL` (or
+    `family@LABEL`) evaluates the family's branch LABEL, probed as its parent (module docstring)."""
     from transformers import AutoTokenizer
 
     from zoo.store.catalog import open_store
 
     store = open_store(store)
+    family = labelled(family, branch)
     heldout_samples = whole_number(heldout_samples, "heldout_samples", minimum=1)
     chosen = resolve_metrics(metrics)
     runs = [store.run(r) for r in family_runs(store, family, sizes=sizes, seeds=seeds)]
     records = {r.run_id: r.read_json("run.json") for r in runs}
+    roots = {r.run_id: root_of(r) for r in runs}
+    probes = {rid: probe_corpus(roots[rid], records[rid] if roots[rid].run_id == rid else None)
+              for rid in records}
     corpora, heldouts, tokenizers = {}, {}, {}
-    for record in records.values():
-        fp = record["corpus_fingerprint"]
+    for fp in probes.values():
         if fp not in corpora:
             corpora[fp] = open_corpus(store, fp)
             _check_metrics_fit(chosen, corpora[fp], family)
@@ -369,8 +390,13 @@ def evaluate_family(
         raise ZooError(f"recompute must be True or False, got {recompute!r}")
     weights_of = {(run.run_id.size, run.run_id.seed, step): weights_id(run.checkpoint_manifest(step))
                   for run in runs for step in run.checkpoint_steps()}
+    # a built-in metric's row counts only on the probes of the run's line; rows from before the
+    # `probes` column were measured on the run's own corpus, which is the same for most runs
+    probes_of = {(rid.size, rid.seed, n): frozenset(
+        {probes[rid]} | ({""} if probes[rid] == records[rid]["corpus_fingerprint"] else set()))
+        if isinstance(chosen[n], str) else frozenset({""}) for rid in records for n in chosen}
     log = ResultsLog(store, family)
-    done = set() if recompute else log.done(heldout_of, weights_of)
+    done = set() if recompute else log.done(heldout_of, weights_of, probes_of)
     todo, skipped = [], 0
     for run in runs:
         rid: RunId = run.run_id
@@ -385,7 +411,7 @@ def evaluate_family(
     try:
         for k, (run, step, missing) in enumerate(todo):
             rid, record = run.run_id, records[run.run_id]
-            fp = record["corpus_fingerprint"]
+            fp = probes[rid]
             what = f"{rid} step {step}"
             model = models.load(record["hf_config"], run.read_checkpoint(step).tensors, what)
             needs_tokenizer = (any(callable(chosen[n]) for n in missing)
@@ -404,7 +430,8 @@ def evaluate_family(
                     data_seed=record["data_seed"],
                 )
                 log.add(rid.size, rid.seed, step, name, fields, heldout_of.get(name, ""),
-                        weights_of[(rid.size, rid.seed, step)])
+                        weights_of[(rid.size, rid.seed, step)],
+                        probes=fp if isinstance(chosen[name], str) else "")
                 rows += len(fields)
             bar.update(1)
             if (k + 1) % FLUSH_EVERY == 0:
@@ -427,4 +454,30 @@ def evaluate_family(
         and (size, seed) in chosen_runs
     ]
     rule = next(iter(heldouts.values())).rule if heldouts else ""
-    return EvalReport(family, tuple(chosen), len(todo), skipped, rows, tuple(nan), rule)
+    return EvalReport(family, tuple(chosen), len(todo), skipped, rows, tuple(nan), rule,
+                      _probe_words(roots, probes))
+
+
+def probe_corpus(run: RunStore, record: dict | None = None) -> str:
+    """The fingerprint of the corpus `run`'s built-in metrics draw their probes from: its line's
+    first run's (zoo.store.lineage.root_of), so a branch on other data is probed as its parent.
+    `record`: the root's run.json when the caller has read it already."""
+    root = root_of(run)
+    if record is None or root.run_id != run.run_id:
+        record = root.read_json("run.json")
+    return record["corpus_fingerprint"]
+
+
+def _probe_words(roots: dict, probes: dict) -> str:
+    """Which corpus the probes came from, for the report: the runs' own, or their roots'."""
+    parts = []
+    for fp in sorted(set(probes.values())):
+        mine = [rid for rid in roots if probes[rid] == fp]
+        firsts = sorted({roots[rid].run_id for rid in mine})
+        if firsts == sorted(mine):
+            parts.append(f"the runs' own corpus {fp[:16]}")
+        else:
+            parts.append(f"corpus {fp[:16]} of {', '.join(r.key for r in firsts)}, the first run "
+                         f"of the branch's line (a branch is probed as its parent, whatever data "
+                         f"it trained on)")
+    return "; ".join(parts)

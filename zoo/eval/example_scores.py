@@ -8,7 +8,8 @@ metric "neurons.firing" / "neurons.kurtosis" / "neurons.token_entropy": each MLP
 (zoo.eval.neuron_metrics) on that held-out set; the columns are the model's neurons.
 
 metric "loss": each held-out sample's mean next-token loss (zoo.eval.metrics.per_example_loss) on
-the held-out set `zoo eval` measures `loss` on (zoo.eval.heldout; with the same heldout= and
+the held-out set `zoo eval` measures `loss` on (zoo.eval.heldout, from the corpus of the first run
+of a branch's line; with the same heldout= and
 heldout_samples= it is the same set, and `result.heldout` is the fingerprint that zoo.metrics'
 `heldout.loss` column holds). A row's mean is that seed's `loss` at the step, up to float
 rounding; `zoo compare` resamples exactly these numbers.
@@ -28,8 +29,8 @@ import torch
 
 from zoo_common.arguments import whole_number
 from zoo_common.errors import ZooError
-from zoo.config.names import arm_name, parse_arm
-from zoo.eval.evaluate import ReusedModels, family_runs
+from zoo.config.names import arm_name, labelled, parse_arm
+from zoo.eval.evaluate import ReusedModels, family_runs, probe_corpus
 from zoo.eval.heldout import DEFAULT_SAMPLES, build_heldout
 from zoo.eval.metrics import per_example_loss
 from zoo.eval.neuron_metrics import neuron_table
@@ -89,8 +90,11 @@ def per_example(
     store: str | Store | None = None,
     heldout: str | None = None,
     heldout_samples: int = DEFAULT_SAMPLES,
+    branch: str | None = None,
 ) -> PerExample:
-    """The [seeds, examples] matrix of `metric` for model `name` (`<family>-<size>`) at `step`.
+    """The [seeds, examples] matrix of `metric` for model `name` (`<family>-<size>`) at `step`;
+    `branch=LABEL` (or `name@LABEL`) reads that branch, probed with its line's first run's
+    held-out set (as zoo eval probes it), so a branch and its parent score the same examples.
 
     seeds: a seed or a list of them (default: every seed of the model). step: any stored step,
     or any step a keyframe before it can replay. heldout / heldout_samples: the held-out set, as
@@ -102,7 +106,7 @@ def per_example(
     step = whole_number(step, "step", minimum=0)
     heldout_samples = whole_number(heldout_samples, "heldout_samples", minimum=1)
     store = open_store(store)
-    family, size = parse_arm(name)
+    family, size = parse_arm(labelled(name, branch))
     runs = sorted(family_runs(store, family, sizes=[size], seeds=seeds), key=lambda r: r.seed)
     runs = [store.run(run_id) for run_id in runs]
     for run in runs:  # every seed can serve the step, before any model is loaded
@@ -110,7 +114,7 @@ def per_example(
     models, rows, sets = ReusedModels(), [], {}
     for run in runs:
         record = run.read_json("run.json")
-        fingerprint = record["corpus_fingerprint"]
+        fingerprint = probe_corpus(run, record)
         if fingerprint not in sets:
             sets[fingerprint] = build_heldout(
                 open_corpus(store, fingerprint), n_samples=heldout_samples, heldout=heldout

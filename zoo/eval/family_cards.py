@@ -98,21 +98,32 @@ def measure_card(family: str, *, store=None, card: str | Path | None = None,
 def _comparison(family: str, comparison: dict, store, heldout: str | None, progress: bool) -> dict:
     """Size B against size A at the last shared step: zoo.compare's Multi-Bootstrap over seeds and
     examples (held-out samples for loss, each seed's neurons for neurons.*), in the card's words."""
+    from zoo.config.names import arm_name
     from zoo.eval.comparison import compare
 
     alternative = comparison.get("alternative", "two-sided")
     if progress:
         print(f"card {family}: {comparison['name']} ({comparison['b']} against {comparison['a']})",
               flush=True)
-    result = compare(f"{family}-{comparison['a']}", f"{family}-{comparison['b']}", comparison["metric"],
-                     paired=comparison.get("paired", False), store=store, alternative=alternative,
-                     heldout=heldout)
+    result = compare(arm_name(family, comparison["a"]), arm_name(family, comparison["b"]),
+                     comparison["metric"], paired=comparison.get("paired", False), store=store,
+                     alternative=alternative, heldout=heldout)
     test = result.test
 
     def cell(mean, low, high):
         return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
 
     from zoo.stats.multi_bootstrap import format_p
+
+    if test is None:  # one seed: the point values, and no test
+        a, b, difference = result.value_at(result.at_step)
+        return {"name": comparison["name"], "label": comparison["label"],
+                "metric": comparison["metric"], "hypothesis": comparison["hypothesis"],
+                "alternative": alternative, "a": comparison["a"], "b": comparison["b"],
+                "at_step": result.at_step, "a_cell": f"{a:.3g}", "b_cell": f"{b:.3g}",
+                "difference_cell": f"{difference:.3g}", "p_value": None, "supported": False,
+                "test": f"not tested at step {result.at_step}: {result.one_seed_note}",
+                "examples": result.examples}
 
     supported = {"less": test.difference_high < 0, "greater": test.difference_low > 0,
                  "two-sided": test.difference_low > 0 or test.difference_high < 0}[alternative]

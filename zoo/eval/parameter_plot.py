@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from data_index.features import FeatureRecipe, is_feature_source
+from zoo.config.names import arm_name
 from zoo.eval.compare_plot import metric_label
 from zoo.eval.evaluate import family_runs
 from zoo.eval.seed_plot import check_png_path, pyplot
@@ -114,7 +115,7 @@ def parameter_points(family: str, metric: str, by: str, *, store: str | Store | 
             sources.add(store.run(run_id).read_json("run.json")["config"]["data"]["source"])
             continue
         if by_size.setdefault(run_id.size, found) != found:
-            raise ZooError(f"{family}-{run_id.size}: its seeds were trained on different data "
+            raise ZooError(f"{arm_name(family, run_id.size)}: its seeds were trained on different data "
                            f"({by_size[run_id.size]} and {found}); one size, one data source")
     if not by_size:
         raise ArgumentError(f"no size of family {family} draws its data from builtin:"
@@ -146,7 +147,7 @@ def parameter_points(family: str, metric: str, by: str, *, store: str | Store | 
             try:
                 interval = seed_interval(values, seeds=seeds, confidence=confidence, method=method)
             except ZooError as error:
-                raise ZooError(f"{family}-{size}: {error}") from None
+                raise ZooError(f"{arm_name(family, size)}: {error}") from None
         points.append(ParameterPoint(size, parameters, seeds, tuple(int(s) for s in last.step),
                                      values, interval))
     if not points:
@@ -285,7 +286,7 @@ def summary(points: ParameterPoints) -> list[str]:
             r = p.interval
             value = (f"{r.mean:.4g} [{r.low:.4g}, {r.high:.4g}]" if r else f"{p.mean:.4g}")
             seeds = ", ".join(f"{s}: {v:.4g}" for s, v in zip(p.seeds, p.values))
-            lines.append(f"{points.family}-{p.size} ({label}): {points.by}={p.parameters[points.by]:g}"
+            lines.append(f"{arm_name(points.family, p.size)} ({label}): {points.by}={p.parameters[points.by]:g}"
                          f"  {points.metric} {value}  (seeds {seeds}; step "
                          f"{'/'.join(str(s) for s in sorted(set(p.steps)))})")
     lines += [f"skipped: {s}" for s in points.skipped]

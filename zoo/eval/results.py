@@ -14,8 +14,10 @@ so re-evaluating a cell (e.g. on a new held-out set) supersedes the old row.
 `heldout` records the held-out set's fingerprint for `loss` / `icl` rows ("" otherwise), so results
 on another held-out set are never mixed in silently. `weights` records which stored weights were
 measured (the checkpoint manifest's tensor references, hashed): a run deleted and retrained under
-the same name gets its cells evaluated again instead of keeping the old model's numbers. Parts
-written before that column existed read as "" (unknown: kept as they are).
+the same name gets its cells evaluated again instead of keeping the old model's numbers. `probes`
+records the fingerprint of the corpus a built-in metric drew its probes from (the held-out set,
+the random-token pool: the first run of a branch's line, zoo.eval.evaluate), "" for a user
+metric. Parts written before a column existed read it as "" (unknown).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ SCHEMA = pa.schema(
         ("value", pa.float64()),
         ("heldout", pa.string()),
         ("weights", pa.string()),
+        ("probes", pa.string()),
     ]
 )
 
@@ -73,6 +76,8 @@ class ResultsLog:
         values: dict[str, float],
         heldout: str = "",
         weights: str = "",
+        *,
+        probes: str = "",
     ) -> None:
         for field, value in values.items():
             self._rows.append(
@@ -86,6 +91,7 @@ class ResultsLog:
                     "value": value,
                     "heldout": heldout,
                     "weights": weights,
+                    "probes": probes,
                 }
             )
 
@@ -114,9 +120,10 @@ class ResultsLog:
             data = self.location.read_bytes(name)
             try:
                 part = pq.read_table(pa.BufferReader(data))
-                if "weights" not in part.column_names:  # written before the column existed
-                    part = part.append_column("weights", pa.array([""] * part.num_rows, pa.string()))
-                tables.append(part.cast(SCHEMA))
+                for column in ("weights", "probes"):  # written before the column existed
+                    if column not in part.column_names:
+                        part = part.append_column(column, pa.array([""] * part.num_rows, pa.string()))
+                tables.append(part.select(SCHEMA.names).cast(SCHEMA))
             except (pa.ArrowInvalid, ValueError, OSError) as exc:
                 raise IntegrityError(
                     f"evaluation part {self.location.path(name)} is damaged ({len(data)} bytes): {exc}"
@@ -143,19 +150,24 @@ class ResultsLog:
         )
 
     def done(self, heldout_of: dict[str, str],
-             weights_of: dict[tuple[str, int, int], str] | None = None) -> set[tuple[str, int, int, str]]:
+             weights_of: dict[tuple[str, int, int], str] | None = None,
+             probes_of: dict[tuple[str, int, str], frozenset] | None = None,
+             ) -> set[tuple[str, int, int, str]]:
         """(size, seed, step, metric) cells already evaluated; `loss`/`icl` count only when they
-        were measured on the held-out set named in heldout_of[metric], and any cell only when it
+        were measured on the held-out set named in heldout_of[metric], any cell only when it
         was measured on the weights weights_of[(size, seed, step)] names (rows of unknown weights,
-        from older versions, count)."""
-        weights_of = weights_of or {}
+        from older versions, count), and only when its probes are one of probes_of[(size, seed,
+        metric)] (a branch measured on its own corpus' probes is measured again)."""
+        weights_of, probes_of = weights_of or {}, probes_of or {}
         table = self.read()
         cells = set()
-        columns = ("size", "seed", "step", "metric", "heldout", "weights")
-        for size, seed, step, metric, heldout, weights in zip(
+        columns = ("size", "seed", "step", "metric", "heldout", "weights", "probes")
+        for size, seed, step, metric, heldout, weights, probes in zip(
             *(table.column(c).to_pylist() for c in columns)
         ):
             current = weights_of.get((size, seed, step), weights)
-            if heldout_of.get(metric, heldout) == heldout and weights in ("", current):
+            accepted = probes_of.get((size, seed, metric), (probes,))
+            if (heldout_of.get(metric, heldout) == heldout and weights in ("", current)
+                    and probes in accepted):
                 cells.add((size, seed, step, metric))
         return cells

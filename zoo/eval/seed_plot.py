@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from zoo_common.arguments import whole_number
 from zoo_common.atomic_files import atomic_path
 from zoo_common.errors import ZooError
+from zoo.config.names import arm_name
 from zoo.eval.compare_plot import metric_label
 from zoo.eval.comparison import arm_values, resolve_arm
 from zoo.eval.tables import HELDOUT_PREFIX, metrics_table
@@ -126,7 +127,7 @@ def seed_curves(
             intervals = seed_intervals(curves, confidence=confidence, method=method)
         except ZooError as error:
             raise ZooError(f"{name}: {error}") from None
-    return SeedCurves(f"{family}-{size}", metric, tuple(unique), curves, intervals, smooth)
+    return SeedCurves(arm_name(family, size), metric, tuple(unique), curves, intervals, smooth)
 
 
 def pyplot():

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from zoo.config.names import labelled
 from zoo.eval.results import KEYS, ResultsLog
 from zoo.eval.evaluate import family_runs
 from zoo.store.run_metrics import METRICS_SCHEMA, read_run_metrics
@@ -68,10 +69,12 @@ HELDOUT_PREFIX = "heldout."  # metrics_table's column of the held-out set a metr
 
 
 def metrics_table(
-    family: str, *, store: str | Store | None = None, sizes: Sequence[str] | None = None
+    family: str, *, store: str | Store | None = None, sizes: Sequence[str] | None = None,
+    branch: str | None = None,
 ) -> pa.Table:
     """Training metrics and evaluation results of every run of `family`, one row per (size, seed,
-    step), sorted by size, seed, step. Pandas: `.to_pandas()`.
+    step), sorted by size, seed, step. Pandas: `.to_pandas()`. `branch=LABEL` (or `family@LABEL`)
+    reads the family's branch LABEL: the runs branched under it (zoo eval FAMILY@LABEL).
 
     Metrics measured on a held-out set (loss, icl) get a `heldout.METRIC` column beside their
     values: the set's fingerprint, so that values measured on different sets (zoo eval with other
@@ -79,6 +82,7 @@ def metrics_table(
     from zoo.store.catalog import open_store
 
     store = open_store(store)
+    family = labelled(family, branch)
     sizes = [sizes] if isinstance(sizes, str) else sizes
     runs = family_runs(store, family, sizes=sizes)
     table = _training_table(store, family, runs)

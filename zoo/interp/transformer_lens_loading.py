@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from zoo_common.errors import ZooError
+from zoo_common.errors import BranchNotFoundError, ZooError
 from zoo.store.store import Store
 
 INSTALL_HINT = "pip install 'model-zoo[tl]'  (TransformerLens >= 4.3)"
@@ -84,8 +84,8 @@ def transformer_lens_sweep(name: str, *, seeds: Iterable[int] | None = None, ste
                            store: str | os.PathLike | Store | None = None, device: str = "cpu",
                            compatibility_mode: bool = False,
                            branch: str | None = None) -> Iterator[tuple[int, int, object]]:
-    """(seed, step, bridge) over a model's runs (their branch `branch`): every seed and stored
-    step unless given.
+    """(seed, step, bridge) over a model's runs (their branch `branch`, also written name@label):
+    every seed (of a branch: every seed that has it) and stored step unless given.
 
     Per seed, the tokenizer and config are read once. Without compatibility mode the bridge is
     built once too, and each further step copies its weights into the parameters the bridge wraps
@@ -96,16 +96,22 @@ def transformer_lens_sweep(name: str, *, seeds: Iterable[int] | None = None, ste
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from zoo.config.names import split_branch
     from zoo.registry.snapshots import run_snapshot
     from zoo.store.catalog import list_models, open_run, open_store
 
     transformer_lens()
     store = open_store(store)
     if seeds is None:
-        known = {info.name: info.seeds for info in list_models(store=store)}
-        if name not in known:
-            raise ZooError(f"no model {name!r} in store {store.url}; models: {', '.join(known) or 'none'}")
-        seeds = known[name]
+        base, label = split_branch(name, branch)
+        known = {info.name: info for info in list_models(store=store)}
+        if base not in known:
+            raise ZooError(f"no model {base!r} in store {store.url}; models: {', '.join(known) or 'none'}")
+        seeds = known[base].branches.get(label, ()) if label else known[base].seeds
+        if not seeds:
+            raise BranchNotFoundError(
+                f"no branch {label!r} of {base} in store {store.url}; its branches: "
+                f"{', '.join(known[base].branches) or 'none (make one with `zoo branch`)'}")
     for seed in seeds:
         run = open_run(name, seed=seed, store=store, branch=branch)
         tokenizer = config = bridge = parameters = None

@@ -5,6 +5,10 @@ needs `Authorization: Bearer TOKEN` (fsspec: storage_options={"headers": {...}})
 `?token=TOKEN` once (then a cookie). A ZooError (an unknown model, seed or step) is a 404 page
 that lists what exists; an IntegrityError (a corrupt blob) a 500 page that says so: a page never
 shows numbers computed from bytes that failed their check.
+
+A page at a step that was not stored never replays inside its request: the step is replayed once
+by the server's shared replays (shared_replays.py), and unless that takes under `replay_wait_s`
+the page answers at once (202) with the replay's progress, reloading itself until it is ready.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from starlette.routing import Route
 
 from zoo.serve import pages
 from zoo.serve.dictionary_page import dictionaries_page, dictionary_page
+from zoo.serve.shared_replays import Replaying, SharedReplays
 from zoo.serve.store_files import is_store_path, store_file
 from zoo.serve.superposition_page import superposition_page
 from zoo_common.errors import IntegrityError, ZooError
@@ -30,12 +35,16 @@ DEFAULT_PROMPT = "def add(a, b): return a + b. def add(a, b): return a + b."
 _COOKIE = "zoo_token"
 
 
-def make_app(store, *, token: str | None = None) -> Starlette:
-    """The application serving `store` (a local store: its files are served as they are)."""
+def make_app(store, *, token: str | None = None, replay_wait_s: float = 1.0) -> Starlette:
+    """The application serving `store` (a local store: its files are served as they are).
+
+    A replay that finishes within `replay_wait_s` answers with its page directly; a longer one
+    answers with the waiting page at that point. `app.state.replays` is the SharedReplays."""
     if not store.location.is_local:
         raise ZooError(f"zoo serve serves a local store folder; {store.url} is not one (copy it "
                        f"here with `zoo pull {store.url} --store DIR`, then serve DIR)")
     root = Path(store.location.local_path())
+    replays = SharedReplays(wait_s=replay_wait_s)
 
     def html(fn):
         def endpoint(request: Request) -> Response:
@@ -59,12 +68,14 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         run = pages.open_run(p["name"], seed=p["seed"], store=store)
         step = int_param(request, "step", run.checkpoint_steps()[-1])
         return pages.attention_page(store, p["name"], p["seed"], step,
-                                    request.query_params.get("prompt") or DEFAULT_PROMPT)
+                                    request.query_params.get("prompt") or DEFAULT_PROMPT,
+                                    weights_ready=replays.require)
 
     def superposition(request: Request) -> pages.Page:
         p = request.path_params
         return superposition_page(store, p["name"], p["seed"], int_param(request, "step"),
-                                  request.query_params.get("dims") or "seed")
+                                  request.query_params.get("dims") or "seed",
+                                  weights_ready=replays.require)
 
     def dictionaries(request: Request) -> pages.Page:
         p = request.path_params
@@ -73,7 +84,8 @@ def make_app(store, *, token: str | None = None) -> Starlette:
     def dictionary(request: Request) -> pages.Page:
         p = request.path_params
         return dictionary_page(store, p["name"], p["seed"], p["record"],
-                               int_param(request, "feature"), int_param(request, "page"))
+                               int_param(request, "feature"), int_param(request, "page"),
+                               weights_ready=replays.require)
 
     def compare(request: Request) -> pages.Page:
         q = request.query_params
@@ -83,6 +95,7 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         from zoo.registry.snapshots import snapshot
 
         p = request.path_params
+        replays.require(pages.open_run(p["name"], seed=p["seed"], store=store), p["step"])
         folder = snapshot(p["name"], seed=p["seed"], step=p["step"], store=store)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -108,6 +121,11 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         return pages.render(request, pages.not_found(str(exc), store, missing=missing),
                             status_code=404 if missing else 400)
 
+    def on_replaying(request: Request, exc: Replaying) -> Response:
+        response = pages.render(request, pages.replaying(exc.replay, exc.ahead), status_code=202)
+        response.headers["Retry-After"] = str(pages.REFRESH_S)
+        return response
+
     read = ["GET", "HEAD"]
     routes = [
         Route("/", html(lambda request: pages.store_page(store)), methods=read),
@@ -123,8 +141,10 @@ def make_app(store, *, token: str | None = None) -> Starlette:
         Route("/{path:path}", files, methods=read),
     ]
     middleware = [Middleware(_TokenCheck, token=token)] if token else []
-    return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers={ZooError: on_zoo_error})
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={ZooError: on_zoo_error, Replaying: on_replaying})
+    app.state.replays = replays
+    return app
 
 
 class _TokenCheck(BaseHTTPMiddleware):

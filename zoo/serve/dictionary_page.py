@@ -24,7 +24,14 @@ from zoo.dictionaries.feature_view import (
 )
 from zoo.dictionaries.lineage import per_step_counts
 from zoo.serve.charts import Chart, Series, histogram, svg
-from zoo.serve.pages import Page, dictionary_href, is_superposition, run_href, superposition_href
+from zoo.serve.pages import (
+    WEIGHTS_READY,
+    Page,
+    dictionary_href,
+    is_superposition,
+    run_href,
+    superposition_href,
+)
 from zoo.store.catalog import open_run
 from zoo_common.errors import ArgumentError
 
@@ -89,11 +96,14 @@ def dictionaries_page(store, name: str, seed: int) -> Page:
 
 
 def dictionary_page(store, name: str, seed: int, record_name: str, feature: int | None = None,
-                    page: int | None = None) -> Page:
+                    page: int | None = None, *,
+                    weights_ready: WEIGHTS_READY | None = None) -> Page:
     run = open_run(name, seed=seed, store=store)
     superposition = is_superposition(run)
     dictionary = find_dictionary(run, record_name)
     record = dictionary.record
+    if feature is not None and weights_ready is not None:  # a feature reads the model's weights
+        weights_ready(run, record["step"])
     density = dictionary.density.tolist()
     rows = int(record.get("training", {}).get("rows", 0))
     order = sorted(range(len(density)), key=lambda f: (-density[f], f))

@@ -8,7 +8,10 @@ what exists) becomes the 404 page in app.py.
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import jinja2
@@ -19,6 +22,14 @@ from starlette.templating import Jinja2Templates
 
 from zoo.serve.charts import PALETTE, Chart, Series, heatmap, svg
 from zoo.store.catalog import list_models, open_run
+from zoo.store.run_store import RunStore
+
+if TYPE_CHECKING:
+    from zoo.serve.shared_replays import Replay
+
+# Called with (run, step) just before a page reads that step's weights: zoo serve's shared
+# replays (shared_replays.py) raise Replaying there while a step that was not stored is replayed.
+WEIGHTS_READY = Callable[[RunStore, int], None]
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,9 @@ def dictionaries_href(name: str, seed: int) -> str:
 def dictionary_href(name: str, seed: int, record_name: str, feature: int | None = None) -> str:
     href = f"/dictionary/{quote(name)}/{seed}/{quote(record_name)}"
     return href if feature is None else f"{href}?feature={feature}#feature"
+
+
+REFRESH_S = 2  # how often the page of a step being replayed reloads itself
 
 
 def visible(text: str) -> str:
@@ -225,7 +239,8 @@ def run_page(store, name: str, seed: int, step: int, sample: int | None = None) 
     return Page("run.html", title, {**values, "samples": samples})
 
 
-def attention_page(store, name: str, seed: int, step: int, prompt: str) -> Page:
+def attention_page(store, name: str, seed: int, step: int, prompt: str, *,
+                   weights_ready: WEIGHTS_READY | None = None) -> Page:
     import torch
 
     from zoo.registry.loading import load
@@ -234,6 +249,8 @@ def attention_page(store, name: str, seed: int, step: int, prompt: str) -> Page:
     _no_tokens(run, name, seed, step, "attention")
     last = run.status().get("last_step", 0)
     stored = run.checkpoint_steps()
+    if weights_ready is not None:
+        weights_ready(run, step)
     model, tokenizer = load(name, seed=seed, step=step, store=store)
     ids = tokenizer(prompt, return_tensors="pt").input_ids[:, : model.config.max_position_embeddings]
     with torch.no_grad():
@@ -270,6 +287,16 @@ def compare_page(store, a: str | None, b: str | None, metric: str | None,
             png = base64.b64encode(handle.read()).decode()
     return Page("compare.html", f"Compare {a} and {b}",
                 {**values, "result": result.format(), "png": png})
+
+
+def replaying(replay: Replay, ahead: int) -> Page:
+    """The page a step shows while it is replayed: how far, and it reloads itself until ready."""
+    run = replay.run.run_id
+    elapsed = 0 if replay.started is None else round(time.monotonic() - replay.started)
+    return Page("replaying.html", f"{run.arm_name} seed {run.seed}, step {replay.step}",
+                {"step": replay.step, "keyframe": replay.keyframe, "done": replay.done,
+                 "total": replay.total, "started": replay.started is not None,
+                 "elapsed": elapsed, "ahead": ahead, "refresh_s": REFRESH_S})
 
 
 def not_found(message: str, store, *, missing: bool = True) -> Page:

@@ -17,7 +17,7 @@ import numpy as np
 
 from zoo.serve.charts import Chart, Series, svg
 from zoo.serve.feature_charts import feature_colour, feature_key, gram_heatmap, norm_bars, plane
-from zoo.serve.pages import Page, is_superposition, some_steps
+from zoo.serve.pages import WEIGHTS_READY, Page, is_superposition, some_steps
 from zoo.store.catalog import open_run
 from zoo_common.errors import ArgumentError
 
@@ -25,7 +25,8 @@ DIMS_CHOICES = ("seed", "all")
 _COLUMN = "superposition.dimensionality_{}"
 
 
-def superposition_page(store, name: str, seed: int, step: int | None, dims: str = "seed") -> Page:
+def superposition_page(store, name: str, seed: int, step: int | None, dims: str = "seed", *,
+                       weights_ready: WEIGHTS_READY | None = None) -> Page:
     from zoo.eval.superposition_metrics import REPRESENTED, feature_geometry, kgon, weights_of
     from zoo.registry.loading import load
 
@@ -40,6 +41,8 @@ def superposition_page(store, name: str, seed: int, step: int | None, dims: str 
     stored = run.checkpoint_steps()
     step = stored[-1] if step is None else step
     last = max(run.status().get("last_step", 0), stored[-1])
+    if weights_ready is not None:
+        weights_ready(run, step)
     model, _ = load(name, seed=seed, step=step, store=store)
     W, b = weights_of(model)
     m, n = W.shape

@@ -55,6 +55,12 @@ def lineage(run: RunStore) -> list[tuple[RunStore, int]]:
     return line
 
 
+def root_of(run: RunStore) -> RunStore:
+    """The first run of `run`'s line (the run itself when it is no branch): the run whose corpus a
+    branch's evaluation probes are drawn from, so that a branch and its parent are measured alike."""
+    return lineage(run)[-1][0]
+
+
 def describe(record: dict) -> str:
     """What a branch changed, in a few words (zoo ls / zoo show)."""
     parts = []
