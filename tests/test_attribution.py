@@ -132,3 +132,24 @@ def test_the_command_line_prints_the_top_samples_and_the_stored_path(store, caps
     assert main(["attribute", NAME, "--seed", "1", "--target", "heldout", "--from-step", "9",
                  "--until-step", "99", "--store", store.url]) == 2
     assert "was trained to step 24" in capsys.readouterr().err
+
+
+def test_trak_from_dattri_scores_the_window_and_enters_the_checks(store):
+    """The library's TRAK (dattri) scores exactly the window's samples, the same bits twice (its
+    projection has a named seed), and the removal check takes its scores beside ours."""
+    pytest.importorskip("dattri")
+    from zoo.attribution.check import removal_check
+    from zoo.attribution.library_scores import trak_scores
+
+    result = _attribute(store, from_step=8, until_step=12)
+    trak, seconds = trak_scores(result, store=store, checkpoints=2, proj_dim=64)
+    window = {r["sample_id"] for r in result.per_sample("adam").to_pylist()}
+    assert set(trak) == window and seconds > 0
+    assert all(v == v and abs(v) < float("inf") for v in trak.values())
+    assert len(set(trak.values())) > len(trak) // 2  # scores, not a constant
+    again, _ = trak_scores(result, store=store, checkpoints=2, proj_dim=64)
+    assert again == trak
+    removal = removal_check(result, k=4, store=store, method="trak", scores=trak)
+    assert set(removal.rise) == {"top", "random", "bottom"} and removal.method == "trak"
+    with pytest.raises(ArgumentError, match="1 missing"):
+        removal_check(result, k=4, store=store, scores=dict(list(trak.items())[1:]))

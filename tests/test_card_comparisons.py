@@ -20,6 +20,8 @@ comparisons:
      hypothesis: "SoLU neurons fire on fewer distinct tokens"}}
   - {{name: cost, label: "held-out loss", a: gelu, b: solu, metric: loss, paired: true,
      alternative: greater, hypothesis: "SoLU costs loss"}}
+  - {{name: wide, label: "held-out loss", a: gelu, b: wide, metric: loss,
+     hypothesis: "a size this store never trained"}}
 ---
 # cmicro
 
@@ -68,7 +70,7 @@ def test_comparisons_resample_seeds_and_examples_and_agree_with_the_table(measur
     import zoo
 
     store, _, record = measured
-    mono, cost = record["comparisons"]
+    mono, cost, _ = record["comparisons"]
     assert mono["examples"] == "64 neurons per seed" and cost["examples"].endswith("held-out examples")
     assert mono["at_step"] == cost["at_step"] == 12
     rows = [r for r in zoo.metrics("cmicro", store=store).to_pylist() if r["step"] == 12]
@@ -87,6 +89,16 @@ def test_the_card_shows_the_hypotheses_and_their_tests(measured):
     text = render_card("cmicro", store=store, card=card)
     assert "Size against size (hypotheses stated before measuring)" in text
     assert "SoLU neurons fire on fewer distinct tokens" in text and "one-sided" in text
+
+
+def test_a_comparison_with_a_size_not_trained_here_says_so_and_how(measured):
+    from zoo.store.cards import render_card
+
+    store, card, record = measured
+    wide = record["comparisons"][2]
+    assert wide["p_value"] is None and wide["b_cell"] == "-"
+    assert "no finished run of cmicro-wide" in wide["test"] and "--only wide" in wide["test"]
+    assert "no finished run of cmicro-wide" in render_card("cmicro", store=store, card=card)
 
 
 @pytest.mark.parametrize("change, field", [

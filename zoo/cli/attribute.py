@@ -16,6 +16,8 @@ examples:
                                             / bottom 100 samples (branches) and measure
   zoo attribute induction-attn2l --seed 1 --target repetition --from-step 1100 \\
       --until-step 1200 --lds 20             linear datamodeling score over 20 random halves
+  zoo attribute induction-attn2l --seed 1 --target repetition --from-step 1100 \
+      --until-step 1200 --check-k 100 --trak  TRAK (dattri) on the same window, checked beside
 
 Targets: heldout (the family's held-out text; --heldout SOURCE to choose), samples:ID,ID,...
 (training samples by id), repetition (loss on the second copy of [r, r], as the repetition
@@ -47,6 +49,9 @@ def register(subparsers) -> None:
                         help="retrain the window without the top / K random / bottom K samples")
     parser.add_argument("--lds", type=positive_int, default=None, metavar="M",
                         help="linear datamodeling score over M random halves (M branches)")
+    parser.add_argument("--trak", action="store_true",
+                        help="also score with TRAK (dattri, the `attribution` extra) from the "
+                             "window's first and last checkpoints, and check it beside ours")
     parser.add_argument("--recompute", action="store_true", help="score again even if stored")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_store_argument(parser)
@@ -67,23 +72,33 @@ def _attribute(args) -> int:
     print(result.format(k=args.top, method=args.method,
                         texts=lambda i: corpus.decode(corpus.samples([i])[0].tolist())))
     print(f"stored: {store.url}/{result.path}.parquet")
+    trak = None
+    if args.trak:
+        from zoo.attribution.library_scores import trak_scores
+
+        trak, seconds = trak_scores(result, store=store)
+        print(f"TRAK (dattri; checkpoints {result.from_step} and {result.until_step}): "
+              f"{len(trak)} samples scored in {seconds:.0f} s")
     if args.check_k:
         from zoo.attribution.check import removal_check
 
-        removal = removal_check(result, k=args.check_k, method=args.method, store=store,
-                                progress=not args.quiet)
-        print(f"\nretrained steps ({result.from_step}, {result.until_step}] without K = "
-              f"{args.check_k} samples ({args.method}); target loss at step {result.until_step}: "
-              f"parent {removal.parent_loss:.4f}")
-        for arm, rise in removal.rise.items():
-            print(f"  drop {arm:<6} {rise:+.4f}")
-        print(("ordered as a working attribution orders them (top > random > bottom)"
-               if removal.ordered else "NOT ordered top > random > bottom")
-              + f"; {removal.seconds:.0f} s")
+        checked = [(args.method, None)] + ([("trak", trak)] if trak else [])
+        for method, scores in checked:
+            removal = removal_check(result, k=args.check_k, method=method, store=store,
+                                    progress=not args.quiet, scores=scores)
+            print(f"\nretrained steps ({result.from_step}, {result.until_step}] without K = "
+                  f"{args.check_k} samples ({method}); target loss at step {result.until_step}: "
+                  f"parent {removal.parent_loss:.4f}")
+            for arm, rise in removal.rise.items():
+                print(f"  drop {arm:<6} {rise:+.4f}")
+            print(("ordered as a working attribution orders them (top > random > bottom)"
+                   if removal.ordered else "NOT ordered top > random > bottom")
+                  + f"; {removal.seconds:.0f} s")
     if args.lds:
         from zoo.attribution.check import datamodeling_score
 
-        lds = datamodeling_score(result, m=args.lds, store=store, progress=not args.quiet)
+        lds = datamodeling_score(result, m=args.lds, store=store, progress=not args.quiet,
+                                 others={"trak": trak} if trak else None)
         print(f"\nlinear datamodeling score over {lds.m} random halves of the window's samples "
               f"({lds.seconds:.0f} s): " + ", ".join(f"{m} {rho:+.3f}" for m, rho in lds.spearman.items()))
     return 0

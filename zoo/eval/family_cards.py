@@ -85,7 +85,9 @@ def measure_card(family: str, *, store=None, card: str | Path | None = None,
             results.append({"size": size, **result})
             if "event" in measure:
                 events[measure["name"]] = result
+    trained = {r.size for r in finished}
     comparisons = [_comparison(family, c, store, source.heldout, progress)
+                   if {c["a"], c["b"]} <= trained else _not_measured(family, c, trained)
                    for c in source.comparisons]
     record = {"format": 1, "family": family, "card": source.path.name, "comparisons": comparisons,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -93,6 +95,20 @@ def measure_card(family: str, *, store=None, card: str | Path | None = None,
               "unfinished": unfinished, "text": source.text}
     write_card_record(store, family, record)
     return record
+
+
+def _not_measured(family: str, comparison: dict, trained: set) -> dict:
+    """A comparison whose sizes this store has not finished training: said so, with the command."""
+    missing = [s for s in (comparison["a"], comparison["b"]) if s not in trained]
+    only = " ".join(f"--only {s}" for s in missing)
+    return {"name": comparison["name"], "label": comparison["label"],
+            "metric": comparison["metric"], "hypothesis": comparison["hypothesis"],
+            "alternative": comparison.get("alternative", "two-sided"), "a": comparison["a"],
+            "b": comparison["b"], "at_step": None, "a_cell": "-", "b_cell": "-",
+            "difference_cell": "-", "p_value": None, "supported": False,
+            "test": (f"not measured: no finished run of {', '.join(f'{family}-{s}' for s in missing)} "
+                     f"in this store (`zoo train {family} {only}`, then `zoo card {family}`)"),
+            "examples": ""}
 
 
 def _comparison(family: str, comparison: dict, store, heldout: str | None, progress: bool) -> dict:
