@@ -153,3 +153,59 @@ def test_trak_from_dattri_scores_the_window_and_enters_the_checks(store):
     assert set(removal.rise) == {"top", "random", "bottom"} and removal.method == "trak"
     with pytest.raises(ArgumentError, match="1 missing"):
         removal_check(result, k=4, store=store, scores=dict(list(trak.items())[1:]))
+
+
+def test_the_attribution_pages_render_in_a_real_browser(store):
+    """zoo serve shows a stored attribution as its top samples with text, document and the steps
+    that trained them (linked); a damaged file is refused, a stale one says how to recompute."""
+    import json
+    import shutil
+    import subprocess
+    from urllib.parse import quote
+
+    pytest.importorskip("uvicorn", reason="zoo serve needs the serve extra")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("headless Chromium is not installed")
+    from served_store import Server
+
+    def dom(url):
+        return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                               "--disable-dev-shm-usage", "--virtual-time-budget=5000",
+                               "--dump-dom", url], check=True, capture_output=True, text=True,
+                              timeout=120).stdout
+
+    result = _attribute(store, from_step=8, until_step=12)
+    key = result.path.rsplit("/", 1)[1]
+    top = result.per_sample("adam").to_pylist()[0]
+    server = Server(store)
+    try:
+        model = dom(server.url + f"model/{NAME}")
+        assert f'href="/attributions/{NAME}/1"' in model
+        listing = dom(server.url + f"attributions/{NAME}/1")
+        assert f'href="/attribution/{NAME}/1/{quote(key)}"' in listing and "9..12" in listing
+        page = dom(server.url + f"attribution/{NAME}/1/{quote(key)}?top=5")
+        assert page.count("<tr>") == 2 * (5 + 1) and f"?sample={top['sample_id']}" in page
+        assert all(f'href="/run/{NAME}/1/{s}"' in page for s in top["steps"])
+        assert "AdamW-preconditioned" in page and "show tracin" in page
+        status, body = server.raw("GET", f"/attribution/{NAME}/1/nosuch")
+        assert status == 404 and key.encode() in body
+        status, _ = server.raw("GET", f"/attribution/{NAME}/1/{quote(key)}?method=sgd")
+        assert status == 400
+        meta_path = result.path + ".json"
+        meta = store.location.read_bytes(meta_path)
+        stale = json.loads(meta)
+        stale["source"]["run_record"] = "0" * 64  # as if the run had been retrained since
+        store.location.write_atomic(meta_path, json.dumps(stale).encode())
+        status, body = server.raw("GET", f"/attribution/{NAME}/1/{quote(key)}")
+        assert b"recompute it: zoo attribute" in body and b"--from-step 8" in body
+        assert b"stale" in server.raw("GET", f"/attributions/{NAME}/1")[1]
+        store.location.write_atomic(meta_path, meta)
+        parquet = result.path + ".parquet"
+        data = store.location.read_bytes(parquet)
+        store.location.write_atomic(parquet, data[:-8] + bytes(8))
+        status, body = server.raw("GET", f"/attribution/{NAME}/1/{quote(key)}")
+        assert status == 500 and b"sha256" in body
+        store.location.write_atomic(parquet, data)
+    finally:
+        server.stop()

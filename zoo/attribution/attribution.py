@@ -100,7 +100,7 @@ def attribute(name: str, *, seed: int, target: str, from_step: int, until_step: 
     table = attribute_window(run, store=store, target=built, from_step=a, until_step=b,
                              progress=progress)
     seconds = float(table.schema.metadata[b"seconds"])
-    _write(store, path, table.replace_schema_metadata(None), source, seconds)
+    _write(store, path, table.replace_schema_metadata(None), source, seconds, built.words)
     return _result(run, built, a, b, table.replace_schema_metadata(None), seconds, path)
 
 
@@ -123,13 +123,18 @@ def _key(run, target: str, a: int, b: int) -> str:
     return f"{rid.size}-seed-{rid.seed}{branch}.{slug}.{digest}.{a}-{b}"
 
 
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_digests(run) -> dict:
+    """The digests of the run's record and data index that stored scores were computed from."""
+    return {"run_record": _digest(run.read_json("run.json")), "index": _digest(run.index_record())}
+
+
 def _source(run, target: Target, a: int, b: int) -> dict:
     """What the scores are computed from: a change to any of it makes them stale."""
-    def digest(obj) -> str:
-        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-    return {"format": FORMAT, "run_record": digest(run.read_json("run.json")),
-            "index": digest(run.index_record()), "target": target.spec,
+    return {"format": FORMAT, **run_digests(run), "target": target.spec,
             "target_tokens": hashlib.sha256(target.tokens.numpy().tobytes()
                                             + target.mask.numpy().tobytes()).hexdigest(),
             "window": [a, b], "methods": list(METHODS)}
@@ -148,14 +153,15 @@ def _read(store, path: str, source: dict):
     return pq.read_table(io.BytesIO(data)), float(meta["seconds"])
 
 
-def _write(store, path: str, table: pa.Table, source: dict, seconds: float) -> None:
+def _write(store, path: str, table: pa.Table, source: dict, seconds: float,
+           target_words: str) -> None:
     sink = io.BytesIO()
     pq.write_table(table, sink)
     data = sink.getvalue()
     store.location.write_atomic(path + ".parquet", data)
     store.location.write_atomic(path + ".json", json.dumps(
         {"source": source, "sha256": hashlib.sha256(data).hexdigest(), "seconds": seconds,
-         "rows": table.num_rows}, indent=2, sort_keys=True).encode())
+         "rows": table.num_rows, "target_words": target_words}, indent=2, sort_keys=True).encode())
 
 
 def sample_scores(result: Attribution, method: str) -> dict[int, float]:

@@ -60,7 +60,8 @@ def removal_check(result: Attribution, *, k: int, method: str = "adam", store=No
         raise ArgumentError(f"k = {k} is more than half of the {len(ranked)} samples the window "
                             f"trained on: top and bottom would overlap (use k <= {len(ranked) // 2})")
     rng = np.random.default_rng(rng_seed)
-    arms = {"top": ranked[:k], "random": sorted(rng.choice(ranked, size=k, replace=False).tolist()),
+    arms = {"top": ranked[:k],  # the random arm: the same samples whichever method ranks them
+            "random": sorted(rng.choice(sorted(ranked), size=k, replace=False).tolist()),
             "bottom": ranked[-k:]}
     parent = target_loss_at(result, None, store=store)
     rise = {arm: target_loss_at(result, _dropped_branch(result, ids, store, progress), store=store)

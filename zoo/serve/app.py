@@ -25,11 +25,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from zoo.serve import pages
+from zoo.serve.attribution_page import attribution_page, attributions_page
 from zoo.serve.dictionary_page import dictionaries_page, dictionary_page
 from zoo.serve.shared_replays import Replaying, SharedReplays
 from zoo.serve.store_files import is_store_path, store_file
 from zoo.serve.superposition_page import superposition_page
-from zoo_common.errors import IntegrityError, ZooError
+from zoo_common.errors import IntegrityError, NotFoundError, ZooError
 
 DEFAULT_PROMPT = "def add(a, b): return a + b. def add(a, b): return a + b."
 _COOKIE = "zoo_token"
@@ -87,6 +88,15 @@ def make_app(store, *, token: str | None = None, replay_wait_s: float = 1.0) -> 
                                int_param(request, "feature"), int_param(request, "page"),
                                weights_ready=replays.require)
 
+    def attributions(request: Request) -> pages.Page:
+        p = request.path_params
+        return attributions_page(store, p["name"], p["seed"])
+
+    def attribution(request: Request) -> pages.Page:
+        p = request.path_params
+        return attribution_page(store, p["name"], p["seed"], p["key"],
+                                request.query_params.get("method"), int_param(request, "top"))
+
     def compare(request: Request) -> pages.Page:
         q = request.query_params
         return pages.compare_page(store, q.get("a"), q.get("b"), q.get("metric"), q.get("branch"))
@@ -112,12 +122,14 @@ def make_app(store, *, token: str | None = None, replay_wait_s: float = 1.0) -> 
             return store_file(request, root, path)
         raise ZooError(f"no page /{path}; pages: /, /model/NAME, /run/NAME/SEED/STEP, "
                        f"/attention/NAME/SEED, /superposition/NAME/SEED, /dictionaries/NAME/SEED, "
-                       f"/dictionary/NAME/SEED/RECORD, /compare")
+                       f"/dictionary/NAME/SEED/RECORD, /attributions/NAME/SEED, "
+                       f"/attribution/NAME/SEED/KEY, /compare")
 
     def on_zoo_error(request: Request, exc: ZooError) -> Response:
         if isinstance(exc, IntegrityError):
             return pages.render(request, pages.corrupt(str(exc)), status_code=500)
-        missing = str(exc).startswith("no ")  # "no model ...", "no seed ...", "no step ..."
+        # a NotFoundError, or "no model ...", "no seed ...", "no step ...": a 404
+        missing = isinstance(exc, NotFoundError) or str(exc).startswith("no ")
         return pages.render(request, pages.not_found(str(exc), store, missing=missing),
                             status_code=404 if missing else 400)
 
@@ -137,6 +149,8 @@ def make_app(store, *, token: str | None = None, replay_wait_s: float = 1.0) -> 
         Route("/superposition/{name}/{seed:int}", html(superposition), methods=read),
         Route("/dictionaries/{name}/{seed:int}", html(dictionaries), methods=read),
         Route("/dictionary/{name}/{seed:int}/{record}", html(dictionary), methods=read),
+        Route("/attributions/{name}/{seed:int}", html(attributions), methods=read),
+        Route("/attribution/{name}/{seed:int}/{key}", html(attribution), methods=read),
         Route("/compare", html(compare), methods=read),
         Route("/{path:path}", files, methods=read),
     ]

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from zoo.attribution.stored import stored_attributions
 from zoo.serve.charts import PALETTE, Chart, Series, heatmap, svg
 from zoo.store.catalog import list_models, open_run
 from zoo.store.run_store import RunStore
@@ -66,6 +67,14 @@ def dictionary_href(name: str, seed: int, record_name: str, feature: int | None 
     return href if feature is None else f"{href}?feature={feature}#feature"
 
 
+def attributions_href(name: str, seed: int) -> str:
+    return f"/attributions/{quote(name)}/{seed}"
+
+
+def attribution_href(name: str, seed: int, key: str) -> str:
+    return f"/attribution/{quote(name)}/{seed}/{quote(key)}"
+
+
 REFRESH_S = 2  # how often the page of a step being replayed reloads itself
 
 
@@ -83,7 +92,8 @@ _ENVIRONMENT = jinja2.Environment(
 )
 _ENVIRONMENT.globals.update(model_href=model_href, run_href=run_href,
                             attention_href=attention_href, superposition_href=superposition_href,
-                            dictionaries_href=dictionaries_href, dictionary_href=dictionary_href)
+                            dictionaries_href=dictionaries_href, dictionary_href=dictionary_href,
+                            attributions_href=attributions_href, attribution_href=attribution_href)
 _ENVIRONMENT.filters["thousands"] = lambda n: f"{n:,}"
 _ENVIRONMENT.filters["visible"] = visible
 TEMPLATES = Jinja2Templates(env=_ENVIRONMENT)
@@ -186,7 +196,8 @@ def model_page(store, name: str) -> Page:
         stored = run.checkpoint_steps()
         rows.append({"seed": seed, "state": _state(run), "stored": len(stored),
                      "steps": some_steps(stored), "last": stored[-1],
-                     "dictionaries": len(run.dictionary_names())})
+                     "dictionaries": len(run.dictionary_names()),
+                     "attributions": len(stored_attributions(run))})
     about = ""
     if record:
         from zoo.store.lineage import describe
