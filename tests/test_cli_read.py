@@ -125,3 +125,12 @@ def test_every_command_help_says_what_it_does_and_shows_an_example():
         text = sub.format_help()
         assert sub.description, f"zoo {' '.join(path)} --help has no description"
         assert "example" in text.lower(), f"zoo {' '.join(path)} --help shows no example"
+
+
+def test_zoo_eval_help_names_every_metric():
+    from zoo.cli import build_parser
+    from zoo.eval.metrics import METRICS
+
+    parser = build_parser()
+    text = next(a for a in parser._actions if a.dest == "command").choices["eval"].format_help()
+    assert all(name in text for name in METRICS), [m for m in METRICS if m not in text]

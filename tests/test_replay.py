@@ -54,6 +54,26 @@ def test_step_between_checkpoints_loads_by_replay_and_equals_uninterrupted(train
         assert torch.equal(tensor, expected[name]), name
 
 
+def test_replay_and_load_share_the_replay_of_a_step_that_was_not_stored(trained):
+    """zoo.load's cached replay is not replayed again by zoo.replay, and zoo.replay's replay of a
+    step that was not stored is what zoo.load then serves; both are the uninterrupted run's."""
+    from zoo.registry.reachable import is_materialized
+
+    sparse, dense = trained
+    run = sparse.run(RunId("micro", "1l32", 1))
+    expected = dense.run(RunId("micro", "1l32", 1)).read_checkpoint(13).tensors
+    assert 13 not in zoo.steps(NAME, seed=1, store=sparse) and not is_materialized(run, 13)
+    first = zoo.replay(NAME, seed=1, step=13, store=sparse, progress=False)
+    assert not first.compared and not first.cached and is_materialized(run, 13)
+    again = zoo.replay(NAME, seed=1, step=13, store=sparse, progress=False)
+    assert again.cached and "not replayed again" in again.verdict()
+    assert again.n_tensors == first.n_tensors == len(expected) and again.from_keyframe == 8
+    model, _ = zoo.load(NAME, seed=1, step=13, store=sparse)  # from the replay's cache
+    assert all(torch.equal(t, expected[k]) for k, t in model.state_dict().items())
+    fresh = zoo.replay(NAME, seed=1, step=13, store=sparse, threads=2, progress=False)
+    assert not fresh.cached  # asked for a thread count: replayed anew, as asked
+
+
 def test_other_thread_count_is_reported_not_exact(trained):
     sparse, _ = trained
     report = replay_run(sparse.run(RunId("micro", "1l32", 1)), 24, store=sparse, threads=1,

@@ -111,6 +111,22 @@ def test_nothing_can_be_written_and_no_path_leaves_the_store(served, tmp_path):
     assert sorted(str(p) for p in root.rglob("*")) == before
 
 
+def test_zoo_serve_on_a_busy_port_is_one_line_before_serving(served, capsys):
+    import socket
+
+    from zoo.cli import main
+
+    store, _ = served
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert main(["serve", "--store", store.url, "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert f"cannot serve at 127.0.0.1:{port}" in captured.err and "--port" in captured.err
+    assert "serving" not in captured.out and captured.err.count("\n") == 1
+
+
 def test_a_token_is_required_when_set(served):
     store, _ = served
     guarded = Server(store, token="s3cret")
@@ -229,8 +245,9 @@ def test_the_pages_render_in_a_real_browser(served, tmp_path):
     assert home.count('class="series"') >= 1  # the store page's chart, drawn
     model = _dom(server.url + "model/micro-1l32", str(tmp_path / "model.png"))
     assert model.count('class="series"') >= 3 and 'class="band"' in model and 'class="mark"' in model
+    assert 'class="branch" href="/model/micro-1l32%40slow"' in model  # a model links its branches
     branch_page = _dom(server.url + "model/micro-1l32@slow")
-    assert "branch point" in branch_page
+    assert "branch point" in branch_page and 'class="parent" href="/model/micro-1l32"' in branch_page
     run = _dom(server.url + "run/micro-1l32/1/9?sample=3")
     assert run.count("class=\"sample\"") == 8 and 'id="steps-of"' in run
     assert _when_ready(server, "/attention/micro-1l32/1?step=7")[0] == 200  # replayed, cached

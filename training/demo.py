@@ -68,8 +68,10 @@ def _demo(store_url: str | None, family_name: str) -> int:
     batch = zoo.batch(name, seed=seed, step=between, store=store)
     sample = int(batch_ids(name, seed=seed, step=between, store=store)[0])
     seen = zoo.steps_of(name, seed=seed, sample=sample, store=store)
+    others = [s for s in seen if s != between]
     print(f"   step {between} trained on a batch of {tuple(batch.shape)} tokens; its first sample "
-          f"({sample}) was also seen at steps {seen}")
+          f"({sample}) " + (f"was also trained on at steps {others}" if others else
+                            f"was trained on at that step only (of {final} steps)"))
 
     print("\n== 4. summary")
     _summary(store, family)

@@ -378,7 +378,7 @@ def train_steps(session: Session, state: TrainingState, train_model) -> tuple[in
     progress = controls.shows_progress
     bar = progress_bar(total=plan.end_step, initial=first_step, desc=session.label, unit="step",
                        enabled=progress)
-    step, loss = first_step, None
+    step, loss, recent = first_step, None, None
     interrupt = _InterruptAtStepBoundary()
     try:
         for step in range(first_step + 1, end + 1):
@@ -417,10 +417,13 @@ def train_steps(session: Session, state: TrainingState, train_model) -> tuple[in
                                checkpoint=step in ckpt_steps, keyframe=keyframe, rng=rng,
                                log_parts=unsent)
                     unsent = []  # the commit has them
+            # the rate shown is over the recent steps (an average with weight 0.05 per step):
+            # one step's own time jumps 100x when another process takes the cores for a moment
+            recent = wall if recent is None else 0.95 * recent + 0.05 * wall
             if progress:  # a disabled bar still formats its postfix
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss:.3f}",
-                                **{rate: f"{per_step / max(wall, 1e-9):,.0f}"})
+                                **{rate: f"{per_step / max(recent, 1e-9):,.0f}"})
             if interrupted:
                 raise GracefulStop(step)
     finally:

@@ -60,7 +60,7 @@ _PUBLIC = {
     "snapshot": ("zoo.registry.snapshots", "snapshot"),
     "steps": ("zoo.store.catalog", "steps"),
     "open_run": ("zoo.store.catalog", "open_run"),
-    "replay": ("zoo.engine.step_replay", "replay"),
+    "replay": ("zoo.registry.reachable", "replay"),
     "attribute": ("zoo.attribution.attribution", "attribute"),
     "metrics": ("zoo.eval.tables", "metrics_table"),
     "per_example": ("zoo.eval.example_scores", "per_example"),

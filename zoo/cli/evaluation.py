@@ -57,7 +57,10 @@ def register(subparsers) -> None:
         action="append",
         required=True,
         metavar="M",
-        help="loss, icl or induction (repeatable)",
+        help=("loss (held-out), icl (in-context learning score), induction (the best head's "
+              "induction stripe), repetition (second-copy loss drop), accuracy (train/test, "
+              "tasks), fourier (key frequencies, modular arithmetic), superposition (the "
+              "superposition model's W), neurons (how readable the MLP neurons are); repeatable"),
     )
     ev.add_argument("--sizes", nargs="+", metavar="SIZE", help="only these sizes (default: all)")
     ev.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="only these seeds")

@@ -50,13 +50,14 @@ def _replay(args) -> int:
 
     store = open_store(args)
     run = open_run(args.name, seed=args.seed, store=store)  # a wrong name fails before the engine
-    from zoo.engine.step_replay import check_all, replay_run  # (and transformers) loads
+    from zoo.engine.step_replay import check_all  # (and transformers) loads
+    from zoo.registry.reachable import replay_step
     if args.all:
         reports = check_all(run, store=store, threads=args.threads, device=args.device,
                             progress=True)
     else:
-        reports = [replay_run(run, args.step, store=store, threads=args.threads,
-                              device=args.device, progress=True)]
+        reports = [replay_step(run, args.step, store=store, threads=args.threads,
+                               device=args.device, progress=True)]
     if args.json:
         print(json.dumps([asdict(r) for r in reports], indent=2, default=str))
     else:

@@ -48,9 +48,26 @@ def _serve(args) -> int:
                        f"({exc})") from None
     store = open_store(args)
     app = make_app(store, token=args.token)
+    _check_port_free(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
         print(f"zoo serve: note: {args.host} is reachable from other machines and no --token "
               f"is set: anyone who can reach it can read the store")
     print(f"zoo serve: {store.url} at http://{args.host}:{args.port}/ (read-only; Ctrl-C stops)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """One clear line for a port another program holds, before "serving at" is printed."""
+    import socket
+
+    from zoo_common.errors import ZooError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ZooError(f"cannot serve at {host}:{port}: {exc.strerror or exc} (another program "
+                           f"holds the port?); choose another with --port") from None

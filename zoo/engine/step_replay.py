@@ -44,6 +44,7 @@ class ReplayReport:
     environment_now: dict
     environment_differences: dict = field(default_factory=dict)
     seconds: float = 0.0
+    cached: bool = False  # a step not stored, served from the replay an earlier call cached
 
     @property
     def status(self) -> str:
@@ -52,6 +53,10 @@ class ReplayReport:
 
     def verdict(self) -> str:
         where = f"{self.run} step {self.step} (from keyframe {self.from_keyframe})"
+        if not self.compared and self.cached:
+            return (f"REPLAYED {where}: no stored checkpoint at this step to compare with; its "
+                    f"replay was cached by an earlier zoo.load or zoo.replay (from the same "
+                    f"keyframe, data index and record), so it was not replayed again")
         if not self.compared:
             return f"REPLAYED {where}: no stored checkpoint at this step to compare with"
         if self.exact:

@@ -109,6 +109,10 @@ def svg(chart: Chart, *, width: int = 760, height: int = 320) -> Markup:
                    f'stroke="#555" stroke-dasharray="3,3"/><text x="{px(s) + 3:.1f}" y="{top + 12}" '
                    f'font-size="10" fill="#555">{escape(label)}</text>')
     legend = [ser for ser in chart.series if ser.width >= 2]
+    if legend:  # a pale box under the legend, so the curves it covers do not hide its words
+        longest = max(len(ser.label) for ser in legend)
+        out.append(f'<rect class="legend" x="{left + 4}" y="{top + 3}" width="{34 + 5.6 * longest:.0f}" '
+                   f'height="{14 * len(legend) + 4}" fill="#fff" opacity="0.85"/>')
     for k, ser in enumerate(legend):
         y = top + 14 + 14 * k
         out.append(f'<line x1="{left + 10}" x2="{left + 28}" y1="{y - 4}" y2="{y - 4}" '
@@ -137,22 +141,36 @@ def _x_ticks(largest: float) -> list[int]:
 
 def heatmap(matrix, *, labels: list[str], title: str, cell: int | None = None) -> Markup:
     """One attention pattern [query, key] as an SVG grid (darker = more attention), about 260
-    pixels wide whatever the prompt's length, so a layer's heads fit side by side."""
+    pixels wide whatever the prompt's length, so a layer's heads fit side by side. Where a cell
+    is tall enough to read (>= 8 px), the tokens label the rows (queries, left) and the columns
+    (keys, top); every cell's tooltip names its pair either way."""
     n = len(matrix)
     cell = cell or max(3, min(14, 260 // max(n, 1)))
     size = cell * n
-    out = [(f'<svg class="pattern" xmlns="http://www.w3.org/2000/svg" width="{size + 4}" '
-            f'height="{size + 18}" viewBox="0 0 {size + 4} {size + 18}">'),
+    named = cell >= 8
+    left, top = (44, 60) if named else (2, 16)
+    out = [(f'<svg class="pattern" xmlns="http://www.w3.org/2000/svg" width="{size + left + 2}" '
+            f'height="{size + top + 2}" viewBox="0 0 {size + left + 2} {size + top + 2}">'),
            f'<text x="2" y="12" font-size="11">{escape(title)}</text>']
+    if named:
+        font = min(10, cell - 1)
+        for i, label in enumerate(labels[:n]):
+            short = escape(label.strip()[:7] or "␣")
+            mid = i * cell + cell / 2
+            out.append(f'<text class="token" x="{left - 3}" y="{top + mid + font / 3:.1f}" '
+                       f'font-size="{font}" text-anchor="end">{short}</text>')
+            out.append(f'<text class="token" x="{left + mid + font / 3:.1f}" y="{top - 3}" '
+                       f'font-size="{font}" transform="rotate(-90 {left + mid + font / 3:.1f} '
+                       f'{top - 3})">{short}</text>')
     for q in range(n):
         for k in range(n):
             weight = float(matrix[q][k])
             if weight > 0.005:
-                out.append(f'<rect x="{2 + k * cell}" y="{16 + q * cell}" width="{cell}" '
+                out.append(f'<rect x="{left + k * cell}" y="{top + q * cell}" width="{cell}" '
                            f'height="{cell}" fill="#08306b" opacity="{min(1.0, weight):.3f}">'
                            f'<title>{escape(labels[q])} -> {escape(labels[k])}: '
                            f'{weight:.3f}</title></rect>')
-    out.append(f'<rect x="2" y="16" width="{size}" height="{size}" fill="none" stroke="#bbb"/>')
+    out.append(f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="none" stroke="#bbb"/>')
     out.append("</svg>")
     return Markup("\n".join(out))
 

@@ -181,15 +181,19 @@ def model_page(store, name: str) -> Page:
     for column in columns:
         if table[column].notna().sum() == 0:
             continue
-        chart = Chart(f"{column}: every seed, and their mean with a 95% t band", column,
-                      marks=marks, lines=lines)
+        title = (f"{column}: every seed, and their mean with a 95% t band" if len(seeds) > 1 else
+                 f"{column}: seed {seeds[0]} (one seed: no interval over seeds)")
+        chart = Chart(title, column, marks=marks, lines=lines)
         for k, seed in enumerate(seeds):
             rows = table[(table.seed == seed) & table[column].notna()]
             chart.series.append(Series(f"seed {seed}", rows.step.tolist(), rows[column].tolist(),
                                        PALETTE[k % len(PALETTE)], width=0.8, opacity=0.45))
         steps, means, lows, highs = _mean_curve(table, column)
-        chart.series.append(Series(f"mean of {len(seeds)} seeds", steps, means, "#111", width=2,
-                                   band=(lows, highs)))
+        if len(seeds) > 1:
+            chart.series.append(Series(f"mean of {len(seeds)} seeds", steps, means, "#111",
+                                       width=2, band=(lows, highs)))
+        else:  # the seed's own curve, drawn as the line to read
+            chart.series[-1] = Series(f"seed {seeds[0]}", steps, means, "#111", width=2)
         charts.append(svg(chart))
     rows = []
     for seed, run in runs.items():
@@ -203,7 +207,12 @@ def model_page(store, name: str) -> Page:
         from zoo.store.lineage import describe
 
         about = describe(record)
+    base = name.partition("@")[0]
+    branches = sorted({f"{r.model_name}@{r.branch}" for r in store.runs()
+                       if r.branch and r.model_name == base and f"{base}@{r.branch}" != name})
+    parent = base if "@" in name else None
     return Page("model.html", name, {"name": name, "branch": about, "runs": rows,
+                                     "branches": branches, "parent": parent,
                                      "charts": charts, "superposition": is_superposition(first)})
 
 
