@@ -115,11 +115,39 @@ def test_the_removal_check_retrains_the_window_and_reuses_its_branches(store):
     again = removal_check(result, k=4, store=store)
     assert again.rise == removal.rise  # the same branches, read again, not retrained
     assert sorted(p.name for p in (store.location.local_path() / "runs" / "micro" / "1l32").iterdir()) == branches
-    top_label = next(b for b in branches if b.startswith("seed-1@drop-8-12-"))
+    top_label = next(b for b in branches if b.startswith("seed-1@mask-8-12-"))
     run = open_run(NAME, seed=1, store=store, branch=top_label.split("@")[1])
     assert run.read_json("run.json")["branch"]["from_step"] == 8
     with pytest.raises(ArgumentError, match="more than half"):
         removal_check(result, k=1000, store=store)
+
+
+def test_a_masked_sample_trains_as_if_its_batch_lacked_it(store):
+    """The check's counterfactual: a branch that masks samples keeps the parent's batches, and
+    its step equals training the parent's state on the batch without those samples."""
+    import zoo
+    from zoo.engine.step_replay import advance
+    from zoo.store.catalog import open_run
+    from zoo.store.corpora import open_corpus
+
+    ids = [int(i) for i in zoo.batch_ids(NAME, seed=1, step=9, store=store)]
+    masked = [ids[0], ids[3]]
+    zoo.branch(NAME, seed=1, from_step=8, until_step=9, label="masked-two", store=store,
+               mask_samples=masked, drop_until=9, progress=False)
+    branch_ids = zoo.batch_ids(NAME, seed=1, step=9, store=store, branch="masked-two")
+    assert [int(i) for i in branch_ids] == ids  # the same batch: nothing moved up
+    branch_model, _ = zoo.load(NAME, seed=1, step=9, store=store, branch="masked-two")
+    parent = open_run(NAME, seed=1, store=store)
+    corpus = open_corpus(store, parent.read_json("run.json")["corpus_fingerprint"])
+    state = advance(parent, 8, store=store)  # the parent's exact state at the branch point
+    kept = [i for i in ids if i not in masked]
+    state.training.update(torch.from_numpy(corpus.samples(kept)).long(), loss_mask=None)
+    expected = state.model.state_dict()
+    parent_9, _ = zoo.load(NAME, seed=1, step=9, store=store)
+    for name, tensor in branch_model.state_dict().items():
+        assert torch.allclose(tensor, expected[name], atol=1e-6, rtol=0), name
+    assert any(not torch.equal(t, parent_9.state_dict()[k]) for k, t in branch_model.state_dict().items())
+    assert zoo.replay(NAME, seed=1, step=9, store=store, branch="masked-two").exact
 
 
 def test_the_command_line_prints_the_top_samples_and_the_stored_path(store, capsys):
@@ -209,3 +237,39 @@ def test_the_attribution_pages_render_in_a_real_browser(store):
         store.location.write_atomic(parquet, data)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def task_store(tmp_path_factory):
+    """The grokking family in miniature: full batch (every train pair at every step)."""
+    from micro_family import write_grokking_manifest
+    from training.sweep import train_family
+    from zoo.store.store import Store
+
+    folder = tmp_path_factory.mktemp("attribution_task")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_CACHE", str(folder / "cache"))
+        store = Store.open(str(folder / "store"))
+        train_family(write_grokking_manifest(folder, seeds=[1]), store=store, threads=2,
+                     progress=False)
+        yield store, folder
+
+
+def test_a_full_batch_run_scores_its_training_pairs_on_its_test_pairs(task_store, monkeypatch):
+    """Grokking trains on every train pair at every step: each pair is scored at each step of
+    the window, the target is the answers of the test pairs, and the check drops pairs."""
+    from zoo.attribution.attribution import attribute
+    from zoo.attribution.check import removal_check
+
+    store, folder = task_store
+    monkeypatch.setenv("ZOO_CACHE", str(folder / "cache"))
+    result = attribute("gmicro-1l32", seed=1, target="heldout", from_step=10, until_step=15,
+                       store=store, progress=False)
+    per_pair = result.per_sample("adam").to_pylist()
+    assert len(per_pair) == 60 and all(sorted(r["steps"]) == [11, 12, 13, 14, 15] for r in per_pair)
+    assert "test pairs" in result.target_words
+    removal = removal_check(result, k=5, store=store)
+    assert set(removal.rise) == {"top", "random", "bottom"}
+    with pytest.raises(ArgumentError, match="not one for a task run"):
+        attribute("gmicro-1l32", seed=1, target="repetition", from_step=10, until_step=15,
+                  store=store, progress=False)

@@ -90,11 +90,23 @@ def test_recorded_json_and_hash_are_pinned():
 
 def test_run_and_family_share_one_declaration_of_the_settings():
     shared = {f.name for f in dataclasses.fields(TrainingSettings)}
-    assert {f.name for f in dataclasses.fields(RunConfig)} - shared == {"size", "seed"}
+    # besides its size and seed, a run holds only what a branch sets (the attribution check's
+    # masked samples), never a manifest
+    assert {f.name for f in dataclasses.fields(RunConfig)} - shared == {
+        "size", "seed", "masked_samples", "masked_until"}
     assert {f.name for f in dataclasses.fields(FamilyConfig)} - shared == {"sizes", "seeds"}
     family = parse_manifest(PINNED)
     run = family.runs()[0]
     assert all(getattr(run, name) == getattr(family, name) for name in shared)
+
+
+def test_masked_samples_are_recorded_only_where_a_branch_sets_them():
+    run = parse_manifest(PINNED).runs()[0]
+    assert "masked_samples" not in run.to_json() and run.masked_at(5) == frozenset()
+    masked = dataclasses.replace(run, masked_samples=(3, 7), masked_until=10)
+    again = RunConfig.from_json(masked.to_json())
+    assert again == masked and again.config_hash() != run.config_hash()
+    assert again.masked_at(10) == {3, 7} and again.masked_at(11) == frozenset()
 
 
 def test_a_record_must_be_complete_but_for_later_options():

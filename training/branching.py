@@ -61,6 +61,7 @@ def branch(name: str, *, seed: int | str, from_step: int, label: str,
 
     Interventions, as keywords (none: a null branch, the parent bit for bit):
       drop_samples=[ids], drop_documents=[ids], drop_until=STEP (the window of dropping ends),
+      mask_samples=[ids] (kept in their batches with no loss: the same batches without them),
       replace_data=SOURCE, lr_scale=X, settings={"optimizer.weight_decay": 0.0, ...},
       reinit=["glob", ...], reinit_seed=S.
     An existing label is refused unless `resume=True`, which goes on from the branch's last

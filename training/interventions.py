@@ -42,6 +42,9 @@ class Interventions:
     reinit: tuple[str, ...] = ()
     reinit_seed: int = 0
     drop_until: int | None = None  # dropped in steps N+1..drop_until only (None: to the end)
+    # masked: kept in their batches with no loss (the batches are the parent's, less these
+    # samples), in steps N+1..drop_until; what a training-data attribution's check removes
+    mask_samples: tuple[int, ...] = ()
 
 
 
@@ -53,22 +56,29 @@ def interventions_from(given: dict, label: str) -> Interventions:
         raise ArgumentError(f"branch {label!r}: unknown intervention {', '.join(unknown)}; "
                             f"interventions: {', '.join(known)}")
     drop_samples, drop_documents = _listed(given.get("drop_samples")), _listed(given.get("drop_documents"))
+    mask_samples = _listed(given.get("mask_samples"))
     reinit = given.get("reinit")
     reinit = [reinit] if isinstance(reinit, str) else _listed(reinit)
     settings = given.get("settings")
     for what, value in (("drop_samples", drop_samples), ("drop_documents", drop_documents),
-                        ("reinit", reinit), ("settings", settings)):
+                        ("mask_samples", mask_samples), ("reinit", reinit), ("settings", settings)):
         if value is not None and len(value) == 0:
             raise ArgumentError(f"branch {label!r}: {what} is given but empty, so it changes "
                                 f"nothing; give its ids / names, or leave it out for a null branch")
     wanted = _interventions(drop_samples or (), drop_documents or (), given.get("replace_data"),
                             given.get("lr_scale"), settings, reinit or (),
                             given.get("reinit_seed", 0))
+    if mask_samples:
+        if drop_samples or drop_documents or given.get("replace_data") is not None:
+            raise ArgumentError(f"branch {label!r}: mask_samples keeps the parent's batches; it "
+                                f"does not combine with dropping or replacing data")
+        wanted = dataclasses.replace(wanted, mask_samples=tuple(sorted(
+            {whole_number(s, "each masked sample id") for s in mask_samples})))
     drop_until = given.get("drop_until")
     if drop_until is not None:
-        if not (wanted.drop_samples or wanted.drop_documents):
-            raise ArgumentError("drop_until ends a window of dropped samples: give drop_samples "
-                                "or drop_documents too")
+        if not (wanted.drop_samples or wanted.drop_documents or wanted.mask_samples):
+            raise ArgumentError("drop_until ends a window of dropped (or masked) samples: give "
+                                "drop_samples, drop_documents or mask_samples too")
         wanted = dataclasses.replace(wanted, drop_until=whole_number(drop_until, "drop_until"))
     return wanted
 
@@ -117,6 +127,9 @@ def describe(wanted: Interventions) -> list[dict]:
         out.append({"kind": "drop_samples", "count": len(wanted.drop_samples), "sha256": digest})
     if wanted.drop_documents:
         out.append({"kind": "drop_documents", "documents": list(wanted.drop_documents)})
+    if wanted.mask_samples:
+        digest = hashlib.sha256(np.asarray(wanted.mask_samples, dtype="<i8").tobytes()).hexdigest()
+        out.append({"kind": "mask_samples", "count": len(wanted.mask_samples), "sha256": digest})
     if wanted.drop_until is not None:
         for item in out:
             item["until_step"] = wanted.drop_until
@@ -136,6 +149,12 @@ def branch_config(parent_cfg: RunConfig, wanted: Interventions) -> RunConfig:
         optimizer = dataclasses.replace(optimizer, lr=optimizer.lr * wanted.lr_scale)
     for key, value in wanted.settings:
         optimizer = dataclasses.replace(optimizer, **{key.split(".", 1)[1]: value})
+    if wanted.mask_samples:
+        if parent_cfg.masked_samples:
+            raise ZooError("this run masks samples already; a branch of it cannot mask others")
+        return dataclasses.replace(parent_cfg, optimizer=optimizer,
+                                   masked_samples=wanted.mask_samples,
+                                   masked_until=wanted.drop_until)
     return dataclasses.replace(parent_cfg, optimizer=optimizer)
 
 

@@ -388,7 +388,8 @@ def train_steps(session: Session, state: TrainingState, train_model) -> tuple[in
                    else global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
                                      n_samples=corpus.n_samples, train_ids=train_ids))
             mine = rank_slice(ids, world.rank, world.world_size)
-            batch, mask = training_batch(corpus, mine, session.device, data_seed=cfg.seed.data_seed)
+            batch, mask = training_batch(corpus, mine, session.device, data_seed=cfg.seed.data_seed,
+                                         masked=cfg.masked_at(step))
             stats = state.update(batch, loss_mask=mask, model=train_model, world_size=world.world_size)
             loss = stats.loss
             wall = time.perf_counter() - tic

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zoo_common.errors import ArgumentError
-from zoo.attribution.targets import Target, build_target
+from zoo.attribution.targets import Target, run_target
 from zoo.attribution.trajectory import METHODS, attribute_window, check_window
 
 FOLDER = "attributions"
@@ -44,6 +44,7 @@ class Attribution:
     table: pa.Table  # step, slot, sample_id, document_id, method, score
     seconds: float
     path: str  # where it is stored, relative to the store
+    heldout: str | None = None  # with target "heldout": the held-out source asked for (None: default)
 
     def per_sample(self, method: str = "adam") -> pa.Table:
         """sample_id, document_id, score (summed over the steps it was trained on), steps."""
@@ -89,25 +90,25 @@ def attribute(name: str, *, seed: int, target: str, from_step: int, until_step: 
     a, b = check_window(run, from_step, until_step)
     record = run.read_json("run.json")
     corpus = open_corpus(store, record["corpus_fingerprint"])
-    built = build_target(target, corpus=corpus, context=int(record["hf_config"].get(
-        "max_position_embeddings", corpus.seq_len)), heldout=heldout)
-    source = _source(run, built, a, b)
+    built = run_target(target, record, corpus, heldout=heldout)
+    source = _source(run, built, a, b, heldout)
     path = f"evals/{run.run_id.family}/{FOLDER}/{_key(run, target, a, b)}"
     if not recompute:
         found = _read(store, path, source)
         if found is not None:
-            return _result(run, built, a, b, *found, path)
+            return _result(run, built, a, b, *found, path, heldout)
     table = attribute_window(run, store=store, target=built, from_step=a, until_step=b,
                              progress=progress)
     seconds = float(table.schema.metadata[b"seconds"])
     _write(store, path, table.replace_schema_metadata(None), source, seconds, built.words)
-    return _result(run, built, a, b, table.replace_schema_metadata(None), seconds, path)
+    return _result(run, built, a, b, table.replace_schema_metadata(None), seconds, path, heldout)
 
 
-def _result(run, target: Target, a: int, b: int, table, seconds: float, path: str) -> Attribution:
+def _result(run, target: Target, a: int, b: int, table, seconds: float, path: str,
+            heldout: str | None) -> Attribution:
     rid = run.run_id
     return Attribution(rid.model_name, rid.seed, rid.branch, target.spec, target.words, a, b, table,
-                       seconds, path)
+                       seconds, path, heldout)
 
 
 def _check_method(method: str) -> None:
@@ -132,9 +133,10 @@ def run_digests(run) -> dict:
     return {"run_record": _digest(run.read_json("run.json")), "index": _digest(run.index_record())}
 
 
-def _source(run, target: Target, a: int, b: int) -> dict:
+def _source(run, target: Target, a: int, b: int, heldout: str | None) -> dict:
     """What the scores are computed from: a change to any of it makes them stale."""
     return {"format": FORMAT, **run_digests(run), "target": target.spec,
+            **({"heldout": heldout} if heldout is not None else {}),
             "target_tokens": hashlib.sha256(target.tokens.numpy().tobytes()
                                             + target.mask.numpy().tobytes()).hexdigest(),
             "window": [a, b], "methods": list(METHODS)}

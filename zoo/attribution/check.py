@@ -1,17 +1,21 @@
 """The truth an attribution is checked against: drop the samples it names and retrain the window.
 
 Branches (training.branching) retrain steps (A, B] exactly from the run's state at A with chosen
-samples dropped (a slot that held one takes the next sample of the order, so every batch stays
-full); the target loss at B on the branch minus the parent's is what dropping them did.
+samples masked: every step trains on its own batch without them (they stay in their slots with no
+loss), which is the counterfactual the scores linearise; the target loss at B on the branch minus
+the parent's is what removing them did. (Dropping them from the order instead, as `zoo branch
+--drop-samples` does, moves every later sample into an earlier batch: in a 100-step window of
+the induction phase change, 100 random drops moved the target by -0.25 to +0.44 nats, more than
+any attributed set, so that check measured the reshuffle; benchmarks/RESULTS.md.)
 
 - removal: the k highest-scored samples, k random ones, the k lowest. A working attribution
   orders them: top raises the target loss most, bottom least (or lowers it).
 - LDS (linear datamodeling score, Park et al. 2023): M random subsets of the window's samples
-  (each a `fraction` of them) dropped one branch each; per method the Spearman correlation between
+  (each a `fraction` of them) masked, one branch each; per method the Spearman correlation between
   the summed scores of a subset's samples (the attribution's additive prediction of the rise) and
   the measured rise.
 
-Branch labels name what they drop (a digest of the ids), so a rerun reuses finished branches.
+Branch labels name what they mask (a digest of the ids), so a rerun reuses finished branches.
 """
 from __future__ import annotations
 
@@ -115,7 +119,7 @@ def _checked(scores: dict, result: Attribution) -> dict:
 def target_loss_at(result: Attribution, branch: str | None, *, store=None) -> float:
     """The target loss of (result's run, or its branch `branch`) at the window's last step."""
     import zoo
-    from zoo.attribution.targets import build_target
+    from zoo.attribution.targets import run_target
     from zoo.store.catalog import open_run, open_store
     from zoo.store.corpora import open_corpus
 
@@ -123,8 +127,7 @@ def target_loss_at(result: Attribution, branch: str | None, *, store=None) -> fl
     run = open_run(result.name, seed=result.seed, store=store, branch=result.branch or None)
     record = run.read_json("run.json")
     corpus = open_corpus(store, record["corpus_fingerprint"])
-    target = build_target(result.target, corpus=corpus, context=int(record["hf_config"].get(
-        "max_position_embeddings", corpus.seq_len)))
+    target = run_target(result.target, record, corpus, heldout=result.heldout)
     label = branch or (result.branch or None)
     model, _ = zoo.load(result.name, seed=result.seed, step=result.until_step, store=store,
                         branch=label)
@@ -133,13 +136,16 @@ def target_loss_at(result: Attribution, branch: str | None, *, store=None) -> fl
 
 
 def _dropped_branch(result: Attribution, ids: list[int], store, progress: bool) -> str:
-    """The branch of result's run that retrains its window without `ids` (made once, then reused)."""
+    """The branch of result's run that retrains its window without `ids` (made once, then reused):
+    the same batches with those samples masked (no loss), which is the counterfactual the scores
+    predict. Dropping them instead would shift every later sample into an earlier batch, and
+    that reshuffle, not the samples, would dominate the change."""
     from zoo.store.catalog import open_run, open_store
     from zoo.write_side import reach
 
     store = open_store(store)
     digest = hashlib.sha256(",".join(map(str, sorted(ids))).encode()).hexdigest()[:10]
-    label = f"drop-{result.from_step}-{result.until_step}-{digest}"
+    label = f"mask-{result.from_step}-{result.until_step}-{digest}"
     try:
         existing = open_run(result.name, seed=result.seed, store=store, branch=label)
     except BranchNotFoundError:  # not made yet
@@ -148,6 +154,7 @@ def _dropped_branch(result: Attribution, ids: list[int], store, progress: bool) 
         return label
     reach("branch")(result.name, seed=result.seed, from_step=result.from_step,
                     until_step=result.until_step, label=label, store=store,
-                    parent=result.branch or None, drop_samples=list(ids),
+                    parent=result.branch or None, mask_samples=list(ids),
+                    drop_until=result.until_step,
                     resume=existing is not None, progress=progress)
     return label

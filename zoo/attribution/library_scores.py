@@ -20,7 +20,7 @@ EXTRA = "pip install 'model-zoo[attribution]'"
 
 
 def trak_scores(result, *, store=None, checkpoints: int = 2, proj_dim: int = 512,
-                batch_size: int = 16) -> tuple[dict[int, float], float]:
+                batch_size: int = 128) -> tuple[dict[int, float], float]:
     """({sample id: TRAK score}, seconds) for the samples of `result`'s window, on its target,
     with `checkpoints` evenly spaced steps of the window (its first and last step included)."""
     try:
@@ -29,7 +29,7 @@ def trak_scores(result, *, store=None, checkpoints: int = 2, proj_dim: int = 512
     except ImportError:
         raise ZooError(f"TRAK comes from dattri, the `attribution` extra: {EXTRA}") from None
     import zoo
-    from zoo.attribution.targets import build_target
+    from zoo.attribution.targets import run_target
     from zoo.store.catalog import open_run, open_store
     from zoo.store.corpora import open_corpus
 
@@ -38,8 +38,7 @@ def trak_scores(result, *, store=None, checkpoints: int = 2, proj_dim: int = 512
     run = open_run(result.name, seed=result.seed, store=store, branch=result.branch or None)
     record = run.read_json("run.json")
     corpus = open_corpus(store, record["corpus_fingerprint"])
-    target = build_target(result.target, corpus=corpus, context=int(record["hf_config"].get(
-        "max_position_embeddings", corpus.seq_len)))
+    target = run_target(result.target, record, corpus, heldout=result.heldout)
     ids = sorted(result.per_sample().column("sample_id").to_pylist())
     span = result.until_step - result.from_step
     steps = sorted({result.from_step + round(i * span / max(checkpoints - 1, 1))

@@ -69,4 +69,5 @@ def read_stored(run: RunStore, key: str) -> Attribution:
                              f"the file is damaged; `zoo attribute ... --recompute` writes it again")
     return Attribution(rid.model_name, rid.seed, rid.branch, entry["target"],
                        entry["target_words"], entry["from_step"], entry["until_step"],
-                       pq.read_table(io.BytesIO(data)), float(meta["seconds"]), path)
+                       pq.read_table(io.BytesIO(data)), float(meta["seconds"]), path,
+                       meta["source"].get("heldout"))

@@ -39,14 +39,29 @@ class Target:
         return (losses * weights).sum() / weights.sum()
 
 
-def build_target(spec: str, *, corpus, context: int, heldout: str | None = None) -> Target:
-    """The Target `spec` names, on the run's corpus; one clear error for anything else."""
+def run_target(spec: str, record: dict, corpus, heldout: str | None = None) -> Target:
+    """The Target `spec` names for a run (its run.json `record`, its corpus): the model's context
+    bounds the probe, and a task's held-out pairs are those its data seed did not train on."""
+    context = int(record["hf_config"].get("max_position_embeddings", corpus.seq_len))
+    return build_target(spec, corpus=corpus, context=context, heldout=heldout,
+                        data_seed=int(record["config"]["seed"]["data_seed"]))
+
+
+def build_target(spec: str, *, corpus, context: int, heldout: str | None = None,
+                 data_seed: int = 0) -> Target:
+    """The Target `spec` names, on the run's corpus; one clear error for anything else.
+
+    On a task corpus (grokking's modular arithmetic: train and test pairs, the loss on the answer
+    only), `heldout` is the test pairs of the run's split and every target's mask is the task's
+    loss mask, so the target loss is the one the task is scored by."""
     if not isinstance(spec, str) or not spec.strip():
         raise ArgumentError(f"an attribution needs a target: one of {', '.join(TARGET_KINDS)}; "
                             f"got {spec!r}")
     if getattr(corpus, "drawn", False):
         raise ArgumentError("this run trains on drawn feature vectors (superposition): attribution "
                             "scores token samples; it is for the language-model families")
+    if getattr(corpus, "train_fraction", None) is not None:
+        return _task_target(spec, corpus, data_seed)
     if spec == "heldout":
         from zoo.eval.heldout import build_heldout
 
@@ -66,17 +81,49 @@ def build_target(spec: str, *, corpus, context: int, heldout: str | None = None)
         return Target(spec, tokens, mask, f"loss on the second copy of {PROBE_SEQUENCES} "
                                           f"[r, r], r of {length} random corpus tokens")
     if spec.startswith("samples:"):
-        try:
-            ids = [int(part) for part in spec.removeprefix("samples:").split(",") if part.strip()]
-        except ValueError:
-            raise ArgumentError(f"samples:ID,ID,... takes sample ids (whole numbers), got {spec!r}") from None
-        if not ids:
-            raise ArgumentError("samples: names no sample; give ids, e.g. samples:12,40")
-        bad = [i for i in ids if not 0 <= i < corpus.n_samples]
-        if bad:
-            raise ArgumentError(f"sample id(s) {bad[:5]} are outside the corpus (0..{corpus.n_samples - 1})")
+        ids = _sample_ids(spec, corpus)
         tokens = torch.from_numpy(corpus.samples(ids)).long()
         return Target(spec, tokens, torch.ones_like(tokens, dtype=torch.bool),
-                      f"loss on training sample(s) {', '.join(map(str, ids[:8]))}"
-                      f"{'...' if len(ids) > 8 else ''}")
+                      f"loss on training sample(s) {_listed(ids)}")
     raise ArgumentError(f"unknown target {spec!r}; valid: {', '.join(TARGET_KINDS)}")
+
+
+def _task_target(spec: str, corpus, data_seed: int) -> Target:
+    """heldout: the test pairs of the run's split; samples:ID,...: those pairs; the answer mask."""
+    import numpy as np
+
+    if spec == "heldout":
+        train = set(corpus.train_ids(data_seed).tolist())
+        ids = [i for i in range(corpus.n_samples) if i not in train]
+        if not ids:
+            raise ArgumentError("this task trains on every pair (train_fraction 1): it has no "
+                                "held-out pairs; use samples:ID,...")
+        words = f"loss on the answers of the {len(ids)} test pairs (data seed {data_seed})"
+    elif spec.startswith("samples:"):
+        ids = _sample_ids(spec, corpus)
+        words = f"loss on the answers of pair(s) {_listed(ids)}"
+    else:
+        raise ArgumentError(f"target {spec!r} is not one for a task run (train and test pairs); "
+                            f"valid: heldout (its test pairs), samples:ID,ID,...")
+    tokens = torch.from_numpy(corpus.samples(ids)).long()
+    mask = corpus.loss_mask(ids)
+    mask = torch.ones_like(tokens, dtype=torch.bool) if mask is None else torch.from_numpy(
+        np.asarray(mask, dtype=bool))
+    return Target(spec, tokens, mask, words)
+
+
+def _listed(ids: list[int]) -> str:
+    return f"{', '.join(map(str, ids[:8]))}{'...' if len(ids) > 8 else ''}"
+
+
+def _sample_ids(spec: str, corpus) -> list[int]:
+    try:
+        ids = [int(part) for part in spec.removeprefix("samples:").split(",") if part.strip()]
+    except ValueError:
+        raise ArgumentError(f"samples:ID,ID,... takes sample ids (whole numbers), got {spec!r}") from None
+    if not ids:
+        raise ArgumentError("samples: names no sample; give ids, e.g. samples:12,40")
+    bad = [i for i in ids if not 0 <= i < corpus.n_samples]
+    if bad:
+        raise ArgumentError(f"sample id(s) {bad[:5]} are outside the corpus (0..{corpus.n_samples - 1})")
+    return ids

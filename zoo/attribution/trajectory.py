@@ -49,7 +49,8 @@ def attribute_window(run, *, store, target, from_step: int, until_step: int,
                                  unit="step", enabled=progress):
             ids = [int(i) for i in state.index.batch_ids(step)]
             batch, mask = training_batch(state.corpus, ids, state.device,
-                                         data_seed=state.cfg.seed.data_seed)
+                                         data_seed=state.cfg.seed.data_seed,
+                                         masked=state.cfg.masked_at(step))
             scored = {}
 
             def observe(model, batch, outputs, scored=scored, step=step):

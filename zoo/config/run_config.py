@@ -346,16 +346,23 @@ class RunConfig(TrainingSettings):
 
     size: SizeConfig
     seed: SeedConfig
+    # A branch that masks samples (the attribution check's counterfactual): in steps up to
+    # masked_until (None: every step) these samples stay in their batches with no loss, so each
+    # step trains on the same batch without them (zoo.engine.training_state.training_batch).
+    masked_samples: tuple[int, ...] = ()
+    masked_until: int | None = None
 
     # A record is complete, so reading one requires every key but these, options added after runs
     # were recorded (the family defaults of the others are no stand-in for a damaged record).
-    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("precision", "micro_batch_size")
+    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("precision", "micro_batch_size", "masked_samples",
+                                                "masked_until")
     LEADING_KEYS: ClassVar[tuple[str, ...]] = ("family", "architecture", "size", "seed")
     # Options added after runs were recorded, left out of records while they hold their default
     # (dotted path -> default), so older runs' records and config hashes stay what they were.
     OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
         "micro_batch_size": None, "size.layer_norm": True, "size.init_std": None, "data.sources": None,
-        "size.source": None, "size.architecture": None, "size.steps": None}
+        "size.source": None, "size.architecture": None, "size.steps": None,
+        "masked_samples": [], "masked_until": None}
 
     def __post_init__(self) -> None:
         self._check((self.size,))
@@ -364,6 +371,12 @@ class RunConfig(TrainingSettings):
     @property
     def model_name(self) -> str:
         return f"{self.family}-{self.size.name}"
+
+    def masked_at(self, step: int) -> frozenset[int]:
+        """The samples that train with no loss at `step` (empty for every run but such a branch)."""
+        if not self.masked_samples or (self.masked_until is not None and step > self.masked_until):
+            return frozenset()
+        return frozenset(self.masked_samples)
 
     def to_json(self) -> dict[str, Any]:
         """The resolved config as JSON-safe data (tuples become lists).

@@ -242,7 +242,8 @@ def step_to(state: ReplayState, step: int, *, progress: bool = False,
     for s in progress_bar(todo, desc=f"replay {state.run} -> step {step}", unit="step",
                           enabled=progress and len(todo) >= 8):
         batch, mask = training_batch(state.corpus, state.index.batch_ids(s), state.device,
-                                     data_seed=state.cfg.seed.data_seed)
+                                     data_seed=state.cfg.seed.data_seed,
+                                     masked=state.cfg.masked_at(s))
         state.training.update(batch, loss_mask=mask, observe=observe if s == step else None)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from zoo import environment
@@ -25,6 +26,7 @@ from zoo.engine.train_step import (
 )
 from zoo.models.build import build_model
 from zoo.store.run_store import RunStore
+from zoo_common.errors import ZooError
 
 
 @dataclass
@@ -53,15 +55,26 @@ class TrainingState:
         return stats
 
 
-def training_batch(corpus, ids, device: str, *,
-                   data_seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def training_batch(corpus, ids, device: str, *, data_seed: int,
+                   masked: frozenset[int] = frozenset()) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The tokens [B, T] of sample `ids` and their loss mask (None when every token is a target),
     on `device`: what one update trains on, read the same way by the loop and by replay. Drawn
-    features (data_index/features.py) are float vectors [B, n], drawn from the run's data seed."""
+    features (data_index/features.py) are float vectors [B, n], drawn from the run's data seed.
+    `masked` (RunConfig.masked_at): samples whose rows get no loss, the batch trained without them."""
     if getattr(corpus, "drawn", False):
+        if masked:
+            raise ZooError("masking samples is for token corpora; drawn feature vectors have no "
+                           "sample ids to mask")
         return torch.from_numpy(corpus.samples(ids, data_seed=data_seed)).to(device), None
     batch = torch.from_numpy(corpus.samples(ids)).to(device)
     mask = corpus.loss_mask(ids)
+    rows = [k for k, i in enumerate(ids) if int(i) in masked] if masked else []
+    if rows:
+        mask = np.ones(batch.shape, dtype=bool) if mask is None else np.array(mask, dtype=bool)
+        mask[rows] = False
+        if not mask.any():
+            raise ZooError(f"every sample of a batch is masked ({len(rows)} of {len(ids)}): "
+                           f"mask fewer samples, so that each step keeps one to train on")
     return batch, None if mask is None else torch.from_numpy(mask).to(device)
 
 

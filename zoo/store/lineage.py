@@ -69,6 +69,8 @@ def describe(record: dict) -> str:
         window = f" until step {item['until_step']}" if "until_step" in item else ""
         if kind == "drop_samples":
             parts.append(f"drop {item['count']} samples{window}")
+        elif kind == "mask_samples":
+            parts.append(f"mask {item['count']} samples (no loss, batches kept){window}")
         elif kind == "drop_documents":
             parts.append(f"drop {len(item['documents'])} documents{window}")
         elif kind == "replace_data":
