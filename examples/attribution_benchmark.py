@@ -12,15 +12,17 @@ target `repetition` (the loss on the second copy of [r, r], which induction head
 2. TRAK from dattri (`zoo attribute --trak`): random projections of per-sample gradients at the
    window's first and last checkpoints, the target's sequences as its test set.
 3. Removal: for each method, branches that retrain the window without its top-k, k random (the
-   same k for every method) and bottom-k samples; the target loss at step 1200, branch - parent.
-4. LDS (Park et al. 2023): M random halves of the window dropped by branches; Spearman between
+   same k for every method; --random-draws sets of them, for the spread any k samples make) and
+   bottom-k samples, masked (each step trains on its own batch
+   without them); the target loss at step 1200, branch - parent.
+4. LDS (Park et al. 2023): M random halves of the window masked by branches; Spearman between
    each method's additive prediction and the actual rise; mean over seeds with a t interval.
-5. The induction question: what the top-k samples have in common, against the bottom-k and the
-   window: the share of repeated-token positions (a token that continues an earlier occurrence
+5. The induction question: what each method's top-k samples have in common, against its
+   bottom-k and the window: the share of repeated-token positions (a token that continues an earlier occurrence
    of its predecessor: where an induction head lowers loss) and the longest repeated span.
 
-Every branch is exact (the parent's state at 1100, the same order less the dropped samples) and
-stored, so running the script again reads them back. Prints one table; --out writes JSON.
+Every branch is exact (the parent's state at 1100, the same batches less the masked samples)
+and stored, so running the script again reads them back. Prints one table; --out writes JSON.
 """
 from __future__ import annotations
 
@@ -78,6 +80,9 @@ def main() -> None:
     parser.add_argument("--until-step", type=int, default=1200)
     parser.add_argument("--k", type=int, default=100, help="samples dropped per removal arm")
     parser.add_argument("--lds", type=int, default=20, metavar="M", help="random halves (20)")
+    parser.add_argument("--random-draws", type=int, default=3, metavar="R",
+                        help="random k-sets per seed, for the spread a removal of any k samples "
+                             "makes (3)")
     parser.add_argument("--out", default=None, metavar="JSON")
     args = parser.parse_args()
     store = open_store(args.store)
@@ -90,25 +95,31 @@ def main() -> None:
         removals = {method: removal_check(result, k=args.k, method=method, store=store,
                                           scores=trak if method == "trak" else None)
                     for method in ("adam", "tracin", "trak")}
+        draws = [removals["adam"].rise["random"]] + [
+            removal_check(result, k=args.k, store=store, rng_seed=r).rise["random"]
+            for r in range(1, args.random_draws)]
         lds = datamodeling_score(result, m=args.lds, store=store, others={"trak": trak})
         run = open_run(args.model, seed=seed, store=store)
         corpus = open_corpus(store, run.read_json("run.json")["corpus_fingerprint"])
         ranked = result.ranked("adam")
+        ranks = {"adam": ranked, "tracin": result.ranked("tracin"),
+                 "trak": sorted(trak, key=lambda i: (-trak[i], i))}
         per_seed[seed] = {
             "seconds": {"adam": result.seconds, "tracin": result.seconds, "trak": trak_seconds,
                         "removal": sum(r.seconds for r in removals.values()),
                         "lds": lds.seconds, "all": time.perf_counter() - started},
             "removal": {m: {"rise": r.rise, "ordered": r.ordered, "parent": r.parent_loss}
                         for m, r in removals.items()},
-            "lds": lds.spearman, "samples": len(ranked),
-            "profile": {"top": profile(corpus, ranked[:args.k]),
-                        "bottom": profile(corpus, ranked[-args.k:]),
+            "lds": lds.spearman, "samples": len(ranked), "random_draws": draws,
+            "profile": {**{f"{m} {end}": profile(corpus, r[:args.k] if end == "top" else r[-args.k:])
+                           for m, r in ranks.items() for end in ("top", "bottom")},
                         "window": profile(corpus, ranked)},
         }
         print(f"seed {seed}: " + "; ".join(
             f"{m} top {r.rise['top']:+.4f} random {r.rise['random']:+.4f} bottom "
             f"{r.rise['bottom']:+.4f}{' ordered' if r.ordered else ' NOT ordered'}"
             for m, r in removals.items())
+            + f"; random k-sets {', '.join(f'{d:+.4f}' for d in draws)}"
             + "; LDS " + ", ".join(f"{m} {v:+.3f}" for m, v in lds.spearman.items())
             + f" ({per_seed[seed]['seconds']['all']:.0f} s)", flush=True)
     seeds = list(per_seed)
@@ -126,10 +137,15 @@ def main() -> None:
         print(f"| {method} | {interval([per_seed[s]['lds'][method] for s in seeds])} | "
               f"{interval(rises['top'])} | {interval(rises['random'])} | "
               f"{interval(rises['bottom'])} | {ordered}/{len(seeds)} | {seconds:.0f} s |")
-    print("\nWhat the top-k (adam) samples have in common, mean over seeds:\n")
+    spread = [max(per_seed[s]["random_draws"]) - min(per_seed[s]["random_draws"]) for s in seeds]
+    print(f"\nRemoving k random samples, {args.random_draws} draws per seed: the draws span "
+          f"{np.mean(spread):.4f} nats on average (per seed: "
+          f"{', '.join(f'{x:.4f}' for x in spread)}); a method's top-bottom gap beyond that is "
+          f"more than any k samples do.")
+    print("\nWhat each method's top-k and bottom-k samples have in common, mean over seeds:\n")
     print("| samples | repeated-token positions | longest repeated span (tokens) |")
     print("|---|---|---|")
-    for group in ("top", "bottom", "window"):
+    for group in [f"{m} {end}" for m in ("adam", "tracin", "trak") for end in ("top", "bottom")] + ["window"]:
         print(f"| {group} | {np.mean([per_seed[s]['profile'][group]['continues'] for s in seeds]):.3f}"
               f" | {np.mean([per_seed[s]['profile'][group]['longest'] for s in seeds]):.1f} |")
     removal_s = np.mean([per_seed[s]["seconds"]["removal"] for s in seeds])

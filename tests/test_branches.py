@@ -294,6 +294,8 @@ def _ids_file(tmp_path, lines) -> str:
     (["--from-step", "5", "--label", "x", "--reinit", "nothing.*"], "reinit nothing.* matches no parameter"),
     (["--from-step", "5", "--label", "x", "--lr-scale", "0"], "lr_scale must be a number > 0"),
     (["--from-step", "5", "--label", "x", "--replace-data", "builtin:pydoc", "--drop-samples", "IDS:1"], "drop samples, or replace the data, not both"),
+    (["--from-step", "5", "--label", "x", "--mask-samples", "IDS:5\n99999"], "1 masked sample id(s) are not in the corpus (e.g. 99999)"),
+    (["--from-step", "5", "--label", "x", "--mask-samples", "IDS:5", "--drop-samples", "IDS:6"], "does not combine with dropping"),
 ])
 def test_bad_branch_input_gets_one_clear_message_and_leaves_nothing(store, tmp_path, capsys,
                                                                     extra, message):

@@ -22,6 +22,8 @@ comparisons:
      alternative: greater, hypothesis: "SoLU costs loss"}}
   - {{name: wide, label: "held-out loss", a: gelu, b: wide, metric: loss,
      hypothesis: "a size this store never trained"}}
+  - {{name: attn_neurons, label: "token entropy", a: gelu, b: attn, metric: neurons.token_entropy,
+     hypothesis: "an attention-only size has no neurons to compare"}}
 ---
 # cmicro
 
@@ -70,7 +72,7 @@ def test_comparisons_resample_seeds_and_examples_and_agree_with_the_table(measur
     import zoo
 
     store, _, record = measured
-    mono, cost, _ = record["comparisons"]
+    mono, cost = record["comparisons"][:2]
     assert mono["examples"] == "64 neurons per seed" and cost["examples"].endswith("held-out examples")
     assert mono["at_step"] == cost["at_step"] == 12
     rows = [r for r in zoo.metrics("cmicro", store=store).to_pylist() if r["step"] == 12]
@@ -99,6 +101,13 @@ def test_a_comparison_with_a_size_not_trained_here_says_so_and_how(measured):
     assert wide["p_value"] is None and wide["b_cell"] == "-"
     assert "no finished run of cmicro-wide" in wide["test"] and "--only wide" in wide["test"]
     assert "no finished run of cmicro-wide" in render_card("cmicro", store=store, card=card)
+
+
+def test_a_comparison_that_cannot_be_made_says_why_and_the_card_still_renders(measured):
+    _, _, record = measured
+    attn = record["comparisons"][3]
+    assert attn["p_value"] is None and attn["test"].startswith("not measured: ")
+    assert "neurons.token_entropy" in attn["test"]
 
 
 @pytest.mark.parametrize("change, field", [

@@ -54,6 +54,10 @@ def test_model_system_families_ship_a_card_that_parses(name):
     assert card.measures and card.evaluate, name
     family = load_manifest(name)
     assert len(family.seeds) == 5
+    sizes = {size.name for size in family.sizes}
+    named = {s for m in card.measures for s in m.get("sizes", [])}
+    named |= {c[arm] for c in card.comparisons for arm in ("a", "b")}
+    assert named <= sizes, f"{name}.card.md names sizes its manifest lacks: {named - sizes}"
 
 
 def test_tiny_is_small_enough_for_ci():

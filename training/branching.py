@@ -208,7 +208,17 @@ def _other_features(store: Store, parent, source: str, *, progress: bool):
 
 
 def _dropped(corpus: Corpus, wanted: Interventions) -> np.ndarray | None:
-    """Every sample the branch never trains on (None: nothing dropped)."""
+    """Every sample the branch never trains on (None: nothing dropped); masked samples are
+    checked here too (they stay in the order, so nothing is dropped for them)."""
+    if wanted.mask_samples:
+        if getattr(corpus, "drawn", False):
+            raise ArgumentError("this run's samples are drawn afresh for every step: there are no "
+                                "sample ids to mask")
+        masked = np.asarray(wanted.mask_samples, dtype=np.int64)
+        outside = masked[(masked < 0) | (masked >= corpus.n_samples)]
+        if outside.size:
+            raise ZooError(f"{outside.size} masked sample id(s) are not in the corpus (e.g. "
+                           f"{int(outside[0])}); its samples are 0..{corpus.n_samples - 1}")
     if not (wanted.drop_samples or wanted.drop_documents):
         return None
     if getattr(corpus, "drawn", False):

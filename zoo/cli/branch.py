@@ -46,9 +46,12 @@ def register(subparsers) -> None:
                       help="sample ids, one per line: never trained on after N")
     what.add_argument("--drop-documents", metavar="FILE",
                       help="document ids, one per line: their samples are never trained on after N")
+    what.add_argument("--mask-samples", metavar="FILE",
+                      help="sample ids, one per line: kept in their batches with no loss after N "
+                           "(the same batches without them; what zoo attribute's check does)")
     what.add_argument("--drop-until", type=int, default=None, metavar="W",
-                      help="drop them in steps N+1..W only (a window), then train on as the "
-                           "order goes")
+                      help="drop (or mask) them in steps N+1..W only (a window), then train on as "
+                           "the order goes")
     what.add_argument("--replace-data", metavar="SOURCE",
                       help="train from N on another source or mix:[...] (with the parent's tokenizer)")
     what.add_argument("--lr-scale", type=float, default=None, metavar="X",
@@ -76,9 +79,10 @@ def _branch(args) -> int:
     name, parent = split_branch(args.name)
     settings = dict(_setting(text) for text in args.set) if args.set is not None else None
     samples = _sample_ids(args.drop_samples) if args.drop_samples else None
+    masked = _sample_ids(args.mask_samples) if args.mask_samples else None
     documents = _ids(args.drop_documents, "document id") if args.drop_documents else None
     interventions = {key: value for key, value in (
-        ("drop_samples", samples), ("drop_documents", documents),
+        ("drop_samples", samples), ("drop_documents", documents), ("mask_samples", masked),
         ("replace_data", args.replace_data), ("lr_scale", args.lr_scale), ("settings", settings),
         ("reinit", args.reinit), ("drop_until", args.drop_until)) if value is not None}
     if args.reinit_seed:

@@ -89,6 +89,10 @@ def measure_card(family: str, *, store=None, card: str | Path | None = None,
     comparisons = [_comparison(family, c, store, source.heldout, progress)
                    if {c["a"], c["b"]} <= trained else _not_measured(family, c, trained)
                    for c in source.comparisons]
+    card_of = {c["name"]: c for c in source.comparisons}
+    comparisons = [row if "why" not in row else _not_measured(family, card_of[row["name"]], trained,
+                                                             why=row["why"])
+                   for row in comparisons]
     record = {"format": 1, "family": family, "card": source.path.name, "comparisons": comparisons,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "command": f"zoo card {family}", "store": store.url, "results": results,
@@ -97,17 +101,20 @@ def measure_card(family: str, *, store=None, card: str | Path | None = None,
     return record
 
 
-def _not_measured(family: str, comparison: dict, trained: set) -> dict:
-    """A comparison whose sizes this store has not finished training: said so, with the command."""
+def _not_measured(family: str, comparison: dict, trained: set, why: str | None = None) -> dict:
+    """A comparison this store cannot make yet (its sizes not trained, or `why`): said so, with
+    what would make it."""
     missing = [s for s in (comparison["a"], comparison["b"]) if s not in trained]
     only = " ".join(f"--only {s}" for s in missing)
+    if why is None:
+        why = (f"no finished run of {', '.join(f'{family}-{s}' for s in missing)} in this store "
+               f"(`zoo train {family} {only}`, then `zoo card {family}`)")
     return {"name": comparison["name"], "label": comparison["label"],
             "metric": comparison["metric"], "hypothesis": comparison["hypothesis"],
             "alternative": comparison.get("alternative", "two-sided"), "a": comparison["a"],
             "b": comparison["b"], "at_step": None, "a_cell": "-", "b_cell": "-",
             "difference_cell": "-", "p_value": None, "supported": False,
-            "test": (f"not measured: no finished run of {', '.join(f'{family}-{s}' for s in missing)} "
-                     f"in this store (`zoo train {family} {only}`, then `zoo card {family}`)"),
+            "test": f"not measured: {why}",
             "examples": ""}
 
 
@@ -121,9 +128,12 @@ def _comparison(family: str, comparison: dict, store, heldout: str | None, progr
     if progress:
         print(f"card {family}: {comparison['name']} ({comparison['b']} against {comparison['a']})",
               flush=True)
-    result = compare(arm_name(family, comparison["a"]), arm_name(family, comparison["b"]),
-                     comparison["metric"], paired=comparison.get("paired", False), store=store,
-                     alternative=alternative, heldout=heldout)
+    try:
+        result = compare(arm_name(family, comparison["a"]), arm_name(family, comparison["b"]),
+                         comparison["metric"], paired=comparison.get("paired", False), store=store,
+                         alternative=alternative, heldout=heldout)
+    except ZooError as exc:  # e.g. a paired comparison whose arms have other seeds so far
+        return {"name": comparison["name"], "why": str(exc)}
     test = result.test
 
     def cell(mean, low, high):
