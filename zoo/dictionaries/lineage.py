@@ -106,9 +106,9 @@ def plot_counts(counts: list[dict], path: str, *, title: str) -> str:
     axis.legend(loc="upper left", fontsize=8, frameon=False)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    from zoo_common.figures import save_figure
+
+    return save_figure(figure, path, dpi=110)
 
 
 def _bar_width(steps: list[int]) -> float:

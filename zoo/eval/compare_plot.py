@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from zoo.stats.multi_bootstrap import format_p
 from zoo.eval.comparison import Comparison
+from zoo_common.figures import save_figure
 
 COLORS = {"a": "#1f77b4", "b": "#d62728"}
 
@@ -95,15 +96,7 @@ def plot_comparison(result: Comparison, path: str | os.PathLike) -> str:
     bottom.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     bottom.set_xlabel("step (symlog: linear below 1, log above)")
     fig.tight_layout()
-    path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.partial.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 METRIC_LABELS = {

@@ -30,8 +30,8 @@ from zoo.eval.seed_plot import check_png_path, pyplot
 from zoo.eval.tables import metrics_table
 from zoo.stats import SeedInterval, seed_interval
 from zoo.store.store import Store
-from zoo_common.atomic_files import atomic_path
 from zoo_common.errors import ArgumentError, InvalidInputError, ZooError
+from zoo_common.figures import save_figure
 
 PARAMETERS = {"sparsity": "the probability that a feature is 0", "importance":
               "feature i weighs importance**i", "n": "the number of features",
@@ -239,15 +239,7 @@ def plot_by_parameter(points: ParameterPoints, path: str | os.PathLike) -> str:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _span(points: ParameterPoints) -> float:

@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zoo_common.arguments import whole_number
-from zoo_common.atomic_files import atomic_path
 from zoo_common.errors import ZooError
 from zoo.config.names import arm_name
 from zoo.eval.compare_plot import metric_label
@@ -34,6 +33,7 @@ from zoo.eval.comparison import arm_values, resolve_arm
 from zoo.eval.tables import HELDOUT_PREFIX, metrics_table
 from zoo.stats import SeedIntervals, seed_intervals
 from zoo.store.store import Store
+from zoo_common.figures import save_figure
 
 PLOT_EXTRA = "pip install 'model-zoo[plot]'"
 _INTERVAL_WORDS = {"t": "t", "percentile": "percentile bootstrap", "bca": "BCa bootstrap"}
@@ -170,15 +170,7 @@ def plot_seed_curves(curves: Sequence[SeedCurves], path: str | os.PathLike) -> s
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
     fig.tight_layout()
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _draw_panel(plt, ax, curves: Sequence[SeedCurves], metric: str) -> None:
