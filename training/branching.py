@@ -214,24 +214,26 @@ def _dropped(corpus: Corpus, wanted: Interventions) -> np.ndarray | None:
         if getattr(corpus, "drawn", False):
             raise ArgumentError("this run's samples are drawn afresh for every step: there are no "
                                 "sample ids to mask")
-        masked = np.asarray(wanted.mask_samples, dtype=np.int64)
-        outside = masked[(masked < 0) | (masked >= corpus.n_samples)]
-        if outside.size:
-            raise ZooError(f"{outside.size} masked sample id(s) are not in the corpus (e.g. "
-                           f"{int(outside[0])}); its samples are 0..{corpus.n_samples - 1}")
+        _in_corpus(wanted.mask_samples, corpus, "masked")
     if not (wanted.drop_samples or wanted.drop_documents):
         return None
     if getattr(corpus, "drawn", False):
         raise ArgumentError("this run's samples are drawn afresh for every step and none is seen "
                             "twice, so there is nothing to drop; branch with other data "
                             "(replace_data='builtin:sparse_features?...') or another setting")
-    samples = np.asarray(wanted.drop_samples, dtype=np.int64)
-    outside = samples[(samples < 0) | (samples >= corpus.n_samples)]
-    if outside.size:
-        raise ZooError(f"{outside.size} dropped sample id(s) are not in the corpus (e.g. "
-                       f"{int(outside[0])}); its samples are 0..{corpus.n_samples - 1}")
+    samples = _in_corpus(wanted.drop_samples, corpus, "dropped")
     documents = corpus.samples_of_documents(wanted.drop_documents) if wanted.drop_documents else []
     return np.union1d(samples, np.asarray(documents, dtype=np.int64))
+
+
+def _in_corpus(ids, corpus: Corpus, what: str) -> np.ndarray:
+    """`ids` as an array, each a sample of the corpus, or one error naming the first that is not."""
+    samples = np.asarray(ids, dtype=np.int64)
+    outside = samples[(samples < 0) | (samples >= corpus.n_samples)]
+    if outside.size:
+        raise ZooError(f"{outside.size} {what} sample id(s) are not in the corpus (e.g. "
+                       f"{int(outside[0])}); its samples are 0..{corpus.n_samples - 1}")
+    return samples
 
 
 def _plan(source: RunStore, cfg: RunConfig, corpus: Corpus, from_step: int, until_step: int,

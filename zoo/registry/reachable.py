@@ -19,7 +19,6 @@ from zoo.engine.step_replay import (
     replay_start,
     restore,
     step_to,
-    stored_weights,
 )
 from safetensors import safe_open
 
@@ -98,7 +97,7 @@ def replay_step(run: RunStore, step: int, *, store: Store, threads: int | None =
     step, threads, device = check_replay_arguments(step, threads, device)
     owner = batch_owner(run, step)
     if (threads is not None or device != "cpu" or not 0 < step <= owner.status().get("last_step", 0)
-            or stored_weights(owner, step) is not None):
+            or step in owner.checkpoint_steps() or step in owner.keyframe_steps()):
         return replay_run(run, step, store=store, threads=threads, device=device,
                           progress=progress)  # a check against what training stored
     started = time.perf_counter()
