@@ -30,7 +30,8 @@ from data_index import Corpus
 from data_index.branch_order import BranchOrder
 from data_index.step_index import StepIndex
 from training.background_writer import BackgroundWriter
-from training.loop import RunOutcome, train_steps, write_step
+from training.loop import RunOutcome, train_steps
+from training.run_steps import write_step
 from training.interventions import (
     Interventions,
     apply_interventions,

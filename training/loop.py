@@ -28,30 +28,24 @@ from dataclasses import dataclass
 
 import torch
 
-from data_index import Corpus, StepIndexWriter, global_batch
+from data_index import Corpus
 from zoo_common.progress import progress as progress_bar
 from zoo_common.errors import ZooError
-from data_index.features import drawn_batch
-from data_index.order import rank_slice
 from training.background_writer import BackgroundWriter
+from training.run_steps import RunSteps, stop_step, write_step
 from training.session import Controls, Plan, Session
 from training.distributed import (
     any_rank,
     broadcast_ints,
     check_world_size,
-    gather_rng_states,
 )
 from zoo import environment
 from zoo.engine import rng_state
 from zoo.config.checkpoint_policy import checkpoint_steps, keyframe_steps
 from zoo.config.run_config import RunConfig
 from zoo.config.names import RunId
-from zoo.store.run_metrics import MetricsWriter
-from zoo.store.run_write import RunWrite
-from zoo.store.run_store import INDEX_FOLDER, METRICS_FOLDER, RunStore
 from zoo.store.store import Store
-from zoo.engine.train_step import scheduler_state
-from zoo.engine.training_state import TrainingState, fresh_state, restore_state, training_batch
+from zoo.engine.training_state import TrainingState, fresh_state, restore_state
 
 _GO, _SKIP, _ERROR = 0, 1, 2  # rank 0's decision about a run, broadcast to the other ranks
 
@@ -119,7 +113,7 @@ def _open_on_every_rank(session: Session):
     run, world = session.run, session.controls.world
     if world.is_main:
         try:
-            state = _open_or_create(session)
+            state = open_or_create(session)
         except BaseException:
             broadcast_ints(world, [_ERROR, 0])  # the others stop instead of waiting for rank 0
             raise
@@ -136,7 +130,7 @@ def _open_on_every_rank(session: Session):
         return step
     if step == 0:
         return _fresh_state(session)
-    return _keyframe_state(session, step)
+    return keyframe_state(session, step)
 
 
 def _lost_a_peer(exc: RuntimeError) -> bool:
@@ -161,7 +155,7 @@ def _parallel(model, session: Session):
     return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
 
-def _open_or_create(session: Session):
+def open_or_create(session: Session):
     """Fresh run: write its records and step 0. Existing run: check it, restore its last keyframe."""
     cfg, run, corpus = session.cfg, session.run, session.corpus
     drawn = getattr(corpus, "drawn", False)  # drawn afresh (data_index/features.py): no samples
@@ -221,7 +215,7 @@ def _fresh_state(session: Session) -> TrainingState:
                        device=session.device, threads=session.controls.threads)
 
 
-def _keyframe_state(session: Session, step: int) -> TrainingState:
+def keyframe_state(session: Session, step: int) -> TrainingState:
     """The state at keyframe `step`, always with the recorded thread count (to keep its bits)."""
     run, corpus, controls = session.run, session.corpus, session.controls
     recorded_threads = run.read_json("environment.json")["threads"]
@@ -278,163 +272,50 @@ def _split_record(corpus: Corpus, cfg: RunConfig) -> dict:
 
 def _resume(session: Session) -> TrainingState:
     step = session.run.keyframe_steps()[-1]
-    state = _keyframe_state(session, step)
+    state = keyframe_state(session, step)
     session.run.delete_after(step)
     return state
-
-
-def write_step(session: Session, state: TrainingState, *, fingerprint: dict, checkpoint: bool,
-               keyframe: bool, rng: dict | None = None,
-               log_parts: list[tuple[str, bytes]] = ()) -> None:
-    """Write the state's checkpoint and/or keyframe (and, with a keyframe, the run's status), and
-    `log_parts` (run-relative name, bytes: the index's and metrics' parts up to this step) before
-    them in the same commit.
-
-    The state is encoded into a staged RunWrite while training waits (the next update changes it
-    in place); the commit (fsync, rename, manifests: mostly waiting on the disk) runs on the
-    writer's thread while training goes on.
-    """
-    cfg, run, step = session.cfg, session.run, state.step
-    weights = {name: t.detach().cpu() for name, t in state.model.state_dict().items()}
-    tokens_seen = step * cfg.batch_size * session.corpus.seq_len  # drawn features: values
-    optimizer_state = state.optimizer.state_dict() if keyframe else None
-    position = scheduler_state(state.scheduler) if keyframe else None
-    if keyframe and rng is None:
-        rng = rng_state.capture()
-
-    def stage() -> RunWrite:
-        into = run.begin_write()
-        try:
-            for name, data in log_parts:
-                into.add_file(name, data)
-            if checkpoint:
-                run.write_checkpoint(step, weights, tokens_seen=tokens_seen,
-                                     config_hash=cfg.config_hash(), into=into)
-            if keyframe:
-                run.write_keyframe(
-                    step,
-                    model=weights,
-                    optimizer=optimizer_state,
-                    scheduler=position,
-                    rng=rng,
-                    extra={"data_cursor": {"next_step": step + 1, "data_seed": cfg.seed.data_seed,
-                                           "batch_size": cfg.batch_size},
-                           "environment": fingerprint},
-                    tokens_seen=tokens_seen,
-                    config_hash=cfg.config_hash(),
-                    into=into,
-                )
-                end = session.plan.end_step
-                run.write_json("status.json", {"last_step": step, "finished": step == end,
-                                               "total_steps": end}, into=into)
-        except BaseException:
-            into.discard()
-            raise
-        return into
-
-    staged = stage()
-    session.writer.submit(staged.commit, on_skip=staged.discard)
 
 
 def train_steps(session: Session, state: TrainingState, train_model) -> tuple[int, float | None]:
     """Steps state.step+1 .. the plan's end (or the controls' stop); returns (last step, its
     loss). Writes go through the session's writer, which the caller closes (after this returns,
     the index's and metrics' last parts are queued on it)."""
-    cfg, run, corpus, plan, controls = (session.cfg, session.run, session.corpus, session.plan,
-                                        session.controls)
-    world, writer, first_step = controls.world, session.writer, state.step
-    ckpt_steps, key_steps = plan.checkpoint_steps, plan.keyframe_steps
-    fingerprint = run.read_json("environment.json")
-    index = metrics = None
-    # The logs' parts go through the writer, in order with the rest. At a keyframe they are
-    # gathered instead and committed with it, before its manifest: one commit (two rounds of fsyncs
-    # where there were four), and the keyframe never lands without them. Parts gathered but not
-    # handed to a commit (an error or a second Ctrl-C came first) are queued on their own at the end.
-    gathering: list[tuple[str, bytes]] | None = None  # run-relative name, bytes
-    unsent: list[tuple[str, bytes]] = []
-    if world.is_main:
-        def queued(folder: str):
-            def write_part(name: str, data: bytes) -> None:
-                if gathering is not None:
-                    gathering.append((f"{folder}/{name}", data))
-                else:
-                    _queue_file(writer, run, f"{folder}/{name}", data)
-            return write_part
-
-        index = StepIndexWriter(run.index_location, corpus_fingerprint=corpus.fingerprint,
-                                data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                                n_samples=corpus.n_samples, after_step=first_step,
-                                train_fraction=corpus.train_fraction,
-                                drawn=getattr(corpus, "drawn", False),
-                                write_part=queued(INDEX_FOLDER), **plan.index_options)
-        metrics = MetricsWriter(run, write_part=queued(METRICS_FOLDER))
-        metrics.truncate_after(first_step)
-    train_ids = corpus.train_ids(cfg.seed.data_seed) if corpus.train_fraction is not None else None
-    stop = controls.stop_after_step
-    end = plan.end_step if stop is None else min(plan.end_step, stop)
-    tokens_per_step = cfg.batch_size * corpus.seq_len  # drawn features: values (n per sample)
-    rate = "samples_s" if getattr(corpus, "drawn", False) else "tok_s"
-    per_step = cfg.batch_size if rate == "samples_s" else tokens_per_step
-    progress = controls.shows_progress
+    controls, plan = session.controls, session.plan
+    world, first_step = controls.world, state.step
+    end = stop_step(session)
+    steps = RunSteps(session, first_step)
     bar = progress_bar(total=plan.end_step, initial=first_step, desc=session.label, unit="step",
-                       enabled=progress)
+                       enabled=controls.shows_progress)
     step, loss, recent = first_step, None, None
-    interrupt = _InterruptAtStepBoundary()
+    interrupt = InterruptAtStepBoundary()
     try:
         for step in range(first_step + 1, end + 1):
             tic = time.perf_counter()
-            ids = (plan.batch_of(step) if plan.batch_of is not None
-                   else drawn_batch(step, cfg.batch_size) if getattr(corpus, "drawn", False)
-                   else global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                                     n_samples=corpus.n_samples, train_ids=train_ids))
-            mine = rank_slice(ids, world.rank, world.world_size)
-            batch, mask = training_batch(corpus, mine, session.device, data_seed=cfg.seed.data_seed,
-                                         masked=cfg.masked_at(step))
+            ids, batch, mask = steps.batch(step)
             stats = state.update(batch, loss_mask=mask, model=train_model, world_size=world.world_size)
             loss = stats.loss
             wall = time.perf_counter() - tic
-            if world.is_main:  # the index holds the GLOBAL batch: equal to a 1-process run's
-                index.append(step, ids)
-                metrics.record(step, loss=stats.loss, lr=stats.lr, grad_norm=stats.grad_norm,
-                               tokens=step * tokens_per_step, wall_time=wall)
+            steps.record(step, ids, stats, wall)
             if step == controls.hold_after_step:
                 interrupt.wait(f"holding after step {step} (--hold-after-step): waiting for a signal")
             # a graceful stop (Ctrl-C, SIGTERM, --stop-after-step) keyframes the step it stops
             # after, so that nothing trained is lost: the next run goes on from exactly there
             interrupted = any_rank(world, interrupt.requested)  # every rank stops after one step
-            stopping = interrupted or step == end < plan.end_step
-            keyframe = step in key_steps or stopping
-            if keyframe and world.is_main:  # a keyframe is never ahead of its logs
-                gathering = unsent
-                try:
-                    index.flush()
-                    metrics.flush()
-                finally:
-                    gathering = None
-            if step in ckpt_steps or keyframe:
-                rng = gather_rng_states(world, rng_state.capture()) if keyframe else None
-                if world.is_main:
-                    write_step(session, state, fingerprint=fingerprint,
-                               checkpoint=step in ckpt_steps, keyframe=keyframe, rng=rng,
-                               log_parts=unsent)
-                    unsent = []  # the commit has them
+            steps.store(step, stopping=interrupted or step == end < plan.end_step, state=state)
             # the rate shown is over the recent steps (an average with weight 0.05 per step):
             # one step's own time jumps 100x when another process takes the cores for a moment
             recent = wall if recent is None else 0.95 * recent + 0.05 * wall
-            if progress:  # a disabled bar still formats its postfix
+            if controls.shows_progress:  # a disabled bar still formats its postfix
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss:.3f}",
-                                **{rate: f"{per_step / max(recent, 1e-9):,.0f}"})
+                                **{steps.rate: f"{steps.per_step / max(recent, 1e-9):,.0f}"})
             if interrupted:
                 raise GracefulStop(step)
     finally:
         interrupt.restore()
         try:
-            if index is not None:  # their last parts are queued behind the last checkpoint
-                for name, data in unsent:
-                    _queue_file(writer, run, name, data)
-                index.close()
-                metrics.close()
+            steps.close()
         finally:
             bar.close()
     return step, loss
@@ -449,12 +330,7 @@ class GracefulStop(KeyboardInterrupt):
         self.step = step
 
 
-def _queue_file(writer: BackgroundWriter, run: RunStore, name: str, data: bytes) -> None:
-    """A log part written atomically by the writer thread, in order with everything queued."""
-    writer.submit(lambda: run.location.write_atomic(name, data), small=True)
-
-
-class _InterruptAtStepBoundary:
+class InterruptAtStepBoundary:
     """Ctrl-C (or SIGTERM: a scheduler's stop, torchrun's) finishes the step in flight, keyframes
     it and stops: the next `zoo train` goes on from that very step. A second Ctrl-C interrupts at
     once (then the last keyframe before it is where training goes on)."""

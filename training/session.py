@@ -34,6 +34,7 @@ class Controls:
     stop_after_step: int | None = None
     hold_after_step: int | None = None
     world: World = SINGLE
+    stack: bool = True  # train runs of one shape together (training/stacked.py) where they may
 
     @property
     def shows_progress(self) -> bool:

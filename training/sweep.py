@@ -16,6 +16,7 @@ from zoo_common.errors import ZooError
 from training.distributed import barrier
 from training.loop import RunOutcome, train_run
 from training.session import Controls
+from training.stacked import print_description, stack_groups, train_stack
 from zoo.config.run_config import FULL_BATCH, FamilyConfig, RunConfig
 from zoo.store.corpora import ensure_corpus
 from zoo.config.manifest import load_manifest
@@ -39,32 +40,36 @@ def select_runs(family: FamilyConfig, only: list[str] | None) -> list[RunConfig]
 
 
 def plan_commands(manifest: str, *, store_url: str, only: list[str] | None = None,
-                  nproc: int | None = None) -> list[str]:
-    """One `zoo train` command per run; with `nproc`, each trains its run on that many processes.
-    A manifest file and a local store are named by absolute path: a scheduler's job may start in
-    another directory."""
+                  nproc: int | None = None, stack: bool = True) -> list[str]:
+    """One `zoo train` command per stack of runs (per run with `nproc` > 1, each on that many
+    processes, or without `stack`). A manifest file and a local store are named by absolute path:
+    a scheduler's job may start in another directory."""
     family = load_manifest(manifest)
-    processes = f" --nproc {nproc}" if nproc and nproc > 1 else ""
+    several = bool(nproc and nproc > 1)
+    processes = f" --nproc {nproc}" if several else ""
     if os.path.isfile(manifest):
         manifest = os.path.abspath(manifest)
     if "://" not in store_url:
         store_url = os.path.abspath(store_url)
+    groups = stack_groups(select_runs(family, only), Controls(stack=stack and not several))
     return [
-        f"zoo train {shlex.quote(manifest)} --only {r.size.name}/{r.seed.seed} "
-        f"--store {shlex.quote(store_url)}{processes}"
-        for r in select_runs(family, only)
+        f"zoo train {shlex.quote(manifest)} "
+        + " ".join(f"--only {r.size.name}/{r.seed.seed}" for r in members)
+        + f" --store {shlex.quote(store_url)}{processes}"
+        for members, _ in groups
     ]
 
 
 def train(manifest: str, *, store: str | os.PathLike | Store | None = None,
           only: list[str] | None = None, device: str = "cpu", threads: int | None = None,
-          progress: bool = True) -> list[RunOutcome]:
+          progress: bool = True, stack: bool = True) -> list[RunOutcome]:
     """`zoo.train`: train every size x seed of a family (a built-in name like "superposition",
     or a manifest path) into `store` ($ZOO_STORE, else ./zoo-store), one run after another.
 
     Finished runs are skipped and interrupted ones resume from their last keyframe, so calling it
-    again is safe; `only` picks runs as `zoo train --only` does ("2l128" or "2l128/1"). Returns
-    one RunOutcome per run (trained, resumed or skipped)."""
+    again is safe; `only` picks runs as `zoo train --only` does ("2l128" or "2l128/1"). The seeds
+    of a size train together as one stacked computation (same bits as one by one; `stack=False`
+    trains them one by one). Returns one RunOutcome per run (trained, resumed or skipped)."""
     from zoo.environment import check_device
 
     opened = store if isinstance(store, Store) else Store.open(store)
@@ -72,7 +77,7 @@ def train(manifest: str, *, store: str | os.PathLike | Store | None = None,
         threads = whole_number(threads, "threads", minimum=1)
     return train_family(manifest, store=opened, only=list(only) if only else None,
                         controls=Controls(device=check_device(device), threads=threads,
-                                          progress=progress))
+                                          progress=progress, stack=stack))
 
 
 def train_family(manifest: str, *, store: Store, only: list[str] | None = None,
@@ -95,15 +100,32 @@ def train_family(manifest: str, *, store: Store, only: list[str] | None = None,
             corpora[cfg.data] = ensure_corpus(store, cfg.data, progress=progress)
     if world.is_main:
         barrier(world)
-    outcomes = []
-    for k, cfg in enumerate(runs, start=1):
-        cfg = resolved_batch(cfg, corpora[cfg.data])
-        label = f"run {k}/{len(runs)} {cfg.model_name} seed {cfg.seed.seed}"
-        outcome = train_run(cfg, store=store, corpus=corpora[cfg.data], controls=controls,
-                            label=label)
-        outcomes.append(outcome)
-        if progress:
-            _report(label, outcome)
+    runs = [resolved_batch(cfg, corpora[cfg.data]) for cfg in runs]
+    groups = stack_groups(runs, controls)
+    if progress:
+        print_description(groups)
+    outcomes, done = [], 0
+    for members, _ in groups:
+        numbers = (f"run {done + 1}" if len(members) == 1
+                   else f"runs {done + 1}-{done + len(members)}")
+        cfg = members[0]
+        label = f"{numbers}/{len(runs)} {cfg.model_name} seed " + ",".join(
+            str(member.seed.seed) for member in members)
+        stacked = None
+        if len(members) > 1:
+            stacked = train_stack(members, store=store, corpus=corpora[cfg.data],
+                                  controls=controls, label=label)
+        if stacked is None:  # alone (or runs that cannot stack as they stand): one by one
+            stacked = [train_run(member, store=store, corpus=corpora[member.data],
+                                 controls=controls,
+                                 label=f"run {done + k}/{len(runs)} {member.model_name} seed "
+                                       f"{member.seed.seed}")
+                       for k, member in enumerate(members, start=1)]
+        for member, outcome in zip(members, stacked):
+            outcomes.append(outcome)
+            if progress:
+                _report(f"{member.model_name} seed {member.seed.seed}", outcome)
+        done += len(members)
     return outcomes
 
 

@@ -85,13 +85,23 @@ def masked_loss(model: torch.nn.Module, batch: torch.Tensor, loss_mask: torch.Te
     are [batch, predicting positions, vocab], with `positions` and `targets` (-100 where a row's
     token at that position is not a target) beside them for observers.
     """
+    inputs, positions = masked_inputs(batch, loss_mask)
+    logits = model(input_ids=inputs, logits_to_keep=positions).logits
+    return masked_targets_loss(logits, batch, loss_mask, positions)
+
+
+def masked_inputs(batch: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the input a masked loss needs, the positions that predict a target)."""
     wanted = loss_mask[:, 1:].any(dim=0)  # position t predicts token t + 1
     positions = torch.nonzero(wanted).reshape(-1)
     if positions.numel() == 0:
         raise ValueError("the loss mask marks no target after the first token")
-    inputs = batch[:, : int(positions[-1]) + 1]
-    outputs = model(input_ids=inputs, logits_to_keep=positions)
-    logits = outputs.logits
+    return batch[:, : int(positions[-1]) + 1], positions
+
+
+def masked_targets_loss(logits: torch.Tensor, batch: torch.Tensor, loss_mask: torch.Tensor,
+                        positions: torch.Tensor):
+    """(loss, outputs) of `masked_loss` from the predicting positions' logits."""
     targets = batch[:, positions + 1].masked_fill(~loss_mask[:, positions + 1], -100)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                              targets.reshape(-1), ignore_index=-100)
@@ -164,6 +174,13 @@ def training_step(
             loss = loss / world_size
     if observe is not None:
         observe(model, batch, outputs)
+    return apply_update(model, optimizer, scheduler, loss=loss, clip=clip)
+
+
+def apply_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, *,
+                 loss: torch.Tensor, clip: float) -> StepStats:
+    """The update from the gradients in the parameters' .grad: clip their global norm, one AdamW
+    step, the schedule's next LR. One run's step and a stacked step (stacked_step.py) share it."""
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip > 0 else math.inf)
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()

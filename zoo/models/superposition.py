@@ -82,16 +82,21 @@ class ZooSuperpositionModel(PreTrainedModel):
         """x' = ReLU(W^T h + b): the reconstruction [B, n]."""
         return torch.relu(hidden @ self.W + self.b)
 
+    def reconstruction_loss(self, features: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+        """The importance-weighted squared error, summed over features, averaged over the batch."""
+        # the importances from the config, not a buffer: from_pretrained may build the model on
+        # the meta device and fill only what the weights file holds
+        importance = self.config.importance_tensor().to(features.device, features.dtype)
+        weighted = importance * (features - reconstruction) ** 2
+        return weighted.sum(dim=-1).mean()
+
     def forward(self, features: torch.Tensor, *, return_loss: bool = True,
                 return_dict: bool | None = None, **kwargs) -> SuperpositionOutput | tuple:
         hidden = self.encode(features)
         reconstruction = self.decode(hidden)
         loss = None
-        if return_loss:  # the importances from the config, not a buffer: from_pretrained may
-            # build the model on the meta device and fill only what the weights file holds
-            importance = self.config.importance_tensor().to(features.device, features.dtype)
-            weighted = importance * (features - reconstruction) ** 2
-            loss = weighted.sum(dim=-1).mean()
+        if return_loss:
+            loss = self.reconstruction_loss(features, reconstruction)
         result = SuperpositionOutput(loss=loss, reconstruction=reconstruction, hidden=hidden)
         if return_dict is False:
             return result.to_tuple()
