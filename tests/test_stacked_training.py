@@ -171,3 +171,24 @@ def test_several_processes_and_micro_batches_are_not_stacked_and_say_why(family)
     assert all(len(m) == 1 and "several processes" in r for m, r in stack_groups(runs, several))
     invariant = [replace(cfg, micro_batch_size=4) for cfg in runs]
     assert all("micro_batch_size" in r for _, r in stack_groups(invariant, Controls()))
+
+
+def test_the_stacked_layers_outside_vmap_are_the_plain_layers():
+    """The Linear and LayerNorm replacements, called on one member, give torch's own values and
+    gradients (their backward recomputes; inside vmap it is never called)."""
+    import torch
+
+    from zoo.engine.stacked_step import _layer_norm, _linear
+
+    torch.manual_seed(0)
+    for layer, call in ((torch.nn.Linear(8, 5), _linear), (torch.nn.LayerNorm(8), _layer_norm)):
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.add_(torch.randn_like(p))
+        x = torch.randn(3, 4, 8, requires_grad=True)
+        ours = call(layer, x)
+        grads = torch.autograd.grad(ours.square().sum(), [x, *layer.parameters()])
+        theirs = layer(x)
+        expected = torch.autograd.grad(theirs.square().sum(), [x, *layer.parameters()])
+        assert torch.equal(ours, theirs)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, expected))

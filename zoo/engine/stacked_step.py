@@ -143,14 +143,7 @@ class _MemberLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, bias = ctx.saved_tensors
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_() if t is not None else None
-                      for t in (x, weight, bias)]
-            out = nn.functional.linear(*leaves)
-            wanted = [t for t in leaves if t is not None]
-            grads = iter(torch.autograd.grad(out, wanted, grad))
-        return tuple(next(grads) if t is not None else None for t in leaves)
+        return _recomputed_gradients(nn.functional.linear, ctx.saved_tensors, grad)
 
     @staticmethod
     def vmap(info, in_dims, x, weight, bias):
@@ -194,14 +187,9 @@ class _MemberLayerNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, bias = ctx.saved_tensors
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_() if t is not None else None
-                      for t in (x, weight, bias)]
-            out = nn.functional.layer_norm(leaves[0], ctx.shape, leaves[1], leaves[2], ctx.eps)
-            wanted = [t for t in leaves if t is not None]
-            grads = iter(torch.autograd.grad(out, wanted, grad))
-        return (*(next(grads) if t is not None else None for t in leaves), None, None)
+        def layer_norm(x, weight, bias):
+            return nn.functional.layer_norm(x, ctx.shape, weight, bias, ctx.eps)
+        return (*_recomputed_gradients(layer_norm, ctx.saved_tensors, grad), None, None)
 
     @staticmethod
     def vmap(info, in_dims, x, weight, bias, shape, eps):
@@ -215,3 +203,13 @@ class _MemberLayerNorm(torch.autograd.Function):
             for k in range(info.batch_size)
         ]
         return torch.stack(outputs), 0
+
+
+def _recomputed_gradients(function, inputs, grad) -> tuple:
+    """The gradients of `function(*inputs)` against `grad`, by recomputing it under autograd (the
+    backward of the autograd.Functions above, called only outside vmap); None for None inputs."""
+    with torch.enable_grad():
+        leaves = [t.detach().requires_grad_() if t is not None else None for t in inputs]
+        out = function(*leaves)
+        grads = iter(torch.autograd.grad(out, [t for t in leaves if t is not None], grad))
+    return tuple(next(grads) if t is not None else None for t in leaves)
