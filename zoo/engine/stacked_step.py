@@ -159,6 +159,13 @@ class _MemberLinear(torch.autograd.Function):
         return out.reshape(*x.shape[:-1], weight.shape[1]), 0
 
 
+def _members(tensor: torch.Tensor | None, dim: int | None, size: int) -> list:
+    """`tensor` split into its members (the same tensor for each when it has no member dim)."""
+    if tensor is None or dim is None:
+        return [tensor] * size
+    return list(tensor.unbind(dim))
+
+
 def _leading(tensor: torch.Tensor, dim: int | None, size: int) -> torch.Tensor:
     """`tensor` with its member dimension first (expanded when it has none)."""
     if dim is None:
@@ -193,15 +200,12 @@ class _MemberLayerNorm(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, x, weight, bias, shape, eps):
-        def member(tensor, dim, k):
-            if tensor is None:
-                return None
-            return tensor.select(dim, k) if dim is not None else tensor
-        outputs = [
-            nn.functional.layer_norm(member(x, in_dims[0], k), shape, member(weight, in_dims[1], k),
-                                     member(bias, in_dims[2], k), eps)
-            for k in range(info.batch_size)
-        ]
+        # unbind, not select: its backward stacks the members' gradients, where select's would
+        # fill a zero tensor of all the members for each one
+        xs, weights, biases = (_members(t, d, info.batch_size)
+                               for t, d in zip((x, weight, bias), in_dims))
+        outputs = [nn.functional.layer_norm(member_x, shape, member_weight, member_bias, eps)
+                   for member_x, member_weight, member_bias in zip(xs, weights, biases)]
         return torch.stack(outputs), 0
 
 
