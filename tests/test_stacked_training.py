@@ -55,20 +55,23 @@ def family(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stacked")
     manifest = write_manifest(folder, sizes=SIZES, seeds=[1, 2, 3])
     stacked = Store.open(str(folder / "stacked"))
-    train_family(manifest, store=stacked, threads=2, progress=False)
+    train_family(manifest, store=stacked, threads=2, progress=False, stack=True)
     alone = Store.open(str(folder / "alone"))
-    train_family(manifest, store=alone, threads=2, progress=False, stack=False)
+    train_family(manifest, store=alone, threads=2, progress=False)
     return manifest, stacked, alone
 
 
 def test_sizes_are_stacked_by_shape(family):
     manifest, _, _ = family
-    groups = stack_groups(load_manifest(manifest).runs(), Controls())
+    groups = stack_groups(load_manifest(manifest).runs(), Controls(stack=True))
     assert [[(c.size.name, c.seed.seed) for c in members] for members, _ in groups] == [
         [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2), ("b", 3)],
         [("c", 1), ("c", 2), ("c", 3)]]
     lone = stack_groups(load_manifest(manifest).runs(), Controls(stack=False))
     assert len(lone) == 9 and all(reason == "--no-stack" for _, reason in lone)
+    # by default a transformer trains alone, and the reason says how to stack it
+    default = stack_groups(load_manifest(manifest).runs(), Controls())
+    assert len(default) == 9 and all("--stack" in reason for _, reason in default)
 
 
 def test_stacked_runs_are_bit_identical_to_runs_trained_alone(family):
@@ -105,7 +108,7 @@ def test_kill_9_of_a_stacked_training_resumes_every_member_bit_identically(famil
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "training", manifest, "--store", str(target), "--only", "c",
-         "--threads", "2", "--hold-after-step", "11"],  # keyframe 8 written; 9-11 in flight
+         "--threads", "2", "--stack", "--hold-after-step", "11"],  # keyframe 8 written; 9-11 in flight
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     said = []
     for line in proc.stderr:
@@ -120,7 +123,8 @@ def test_kill_9_of_a_stacked_training_resumes_every_member_bit_identically(famil
     resumed = Store.open(str(target))
     # one member a keyframe behind the others, as a kill between two members' commits leaves it
     resumed.run(RunId("micro", "c", 3)).delete_after(0)
-    outcomes = train_family(manifest, store=resumed, only=["c"], threads=2, progress=False)
+    outcomes = train_family(manifest, store=resumed, only=["c"], threads=2, progress=False,
+                            stack=True)
     assert [o.status for o in outcomes] == ["resumed"] * 3 or [o.first_step for o in outcomes] == [0] * 3
     for seed in (1, 2, 3):
         run_id = RunId("micro", "c", seed)
@@ -131,8 +135,8 @@ def test_a_stacked_task_run_with_a_loss_mask_is_bit_identical_to_alone(tmp_path)
     """The grokking family in miniature: full batch, loss on the answer token only."""
     manifest = write_grokking_manifest(tmp_path, seeds=[1, 2, 3])
     stacked, alone = Store.open(str(tmp_path / "s")), Store.open(str(tmp_path / "a"))
-    train_family(manifest, store=stacked, threads=2, progress=False)
-    train_family(manifest, store=alone, threads=2, progress=False, stack=False)
+    train_family(manifest, store=stacked, threads=2, progress=False, stack=True)
+    train_family(manifest, store=alone, threads=2, progress=False)
     for seed in (1, 2, 3):
         run_id = RunId("gmicro", "1l32", seed)
         assert _stored(stacked, run_id) == _stored(alone, run_id)
@@ -153,8 +157,10 @@ def test_stacked_superposition_runs_are_bit_identical_to_alone(tmp_path):
     path = tmp_path / "spstack.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     stacked, alone = Store.open(str(tmp_path / "s")), Store.open(str(tmp_path / "a"))
-    train_family(str(path), store=stacked, threads=2, progress=False)
+    train_family(str(path), store=stacked, threads=2, progress=False)  # stacked by default
     train_family(str(path), store=alone, threads=2, progress=False, stack=False)
+    assert "stacked" in stacked.run(RunId("spstack", "n6m2", 1)).keyframe_manifest(30)["extra"][
+        "environment"]
     for seed in (1, 2, 3):
         run_id = RunId("spstack", "n6m2", seed)
         assert _stored(stacked, run_id) == _stored(alone, run_id)
@@ -167,10 +173,10 @@ def test_several_processes_and_micro_batches_are_not_stacked_and_say_why(family)
     from training.distributed import World
 
     runs = load_manifest(manifest).runs()
-    several = Controls(world=World(rank=0, world_size=2, local_rank=0, backend="gloo"))
+    several = Controls(stack=True, world=World(rank=0, world_size=2, local_rank=0, backend="gloo"))
     assert all(len(m) == 1 and "several processes" in r for m, r in stack_groups(runs, several))
     invariant = [replace(cfg, micro_batch_size=4) for cfg in runs]
-    assert all("micro_batch_size" in r for _, r in stack_groups(invariant, Controls()))
+    assert all("micro_batch_size" in r for _, r in stack_groups(invariant, Controls(stack=True)))
 
 
 def test_the_stacked_layers_outside_vmap_are_the_plain_layers():
@@ -192,3 +198,51 @@ def test_the_stacked_layers_outside_vmap_are_the_plain_layers():
         expected = torch.autograd.grad(theirs.square().sum(), [x, *layer.parameters()])
         assert torch.equal(ours, theirs)
         assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, expected))
+
+
+def _superposition_manifest(folder: Path, **overrides) -> str:
+    """The superposition family's shape (20 features in 5 dimensions, batches of 1024), 3 seeds."""
+    doc = {
+        "family": "spexact", "architecture": "superposition",
+        "sizes": [{"name": "n20m5", "width": 5}], "seeds": [1, 2, 3],
+        "data": {"source": "builtin:sparse_features?n=20&sparsity=0.9&importance=0.7"},
+        "optimizer": {"lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0, "clip": 0},
+        "schedule": {"kind": "constant", "warmup_steps": 0},
+        "batch_size": 1024, "steps": 12,
+        "checkpoints": {"log_spaced_until": 4, "every": 6, "keyframe_every": 6}, **overrides,
+    }
+    path = folder / "spexact.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+def test_a_stacked_step_that_would_differ_is_caught_and_the_runs_train_alone(tmp_path, monkeypatch,
+                                                                             capsys):
+    """With 2 threads, one batched GEMM splits the superposition model's [5, 1024] x [1024, 20]
+    weight gradient over the threads otherwise than one run's GEMM does; the stacked step multiplies
+    member by member for that reason. Without that (undone here), the first-step check sees the
+    difference, says so, and the runs train one at a time: same bits as alone, no stack record."""
+    from zoo.engine import stacked_step
+
+    monkeypatch.setattr(stacked_step, "ZooSuperpositionModel", type(None))
+    manifest = _superposition_manifest(tmp_path)
+    caught, alone = Store.open(str(tmp_path / "c")), Store.open(str(tmp_path / "a"))
+    train_family(manifest, store=caught, threads=2, progress=False, stack=True)
+    assert "not stacked: " in capsys.readouterr().err
+    monkeypatch.undo()
+    train_family(manifest, store=alone, threads=2, progress=False, stack=False)
+    for seed in (1, 2, 3):
+        run = caught.run(RunId("spexact", "n20m5", seed))
+        assert "stacked" not in run.keyframe_manifest(12)["extra"]["environment"]
+        assert _stored(caught, run.run_id) == _stored(alone, run.run_id)
+
+
+def test_the_superposition_family_shape_stacks_exactly_with_2_threads(tmp_path):
+    manifest = _superposition_manifest(tmp_path)
+    stacked, alone = Store.open(str(tmp_path / "s")), Store.open(str(tmp_path / "a"))
+    train_family(manifest, store=stacked, threads=2, progress=False)
+    train_family(manifest, store=alone, threads=2, progress=False, stack=False)
+    for seed in (1, 2, 3):
+        run = stacked.run(RunId("spexact", "n20m5", seed))
+        assert "stacked" in run.keyframe_manifest(12)["extra"]["environment"]
+        assert _stored(stacked, run.run_id) == _stored(alone, run.run_id)

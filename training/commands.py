@@ -24,7 +24,7 @@ def train_command(args) -> int:
         if args.nproc is not None and args.nproc > 1:
             _check_nproc(args, here=False)
         for command in plan_commands(args.manifest, store_url=store_url, only=args.only,
-                                     nproc=args.nproc, stack=not args.no_stack):
+                                     nproc=args.nproc, stack=args.stack):
             print(command)
         return 0
     if args.nproc is not None and args.nproc > 1:
@@ -36,7 +36,7 @@ def train_command(args) -> int:
     world = world_from_env(args.device)  # torchrun's environment, or a single process
     try:
         controls = Controls(device=args.device, threads=args.threads, progress=not args.quiet,
-                            stack=not args.no_stack, stop_after_step=args.stop_after_step,
+                            stack=args.stack, stop_after_step=args.stop_after_step,
                             hold_after_step=args.hold_after_step, world=world)
         train_family(args.manifest, store=open_store(args, must_exist=False), only=args.only,
                      controls=controls)

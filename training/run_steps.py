@@ -80,6 +80,30 @@ def stop_step(session: Session) -> int:
     return session.plan.end_step if stop is None else min(session.plan.end_step, stop)
 
 
+class StepBatches:
+    """What step s of a run trains on: `batches(s)` -> (global batch ids, this rank's tokens or
+    feature vectors, their loss mask or None)."""
+
+    def __init__(self, session: Session) -> None:
+        corpus, cfg = session.corpus, session.cfg
+        self.session = session
+        self._train_ids = (corpus.train_ids(cfg.seed.data_seed)
+                           if corpus.train_fraction is not None else None)
+        self._drawn = getattr(corpus, "drawn", False)
+
+    def __call__(self, step: int):
+        session, cfg = self.session, self.session.cfg
+        plan, corpus, world = session.plan, session.corpus, session.controls.world
+        ids = (plan.batch_of(step) if plan.batch_of is not None
+               else drawn_batch(step, cfg.batch_size) if self._drawn
+               else global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
+                                 n_samples=corpus.n_samples, train_ids=self._train_ids))
+        mine = rank_slice(ids, world.rank, world.world_size)
+        batch, mask = training_batch(corpus, mine, session.device, data_seed=cfg.seed.data_seed,
+                                     masked=cfg.masked_at(step))
+        return ids, batch, mask
+
+
 class RunSteps:
     """One run's side of the loop around each update: the batch step s trains on, and what it
     writes after the update (index, metrics, checkpoints, keyframes). The one-run loop drives one;
@@ -108,8 +132,7 @@ class RunSteps:
                 write_part=self._queued(INDEX_FOLDER), **plan.index_options)
             self.metrics = MetricsWriter(run, write_part=self._queued(METRICS_FOLDER))
             self.metrics.truncate_after(first_step)
-        self._train_ids = (corpus.train_ids(cfg.seed.data_seed)
-                           if corpus.train_fraction is not None else None)
+        self.batch = StepBatches(session)  # (ids, tokens, mask) of a step
         self._drawn = getattr(corpus, "drawn", False)
         self.tokens_per_step = cfg.batch_size * corpus.seq_len  # drawn features: values (n per sample)
         self.rate = "samples_s" if self._drawn else "tok_s"
@@ -122,19 +145,6 @@ class RunSteps:
             else:
                 _queue_file(self.session.writer, self.session.run, f"{folder}/{name}", data)
         return write_part
-
-    def batch(self, step: int):
-        """(global batch ids, this rank's tokens, their loss mask) of step `step`."""
-        session, cfg = self.session, self.session.cfg
-        plan, corpus = session.plan, session.corpus
-        ids = (plan.batch_of(step) if plan.batch_of is not None
-               else drawn_batch(step, cfg.batch_size) if self._drawn
-               else global_batch(step, data_seed=cfg.seed.data_seed, batch_size=cfg.batch_size,
-                                 n_samples=corpus.n_samples, train_ids=self._train_ids))
-        mine = rank_slice(ids, self.world.rank, self.world.world_size)
-        batch, mask = training_batch(corpus, mine, session.device, data_seed=cfg.seed.data_seed,
-                                     masked=cfg.masked_at(step))
-        return ids, batch, mask
 
     def record(self, step: int, ids, stats, wall: float) -> None:
         if self.world.is_main:  # the index holds the GLOBAL batch: equal to a 1-process run's

@@ -34,7 +34,8 @@ class Controls:
     stop_after_step: int | None = None
     hold_after_step: int | None = None
     world: World = SINGLE
-    stack: bool = True  # train runs of one shape together (training/stacked.py) where they may
+    stack: bool | None = None  # runs of one shape together (training/stacked.py): True, False,
+    # or None: where it was measured to help
 
     @property
     def shows_progress(self) -> bool:

@@ -32,7 +32,7 @@ from training.loop import (
     run_id_of,
     train_steps,
 )
-from training.run_steps import RunSteps, stop_step
+from training.run_steps import RunSteps, StepBatches, stop_step
 from training.session import Controls, Plan, Session
 from zoo import environment
 from zoo.config.run_config import RunConfig
@@ -42,12 +42,16 @@ from zoo.store.store import Store
 from zoo_common.errors import ZooError
 from zoo_common.progress import progress as progress_bar
 
+# where stacking was measured faster than one run at a time on this project's CPUs (the
+# superposition model: 0.47x for its 45-run family; transformers: 0.94-1.23x, RESULTS.md)
+STACKED_BY_DEFAULT = frozenset({"superposition"})
 STEP_FUNCTION = "zoo.engine.stacked_step (torch.func.vmap over the members; bit-identical to one run's step)"
 
 
 def why_not_stacked(cfg: RunConfig, controls: Controls) -> str | None:
-    """Why a run trains alone even where stacking is on; None when it may stack."""
-    if not controls.stack:
+    """Why a run trains alone; None when it stacks. `controls.stack`: True (--stack), False
+    (--no-stack) or None (the default: stack where it was measured to help)."""
+    if controls.stack is False:
         return "--no-stack"
     if controls.world.distributed:
         return "several processes (--nproc): a stack runs in one process"
@@ -57,6 +61,9 @@ def why_not_stacked(cfg: RunConfig, controls: Controls) -> str | None:
         return "world-size-invariant numerics (micro_batch_size) take their own gradient path"
     if cfg.precision != "fp32":
         return f"precision {cfg.precision}: stacking is checked in fp32 only"
+    if controls.stack is None and cfg.architecture not in STACKED_BY_DEFAULT:
+        return ("a transformer's step here is mostly arithmetic, which stacking does not shorten "
+                "(benchmarks/RESULTS.md); --stack stacks it anyway, with the same bits")
     return None
 
 
@@ -121,13 +128,25 @@ def train_stack(cfgs: list[RunConfig], *, store: Store, corpus, controls: Contro
                 return None
             common = _align(sessions, states, streams)
             members = sorted(states)
-            environment.apply(controls.device, threads=threads.pop())
-            stats = _train_together([sessions[k] for k in members], [states[k] for k in members],
-                                    [streams[k] for k in members], label=label)
+            threads_used = threads.pop()
+            environment.apply(controls.device, threads=threads_used)
+            try:
+                stats = _train_together([sessions[k] for k in members],
+                                        [states[k] for k in members],
+                                        [streams[k] for k in members], label=label)
+            except NotExact as exc:
+                print(f"not stacked: {label}: a stacked step's {exc} would differ from a run "
+                      f"alone here (shapes x {threads_used} threads); training one at a time",
+                      file=sys.stderr)
+                return None
             for k, (last, loss) in zip(members, stats):
                 outcomes[k] = RunOutcome(sessions[k].run.run_id, "resumed" if common else "trained",
                                          common, last, loss, time.perf_counter() - started)
     return [outcomes[k] for k in range(len(cfgs))]
+
+
+class NotExact(Exception):
+    """A stacked step would not give the bits of the runs alone (says which tensor differs)."""
 
 
 def _align(sessions, states, streams) -> int:
@@ -149,9 +168,15 @@ def _align(sessions, states, streams) -> int:
 def _train_together(sessions: list[Session], states, streams, *, label: str):
     """The stacked loop: every member's batch, one stacked update, every member's writes."""
     controls, plan = sessions[0].controls, sessions[0].plan
-    stacked = StackedStep(states)
-    first = stacked.step
+    first = states[0].step
     end = stop_step(sessions[0])
+    if first < end:  # the kernels depend on shapes and threads, not values: one step tells
+        drawn = [StepBatches(session)(first + 1) for session in sessions]
+        differs = StackedStep.differs_from_alone(states, [batch for _, batch, _ in drawn],
+                                                 [mask for _, _, mask in drawn])
+        if differs:
+            raise NotExact(differs)
+    stacked = StackedStep(states)
     note = {"step_function": STEP_FUNCTION,
             "members": [session.run.run_id.key for session in sessions]}
     recorders = []

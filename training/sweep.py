@@ -40,7 +40,7 @@ def select_runs(family: FamilyConfig, only: list[str] | None) -> list[RunConfig]
 
 
 def plan_commands(manifest: str, *, store_url: str, only: list[str] | None = None,
-                  nproc: int | None = None, stack: bool = True) -> list[str]:
+                  nproc: int | None = None, stack: bool | None = None) -> list[str]:
     """One `zoo train` command per stack of runs (per run with `nproc` > 1, each on that many
     processes, or without `stack`). A manifest file and a local store are named by absolute path:
     a scheduler's job may start in another directory."""
@@ -51,25 +51,27 @@ def plan_commands(manifest: str, *, store_url: str, only: list[str] | None = Non
         manifest = os.path.abspath(manifest)
     if "://" not in store_url:
         store_url = os.path.abspath(store_url)
-    groups = stack_groups(select_runs(family, only), Controls(stack=stack and not several))
+    groups = stack_groups(select_runs(family, only), Controls(stack=False if several else stack))
     return [
         f"zoo train {shlex.quote(manifest)} "
         + " ".join(f"--only {r.size.name}/{r.seed.seed}" for r in members)
         + f" --store {shlex.quote(store_url)}{processes}"
+        + (" --stack" if stack and len(members) > 1 else "")
         for members, _ in groups
     ]
 
 
 def train(manifest: str, *, store: str | os.PathLike | Store | None = None,
           only: list[str] | None = None, device: str = "cpu", threads: int | None = None,
-          progress: bool = True, stack: bool = True) -> list[RunOutcome]:
+          progress: bool = True, stack: bool | None = None) -> list[RunOutcome]:
     """`zoo.train`: train every size x seed of a family (a built-in name like "superposition",
     or a manifest path) into `store` ($ZOO_STORE, else ./zoo-store), one run after another.
 
     Finished runs are skipped and interrupted ones resume from their last keyframe, so calling it
-    again is safe; `only` picks runs as `zoo train --only` does ("2l128" or "2l128/1"). The seeds
-    of a size train together as one stacked computation (same bits as one by one; `stack=False`
-    trains them one by one). Returns one RunOutcome per run (trained, resumed or skipped)."""
+    again is safe; `only` picks runs as `zoo train --only` does ("2l128" or "2l128/1"). `stack`:
+    True trains the seeds of a size together as one stacked computation (the same bits as one by
+    one), False one by one, None (default) stacks where it was measured faster (the superposition
+    model). Returns one RunOutcome per run (trained, resumed or skipped)."""
     from zoo.environment import check_device
 
     opened = store if isinstance(store, Store) else Store.open(store)

@@ -10,12 +10,13 @@ examples:
   zoo train manifests/tiny.yaml                 every size x seed of the family, with progress
   zoo train tiny --only 2l128/1 --only 1l64     one run, and every seed of one size
   zoo train tiny --plan | xargs -P 2 -I{} sh -c '{}'   independent commands for a scheduler
-  zoo train tiny --no-stack                     each run on its own (same bits, slower)
+  zoo train tiny --stack                        a size's seeds as one computation (same bits)
   zoo train tiny --only 2l128/1 --nproc 2       one run on 2 processes (DDP via torchrun)
   torchrun --nproc-per-node 2 -m training tiny --only 2l128/1    the same, launched by hand
 
-The seeds of a size (and sizes of the same shape) train together as one stacked computation,
-each run stored exactly as if trained alone: same bits (tests check it), one process.
+With --stack, the seeds of a size (and sizes of the same shape) train together as one stacked
+computation, each run stored exactly as if trained alone (same bits; checked on the first step).
+By default only the superposition family stacks: on CPU, transformers train as fast one by one.
 A run that was interrupted resumes from its last keyframe; a finished run is skipped; a run
 whose manifest changed is refused with the names of the changed fields. A run resumes on the
 number of processes it was trained on (any number with micro_batch_size in the manifest).
@@ -33,8 +34,8 @@ def register(subparsers) -> None:
     parser.add_argument("--only", action="append", metavar="SIZE[/SEED]",
                         help="train only these runs (repeatable)")
     parser.add_argument("--plan", action="store_true",
-                        help="print one independent command per stack of runs (per run with "
-                             "--no-stack or --nproc) and exit")
+                        help="print one independent command per run (per stack of runs with "
+                             "--stack) and exit")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="CPU threads for a new run (recorded; resume restores the recorded count)")
     parser.add_argument("--device", type=device_name, default="cpu",
@@ -48,9 +49,13 @@ def register(subparsers) -> None:
                              "the last keyframe)")
     parser.add_argument("--hold-after-step", type=positive_int, default=None,
                         help=argparse.SUPPRESS)  # tests: wait after step N for a signal
-    parser.add_argument("--no-stack", action="store_true",
-                        help="train each run on its own instead of a size's seeds together "
-                             "(the bits are the same either way)")
+    stacking = parser.add_mutually_exclusive_group()
+    stacking.add_argument("--stack", dest="stack", action="store_const", const=True, default=None,
+                          help="train the seeds of a size together as one stacked computation "
+                               "(the bits are those of each run alone)")
+    stacking.add_argument("--no-stack", dest="stack", action="store_const", const=False,
+                          help="train every run on its own (the default stacks only the "
+                               "superposition model, where it was measured faster)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(handler=_train)
 

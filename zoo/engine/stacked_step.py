@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 
 import torch
 from torch import nn
@@ -30,6 +31,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from zoo.engine.train_step import StepStats, apply_update, masked_inputs, masked_targets_loss
 from zoo.engine.training_state import TrainingState
+from zoo.models.superposition import ZooSuperpositionModel
 
 
 class StackedStep:
@@ -55,6 +57,29 @@ class StackedStep:
     @property
     def step(self) -> int:
         return self.states[0].step
+
+    @staticmethod
+    def differs_from_alone(states: list[TrainingState], batches: list[torch.Tensor],
+                           masks: list[torch.Tensor | None]) -> str | None:
+        """Whether the next stacked update would differ from the first member's update alone, on
+        copies of the states: None when bit-identical, else the first tensor that differs. The
+        kernels a step runs depend on the shapes and the thread count, not on the values, so one
+        step tells (the training loop asks before its first stacked step)."""
+        stacked = StackedStep([copy.deepcopy(state) for state in states])
+        alone = copy.deepcopy(states[0])
+        with warnings.catch_warnings():  # a copied scheduler no longer sees its optimizer's
+            warnings.filterwarnings("ignore", message=".*optimizer.step.*")  # step counted
+            stacked.update(batches, masks)
+            alone.update(batches[0], loss_mask=masks[0])
+        ours, theirs = stacked.states[0], alone
+        for name, param in theirs.model.named_parameters():
+            if not torch.equal(param, ours.model.get_parameter(name)):
+                return f"weights {name}"
+        for (_, mine), (_, lone) in zip(ours.optimizer.state.items(), theirs.optimizer.state.items()):
+            for key, value in lone.items():
+                if torch.is_tensor(value) and not torch.equal(value, mine[key]):
+                    return f"optimizer {key}"
+        return None
 
     def update(self, batches: list[torch.Tensor],
                masks: list[torch.Tensor | None]) -> list[StepStats]:
@@ -113,15 +138,43 @@ class StackedStep:
 
 
 def _template(model: nn.Module) -> nn.Module:
-    """A copy of `model` to run under vmap, its Linear and LayerNorm layers on the exact paths."""
+    """A copy of `model` to run under vmap, its Linear and LayerNorm layers (and the superposition
+    model's two products) on the exact paths."""
     template = copy.deepcopy(model)
     for module in template.modules():
         if isinstance(module, nn.LayerNorm):
             module.forward = functools.partial(_layer_norm, module)
         elif type(module) is nn.Linear:
             module.forward = functools.partial(_linear, module)
+    if isinstance(template, ZooSuperpositionModel):  # h = W x, x' = ReLU(W^T h + b)
+        template.encode = lambda features: _MemberMatmul.apply(features, template.W.T)
+        template.decode = lambda hidden: torch.relu(_MemberMatmul.apply(hidden, template.W)
+                                                    + template.b)
     template.train()
     return template
+
+
+class _MemberMatmul(torch.autograd.Function):
+    """a @ b, whose vmap rule multiplies member by member: a product with a long contraction and a
+    small result (the superposition model's [5, 1024] x [1024, 20] weight gradient) is split over
+    the threads differently in one batched GEMM than in one run's GEMM."""
+
+    @staticmethod
+    def forward(a, b):
+        return a @ b
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _recomputed_gradients(torch.matmul, ctx.saved_tensors, grad)
+
+    @staticmethod
+    def vmap(info, in_dims, a, b):
+        pairs = zip(_members(a, in_dims[0], info.batch_size), _members(b, in_dims[1], info.batch_size))
+        return torch.stack([x @ y for x, y in pairs]), 0
 
 
 def _linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
