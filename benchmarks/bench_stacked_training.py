@@ -115,17 +115,16 @@ def step_rate(store: Path, family: str, size: str) -> float:
     return members * config["batch_size"] * config["data"]["seq_len"] / wall
 
 
-def amount_trained(manifest: Path) -> tuple[int, int, str]:
-    """(runs, tokens or samples trained over all runs, unit)."""
-    from zoo.config.manifest import load_manifest
-
-    runs = load_manifest(manifest).runs()
-    drawn = any(cfg.data.source.startswith("builtin:sparse_features") for cfg in runs)
-    total = 0
-    for cfg in runs:
-        per_step = cfg.batch_size if isinstance(cfg.batch_size, int) else 0
-        total += cfg.steps * per_step * (1 if drawn else cfg.data.seq_len)
-    return len(runs), total, "samples" if drawn else "tokens"
+def amount_trained(store: Path) -> tuple[int, int, str]:
+    """(runs, tokens or samples trained over all runs, unit), from the runs' own records (a full
+    batch is recorded as the number it meant)."""
+    runs, total, drawn = 0, 0, False
+    for record in sorted((store / "runs").glob("*/*/seed-*/run.json")):
+        config = json.loads(record.read_text())["config"]
+        drawn = "sparse_features" in json.dumps(config["data"])
+        runs += 1
+        total += config["steps"] * config["batch_size"] * (1 if drawn else config["data"]["seq_len"])
+    return runs, total, "samples" if drawn else "tokens"
 
 
 def nanogpt_style_rate(*, layers: int, width: int, heads: int, vocab: int, context: int,
@@ -208,7 +207,7 @@ def main() -> None:
             for size in REFERENCE_SIZES.get(family, ()):
                 step_rates[f"{family}-{size}"] = (step_rate(folder / "alone", family, size),
                                                   step_rate(folder / "stacked", family, size))
-            runs, amount, unit = amount_trained(manifest)
+            runs, amount, unit = amount_trained(folder / "alone")
             (alone_s, alone_mb), (stacked_s, stacked_mb) = measured[False], measured[True]
             rows.append((family, runs, args.steps, f"{alone_s:.1f}", f"{stacked_s:.1f}",
                          f"{stacked_s / alone_s:.2f}x", f"{alone_mb} / {stacked_mb}",
