@@ -246,3 +246,17 @@ def test_the_superposition_family_shape_stacks_exactly_with_2_threads(tmp_path):
         run = stacked.run(RunId("spexact", "n20m5", seed))
         assert "stacked" in run.keyframe_manifest(12)["extra"]["environment"]
         assert _stored(stacked, run.run_id) == _stored(alone, run.run_id)
+
+
+def test_a_null_branch_of_a_stacked_run_is_its_parent_bit_for_bit(family):
+    """A branch of a stacked run starts from its stored or replayed step and trains alone."""
+    from training.branching import branch
+
+    _, stacked, _ = family
+    parent = RunId("micro", "b", 2)
+    outcome = branch("micro-b", seed=2, from_step=5, label="null", store=stacked, progress=False)
+    assert (outcome.status, outcome.last_step) == ("trained", 24)
+    child = stacked.run(parent.with_branch("null"))
+    for step in child.checkpoint_steps()[1:]:
+        assert child.checkpoint_manifest(step)["tensors"] == \
+            stacked.run(parent).checkpoint_manifest(step)["tensors"], step
