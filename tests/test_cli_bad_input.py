@@ -52,6 +52,13 @@ def test_nproc_that_does_not_split_the_batch_is_refused_before_launching(tmp_pat
     assert not (tmp_path / "s").exists()
 
 
+def test_stack_with_several_processes_is_refused_in_one_line(tmp_path, capsys):
+    manifest = write_manifest(tmp_path)
+    assert main(["train", manifest, "--stack", "--nproc", "2", "--store", str(tmp_path / "s")]) == 2
+    assert "--stack trains several runs in one process, --nproc 2" in _error(capsys)
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) >= 8, reason="needs a machine with fewer than 8 cores")
 def test_more_cpu_processes_than_cores_is_refused(tmp_path, capsys):
     manifest = write_manifest(tmp_path)

@@ -20,6 +20,9 @@ from zoo.store.store import resolve_store_url
 def train_command(args) -> int:
     """`zoo train` with its parsed arguments (zoo/cli/train.py parses them)."""
     store_url = resolve_store_url(args.store)
+    if args.stack and args.nproc is not None and args.nproc > 1:
+        raise ArgumentError(f"--stack trains several runs in one process, --nproc {args.nproc} one "
+                            f"run over {args.nproc} processes: use one or the other")
     if args.plan:
         if args.nproc is not None and args.nproc > 1:
             _check_nproc(args, here=False)
