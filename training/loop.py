@@ -1,10 +1,10 @@
 """The training loop: one run (a size x seed of a family) from step 0, or from its last keyframe.
 
-What it owns: seeding every stream from the run's seeds, feeding step s the global batch s-1 of
-the data order, and writing what a researcher needs afterwards — checkpoints on the family's
-schedule, keyframes to resume or replay from, the per-step data index and per-step metrics — into
-the store through its API. What it does not own: the update itself (zoo.engine.train_step and the training state, shared with
-replay) and the formats (zoo.store, data_index).
+What it owns: opening a run (fresh, resumed, or finished), seeding every stream from the run's
+seeds, and the loop over its steps, with interruption and progress. What it does not own: the
+update itself (zoo.engine.train_step and the training state, shared with replay), what a run
+writes around each step (training/run_steps.py, shared with stacks of runs: training/stacked.py)
+and the formats (zoo.store, data_index).
 
 Resume contract: a killed run restarts from its last keyframe; steps recorded after it are dropped
 and recomputed, and end bit-identical to an uninterrupted run (same environment fingerprint).
