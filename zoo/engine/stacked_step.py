@@ -1,19 +1,24 @@
 """Several runs of one shape updated as one computation, each exactly as if it were alone.
 
-Why: a small model's step is mostly per-operation overhead, so K seeds of one size cost nearly K
-times one seed when trained one after another. Here the K members' weights are stacked along a
-leading dimension (`torch.func.stack_module_state`) and the forward and backward passes run once
-for all of them (`torch.func.vmap` over `functional_call` of the model's own class). What is
-per member stays per member: its batch, its loss, its gradient clipping (its own global norm),
-its AdamW state and LR schedule, which run through `apply_update`, the tail of one run's step.
+Why: where a step is mostly per-operation overhead (the superposition model: a 20 x 5 matrix,
+batches of 1,024), K runs one after another cost nearly K times one; stacked, the K members'
+weights lie along a leading dimension (`torch.func.stack_module_state`) and one forward and
+backward pass (`torch.func.vmap` over `functional_call` of the model's own class) serves them all.
+(A transformer step at the zoo's sizes on CPU is mostly arithmetic, which this does not shorten:
+benchmarks/RESULTS.md.) What is per member stays per member: its batch, its loss, its gradient
+clipping (its own global norm), its AdamW state and LR schedule, through `apply_update`, the tail
+of one run's step.
 
 Exactness: every member's loss, gradients and update are bit-identical to the same run's step
-alone (tests/test_stacked_training.py checks whole runs). One batching rule needed replacing for
-that: vmap's rule for LayerNorm's backward computes the weight and bias gradients by a
-decomposition with another summation order than the native kernel. `_MemberLayerNorm` runs the
-native kernel once per member instead. Everything else (matmuls, attention and its softmax and
-masks, GELU, SoLU, RMSNorm, rotary positions, embeddings, the loss) batches bit-identically on this
-CPU at the thread counts tested; `check_identity` says where that does not hold.
+alone (tests/test_stacked_training.py checks whole runs). Three of vmap's batched kernels round or
+split differently from one run's, and are replaced here by autograd.Functions with vmap rules:
+LayerNorm's weight and bias gradients (vmap's rule sums by a decomposition; `_MemberLayerNorm`
+runs the native kernel per member), a Linear's bias (vmap adds it after the product;
+`_MemberLinear` adds it inside one `baddbmm`, as one run's `addmm` does), and the superposition
+model's products (with 2 threads one batched GEMM splits a long contraction over the threads
+otherwise; `_MemberMatmul` multiplies member by member). Which kernel runs depends on shapes and
+the thread count, not values: `differs_from_alone` checks one step on copies, and the training
+loop trains the runs one at a time where it finds a difference.
 
 Members' parameters alias their slice of the stacked tensors, so each member's model, optimizer
 and scheduler are the very objects one run would have: the training loop writes checkpoints and
