@@ -43,7 +43,7 @@ from zoo_common.errors import ZooError
 from zoo_common.progress import progress as progress_bar
 
 # where stacking was measured faster than one run at a time on this project's CPUs (the
-# superposition model: 0.47x for its 45-run family; transformers: 0.94-1.23x, RESULTS.md)
+# superposition model: 0.61x for its 45-run family; transformers: 0.94-1.23x, RESULTS.md)
 STACKED_BY_DEFAULT = frozenset({"superposition"})
 STEP_FUNCTION = "zoo.engine.stacked_step (torch.func.vmap over the members; bit-identical to one run's step)"
 
@@ -62,8 +62,8 @@ def why_not_stacked(cfg: RunConfig, controls: Controls) -> str | None:
     if cfg.precision != "fp32":
         return f"precision {cfg.precision}: stacking is checked in fp32 only"
     if controls.stack is None and cfg.architecture not in STACKED_BY_DEFAULT:
-        return ("a transformer's step here is mostly arithmetic, which stacking does not shorten "
-                "(benchmarks/RESULTS.md); --stack stacks it anyway, with the same bits")
+        return ("on CPU a transformer trains as fast one run at a time, benchmarks/RESULTS.md; "
+                "--stack stacks it, same bits")
     return None
 
 
@@ -93,8 +93,8 @@ def _shape_key(cfg: RunConfig) -> str:
 def train_stack(cfgs: list[RunConfig], *, store: Store, corpus, controls: Controls,
                 label: str) -> list[RunOutcome] | None:
     """Train `cfgs` (one stack) together; one RunOutcome per run, in order. None when the runs
-    cannot be stacked as they stand (their recorded thread counts differ): the caller then trains
-    them one by one, which gives the same bits."""
+    cannot be stacked as they stand (their recorded thread counts differ, or the first-step check
+    finds a stacked step that would differ): the caller then trains them one by one."""
     started = time.perf_counter()
     owner = f"{socket.gethostname()}:{os.getpid()}"
     outcomes: dict[int, RunOutcome] = {}
@@ -231,15 +231,15 @@ def describe(groups) -> str:
     """What trains together and what alone (with why), for the plan and the progress output."""
     lines, alone = [], {}
     for members, reason in groups:
-        runs = " + ".join(sorted({cfg.model_name for cfg in members})) + " seed " + ",".join(
-            str(cfg.seed.seed) for cfg in members)
         if len(members) > 1:
+            runs = " + ".join(sorted({cfg.model_name for cfg in members})) + " seed " + ",".join(
+                str(cfg.seed.seed) for cfg in members)
             lines.append(f"stacked: {runs} ({len(members)} runs as one computation)")
-        elif reason:
-            alone.setdefault(reason, []).append(runs)
-    for reason, runs in alone.items():
-        if reason != "--no-stack":
-            lines.append(f"not stacked ({reason}): {'; '.join(runs)}")
+        elif reason and reason != "--no-stack":
+            alone.setdefault(reason, []).append(members[0].model_name)
+    for reason, names in alone.items():  # one line per reason: "tiny-1l64 (3 runs), ..."
+        counted = ", ".join(f"{name} ({names.count(name)} runs)" for name in dict.fromkeys(names))
+        lines.append(f"not stacked ({reason}): {counted}")
     return "\n".join(lines)
 
 
